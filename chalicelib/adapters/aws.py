@@ -1,0 +1,66 @@
+"""Builds boto3 clients: standard retries with backoff, explicit timeouts, one session per container.
+
+Imported lazily by the composition root so that cold start pays for boto3 only when a request
+needs AWS. The endpoint comes from settings (``AWS_ENDPOINT_URL``: moto locally, nothing in AWS).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chalicelib.domain.errors import DependencyUnavailable
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_kms.client import KMSClient
+
+    from chalicelib.settings import Settings
+
+
+class AwsClients:
+    """One boto3 session and its clients, created on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._session = boto3.session.Session(region_name=settings.aws_region)
+        self._config = Config(
+            retries={"mode": "standard", "max_attempts": settings.aws_max_attempts},
+            connect_timeout=settings.aws_connect_timeout_s,
+            read_timeout=settings.aws_read_timeout_s,
+            user_agent_extra="myna-relay",
+        )
+        self._dynamodb: DynamoDBClient | None = None
+        self._kms: KMSClient | None = None
+
+    def _client(self, service: str) -> Any:
+        return self._session.client(
+            service,  # type: ignore[call-overload]  # service is one of the two literals below
+            config=self._config,
+            endpoint_url=self._settings.aws_endpoint_url,
+        )
+
+    @property
+    def dynamodb(self) -> DynamoDBClient:
+        if self._dynamodb is None:
+            self._dynamodb = self._client("dynamodb")
+        return self._dynamodb
+
+    @property
+    def kms(self) -> KMSClient:
+        if self._kms is None:
+            self._kms = self._client("kms")
+        return self._kms
+
+
+def error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def unavailable(service: str, operation: str, exc: ClientError | BotoCoreError) -> DependencyUnavailable:
+    """A failure left after botocore's retries, named without echoing request data."""
+    reason = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+    return DependencyUnavailable(f"{service} {operation} failed: {reason}", check=service)

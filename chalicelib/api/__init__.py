@@ -1,0 +1,15 @@
+"""HTTP adapter: Chalice blueprints that parse, call the domain and serialise. With ``app.py`` and
+``chalicelib/events``, the only code that imports chalice."""
+
+from __future__ import annotations
+
+from chalice.app import Chalice
+
+
+def register(app: Chalice) -> None:
+    from chalicelib.api import health, wellknown
+    from chalicelib.api.middleware import register_middleware
+
+    register_middleware(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(wellknown.bp)

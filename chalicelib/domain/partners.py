@@ -1,0 +1,259 @@
+"""Partner registration documents: what a bank or app is allowed to ask for, and with which keys.
+
+A partner document is written by the operator and validated here, once, with the same rules in the
+operator CLI and in the service. It holds **public** keys only: a JWKS whose signing keys
+authenticate the partner (``private_key_jwt``, DPoP) and whose encryption key receives sealed
+payloads. Anything that could widen what a partner receives (an extra redirect URI, a loose URL, a
+weak or private key) is refused with an error naming the field.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, OKPKey, RSAKey
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from chalicelib.domain.datasets import DATASETS, DERIVED_CLAIMS, DatasetId
+from chalicelib.domain.errors import InvalidPartnerDocument
+
+PARTNER_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{2,63}$"
+PURPOSE_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{1,63}$"
+MAX_URL_LENGTH = 2000
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1"})
+# RFC 7517/7518 members that only a private (or symmetric) key has.
+PRIVATE_JWK_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
+SIGNING_ALGORITHMS = {"ES256": ("EC", "P-256"), "PS256": ("RSA", None), "EdDSA": ("OKP", "Ed25519")}
+ENCRYPTION_ALGORITHMS = {"ECDH-ES+A256KW": ("EC", "P-256")}
+MIN_RSA_BITS = 2048
+
+DisplayText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class LocalizedText(_Frozen):
+    """Text shown to residents: Japanese first (the default language), English for ``?lang=en``."""
+
+    ja: DisplayText
+    en: DisplayText
+
+
+class PublicJwk(_Frozen):
+    """One public key of the partner (RFC 7517), restricted to the algorithms FAPI 2.0 allows."""
+
+    kty: Literal["EC", "RSA", "OKP"]
+    kid: Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
+    use: Literal["sig", "enc"]
+    alg: str
+    crv: str | None = None
+    x: str | None = None
+    y: str | None = None
+    n: str | None = None
+    e: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_private_material(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            leaked = [member for member in PRIVATE_JWK_MEMBERS if member in data]
+            if leaked:
+                raise ValueError(
+                    f"contains private key material ({', '.join(leaked)}); register the public key only"
+                )
+        return data
+
+    @model_validator(mode="after")
+    def _algorithm_fits_key(self) -> PublicJwk:
+        allowed = SIGNING_ALGORITHMS if self.use == "sig" else ENCRYPTION_ALGORITHMS
+        if self.alg not in allowed:
+            raise ValueError(
+                f"alg {self.alg!r} is not allowed for use={self.use!r}; allowed: {', '.join(allowed)}"
+            )
+        kty, crv = allowed[self.alg]
+        if self.kty != kty or (crv is not None and self.crv != crv):
+            raise ValueError(f"alg {self.alg} needs kty={kty}" + (f" and crv={crv}" if crv else ""))
+        try:
+            key = self.to_joserfc()
+        except (JoseError, ValueError, TypeError) as exc:
+            raise ValueError(f"not a valid {self.kty} public key ({type(exc).__name__})") from None
+        if isinstance(key, RSAKey):
+            bits = key.public_key.key_size
+            if bits < MIN_RSA_BITS:
+                raise ValueError(f"RSA key of {bits} bits is too short; at least {MIN_RSA_BITS} bits")
+        return self
+
+    def to_joserfc(self) -> ECKey | RSAKey | OKPKey:
+        data = self.model_dump(exclude_none=True)
+        if self.kty == "EC":
+            return ECKey.import_key(data)
+        if self.kty == "RSA":
+            return RSAKey.import_key(data)
+        return OKPKey.import_key(data)
+
+
+class PartnerJwks(_Frozen):
+    keys: Annotated[tuple[PublicJwk, ...], Field(min_length=1, max_length=10)]
+
+    @model_validator(mode="after")
+    def _one_of_each_and_unique(self) -> PartnerJwks:
+        kids = [key.kid for key in self.keys]
+        duplicates = sorted({kid for kid in kids if kids.count(kid) > 1})
+        if duplicates:
+            raise ValueError(f"kid values must be unique; repeated: {', '.join(duplicates)}")
+        if not any(key.use == "sig" for key in self.keys):
+            raise ValueError("needs at least one signing key (use=sig, alg ES256, PS256 or EdDSA)")
+        if not any(key.use == "enc" for key in self.keys):
+            raise ValueError("needs at least one encryption key (use=enc, alg ECDH-ES+A256KW, P-256)")
+        return self
+
+    def signing_keys(self) -> tuple[PublicJwk, ...]:
+        return tuple(key for key in self.keys if key.use == "sig")
+
+    def encryption_keys(self) -> tuple[PublicJwk, ...]:
+        return tuple(key for key in self.keys if key.use == "enc")
+
+
+class Purpose(_Frozen):
+    """Data minimisation as configuration: one dataset, the fields released, for how long."""
+
+    id: Annotated[str, StringConstraints(pattern=PURPOSE_ID_PATTERN)]
+    titles: LocalizedText
+    dataset: DatasetId
+    fields: Annotated[tuple[str, ...], Field(max_length=50)] = ()
+    derived_claims: dict[str, Annotated[int, Field(ge=0, le=10**12)]] = Field(default_factory=dict)
+    data_life: timedelta
+
+    @field_validator("data_life")
+    @classmethod
+    def _data_life_in_bounds(cls, value: timedelta) -> timedelta:
+        if not timedelta(minutes=1) <= value <= timedelta(hours=24):
+            raise ValueError("must be between 1 minute (PT1M) and 24 hours (PT24H)")
+        return value
+
+    @model_validator(mode="after")
+    def _fields_belong_to_dataset(self) -> Purpose:
+        dataset = DATASETS[self.dataset]
+        unknown = [name for name in self.fields if name not in dataset.field_names]
+        if unknown:
+            raise ValueError(
+                f"fields not in dataset {self.dataset}: {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(dataset.field_names))}"
+            )
+        if len(set(self.fields)) != len(self.fields):
+            raise ValueError("fields must not repeat")
+        for claim in self.derived_claims:
+            info = DERIVED_CLAIMS.get(claim)
+            if info is None or info.dataset != self.dataset:
+                raise ValueError(f"derived claim {claim!r} is not defined for dataset {self.dataset}")
+        if not self.fields and not self.derived_claims:
+            raise ValueError("releases nothing: list at least one field or derived claim")
+        return self
+
+
+def validate_partner_url(value: str, info: ValidationInfo, *, what: str) -> str:
+    """Exact, absolute https URLs; loopback http only where the stage allows it."""
+    if len(value) > MAX_URL_LENGTH:
+        raise ValueError(f"{what} is longer than {MAX_URL_LENGTH} characters")
+    if not value.isascii() or any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        raise ValueError(f"{what} must be printable ASCII (register internationalised hosts in punycode)")
+    parts = urlsplit(value)
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"{what} must not carry user information")
+    if parts.fragment or "#" in value:
+        raise ValueError(f"{what} must not contain a fragment (RFC 6749 section 3.1.2)")
+    host = parts.hostname or ""
+    if not host or "*" in value:
+        raise ValueError(f"{what} needs an exact host (no wildcards)")
+    try:
+        parts.port  # noqa: B018  # raises on a malformed port
+    except ValueError:
+        raise ValueError(f"{what} has an invalid port") from None
+    allow_loopback = bool(info.context and info.context.get("allow_loopback"))
+    if parts.scheme == "https":
+        return value
+    if parts.scheme == "http" and host in LOOPBACK_HOSTS:
+        if allow_loopback:
+            return value
+        raise ValueError(f"{what} on http://{host} is allowed only in the local and test stages")
+    raise ValueError(f"{what} must use https")
+
+
+class Partner(_Frozen):
+    """A registered partner (an OAuth confidential client of this service)."""
+
+    id: Annotated[str, StringConstraints(pattern=PARTNER_ID_PATTERN)]
+    names: LocalizedText
+    redirect_uris: Annotated[tuple[str, ...], Field(min_length=1, max_length=10)]
+    jwks: PartnerJwks
+    purposes: Annotated[tuple[Purpose, ...], Field(min_length=1, max_length=20)]
+    webhook_url: str | None = None
+    enabled: bool = True
+
+    @field_validator("redirect_uris")
+    @classmethod
+    def _redirect_uris_exact(cls, values: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        for value in values:
+            validate_partner_url(value, info, what="redirect URI")
+        if len(set(values)) != len(values):
+            raise ValueError("redirect URIs must not repeat")
+        return values
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_https(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else validate_partner_url(value, info, what="webhook URL")
+
+    @model_validator(mode="after")
+    def _purpose_ids_unique(self) -> Partner:
+        ids = [purpose.id for purpose in self.purposes]
+        if len(set(ids)) != len(ids):
+            raise ValueError("purpose ids must be unique")
+        return self
+
+    def purpose(self, purpose_id: str) -> Purpose | None:
+        return next((p for p in self.purposes if p.id == purpose_id), None)
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "(document)"
+
+
+def describe_validation_error(exc: ValidationError, *, prefix: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """One line per failure, each naming the field: ``jwks.keys[1].alg: ...``."""
+    lines = []
+    for error in exc.errors(include_url=False, include_input=False):
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"{_location((*prefix, *error['loc']))}: {message}")
+    return tuple(lines)
+
+
+def invalid_document(exc: ValidationError, *, prefix: tuple[str, ...] = ()) -> InvalidPartnerDocument:
+    """``InvalidPartnerDocument`` listing every failed field; ``check`` is the first."""
+    errors = describe_validation_error(exc, prefix=prefix)
+    return InvalidPartnerDocument("; ".join(errors), check=errors[0].split(":", 1)[0], errors=errors)
+
+
+def parse_partner_document(data: Any, *, allow_loopback: bool) -> Partner:
+    """Validate a partner document; raise ``InvalidPartnerDocument`` listing every failed field."""
+    try:
+        return Partner.model_validate(data, context={"allow_loopback": allow_loopback})
+    except ValidationError as exc:
+        raise invalid_document(exc) from None

@@ -1,0 +1,86 @@
+"""The partner registry: register, inspect, disable and re-key partners.
+
+Shared by the operator CLI and the service so that a document is judged by one set of rules.
+Changes are optimistic: each write is conditional on the version read, so two operators editing
+one partner never silently overwrite each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from chalicelib.domain.errors import PartnerDisabled
+from chalicelib.domain.partners import Partner, PartnerJwks, invalid_document, parse_partner_document
+from chalicelib.domain.ports import Clock, PartnerRecord, PartnerStore
+
+
+@dataclass(frozen=True)
+class KeyRotation:
+    partner: Partner
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    kept: tuple[str, ...]
+
+
+class PartnerRegistry:
+    def __init__(self, store: PartnerStore, clock: Clock, *, allow_loopback: bool) -> None:
+        self._store = store
+        self._clock = clock
+        self._allow_loopback = allow_loopback
+
+    def parse(self, document: Any) -> Partner:
+        return parse_partner_document(document, allow_loopback=self._allow_loopback)
+
+    def register(self, document: Any) -> Partner:
+        """Register a new partner; an existing id is refused (``PartnerAlreadyRegistered``)."""
+        partner = self.parse(document)
+        self._store.create(partner, now=self._clock.now())
+        return partner
+
+    def update(self, document: Any) -> Partner:
+        """Replace an existing partner's whole document (``PartnerNotFound`` if there is none)."""
+        partner = self.parse(document)
+        current = self._store.get(partner.id)
+        self._store.replace(partner, expected_version=current.version, now=self._clock.now())
+        return partner
+
+    def get(self, partner_id: str) -> PartnerRecord:
+        return self._store.get(partner_id)
+
+    def get_enabled(self, partner_id: str) -> Partner:
+        """The partner, refusing a disabled one: used on every partner-facing request."""
+        partner = self._store.get(partner_id).partner
+        if not partner.enabled:
+            raise PartnerDisabled(f"partner {partner_id} is disabled", check="client_id")
+        return partner
+
+    def list(self) -> list[PartnerRecord]:
+        return sorted(self._store.list(), key=lambda record: record.partner.id)
+
+    def set_enabled(self, partner_id: str, *, enabled: bool) -> Partner:
+        current = self._store.get(partner_id)
+        partner = current.partner.model_copy(update={"enabled": enabled})
+        if partner != current.partner:
+            self._store.replace(partner, expected_version=current.version, now=self._clock.now())
+        return partner
+
+    def rotate_keys(self, partner_id: str, jwks_document: Any) -> KeyRotation:
+        """Replace the partner's JWKS with a new one, validated by the same rules as registration."""
+        try:
+            jwks = PartnerJwks.model_validate(jwks_document)
+        except ValidationError as exc:
+            raise invalid_document(exc, prefix=("jwks",)) from None
+        current = self._store.get(partner_id)
+        partner = current.partner.model_copy(update={"jwks": jwks})
+        self._store.replace(partner, expected_version=current.version, now=self._clock.now())
+        old = {key.kid for key in current.partner.jwks.keys}
+        new = {key.kid for key in jwks.keys}
+        return KeyRotation(
+            partner=partner,
+            added=tuple(sorted(new - old)),
+            removed=tuple(sorted(old - new)),
+            kept=tuple(sorted(old & new)),
+        )

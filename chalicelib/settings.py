@@ -1,0 +1,89 @@
+"""Service settings, read from the environment lazily.
+
+Never read at import time: Chalice's test client sets a stage's environment only while a request
+runs, and cold start should not pay for it. ``get_settings()`` caches one instance per container;
+tests call ``get_settings.cache_clear()``.
+
+Guards: ``dev``/``prod`` refuse any ``AWS_ENDPOINT_URL*`` override (botocore would otherwise send
+every call, credentials included, wherever that variable points), and ``local`` refuses to start
+without one (it must never reach a real account).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import AliasChoices, Field, HttpUrl, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Stage = Literal["local", "test", "dev", "prod"]
+DEPLOYED_STAGES: frozenset[str] = frozenset({"dev", "prod"})
+LOOPBACK_STAGES: frozenset[str] = frozenset({"local", "test"})
+
+
+class SettingsError(ValueError):
+    """The environment does not describe a runnable service."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RELAY_", frozen=True, extra="ignore")
+
+    stage: Stage
+    issuer: HttpUrl = Field(description="Our OAuth issuer identifier (RFC 8414); the public base URL.")
+
+    aws_region: str = Field(
+        default="ap-northeast-1",
+        validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"),
+    )
+    aws_endpoint_url: str | None = Field(default=None, validation_alias="AWS_ENDPOINT_URL")
+
+    state_table: str
+    partners_table: str
+    audit_table: str
+    signing_key_id: str = Field(description="KMS key id or alias of the current ES256 signing key.")
+    previous_signing_key_ids: tuple[str, ...] = Field(
+        default=(),
+        description="Keys still published in the JWKS after a rotation, until their tokens expire.",
+    )
+    data_key_id: str
+    pseudonym_key_id: str
+
+    aws_connect_timeout_s: float = Field(default=2.0, gt=0, le=10)
+    aws_read_timeout_s: float = Field(default=5.0, gt=0, le=30)
+    aws_max_attempts: int = Field(default=3, ge=1, le=10)
+
+    @field_validator("aws_endpoint_url")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+    @model_validator(mode="after")
+    def _endpoint_matches_stage(self) -> Settings:
+        overrides = sorted(
+            name for name, value in os.environ.items() if name.startswith("AWS_ENDPOINT_URL") and value
+        )
+        if self.stage in DEPLOYED_STAGES and (overrides or self.aws_endpoint_url):
+            raise ValueError(
+                f"stage {self.stage!r} must reach real AWS endpoints; remove {', '.join(overrides)}"
+            )
+        if self.stage == "local" and not self.aws_endpoint_url:
+            raise ValueError(
+                "stage 'local' needs AWS_ENDPOINT_URL (the embedded moto server started by make run)"
+            )
+        return self
+
+    @property
+    def allows_loopback_urls(self) -> bool:
+        """``http://localhost``/``127.0.0.1`` partner URLs are acceptable only off AWS."""
+        return self.stage in LOOPBACK_STAGES
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this container, validated once."""
+    try:
+        return Settings()  # type: ignore[call-arg]  # every required field comes from the environment
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from exc

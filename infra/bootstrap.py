@@ -1,0 +1,84 @@
+"""Create the tables and keys of ``infra.resources`` in an AWS endpoint, idempotently.
+
+Used against moto only (the local stack and tests). Real accounts get the same resources from the
+deployment template. KMS keys are created through the API, never through moto's CloudFormation,
+which drops KeySpec/KeyUsage and TTL.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from infra.resources import KEYS, TABLES, KmsKeySpec, TableSpec, stage_environment
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_kms.client import KMSClient
+
+
+def ensure_resources(stage: str, dynamodb: DynamoDBClient, kms: KMSClient) -> dict[str, str]:
+    """Create whatever is missing and return the environment that names the resources."""
+    existing = set(dynamodb.list_tables()["TableNames"])
+    for table in TABLES:
+        if table.physical_name(stage) not in existing:
+            _create_table(dynamodb, table, stage)
+    aliases = {alias["AliasName"] for alias in kms.list_aliases()["Aliases"]}
+    for key in KEYS:
+        if key.alias(stage) not in aliases:
+            _create_key(kms, key, stage)
+    return stage_environment(stage)
+
+
+def _create_table(dynamodb: DynamoDBClient, table: TableSpec, stage: str) -> None:
+    name = table.physical_name(stage)
+    key_schema: list[Any] = [{"AttributeName": table.keys.partition_key, "KeyType": "HASH"}]
+    if table.keys.sort_key:
+        key_schema.append({"AttributeName": table.keys.sort_key, "KeyType": "RANGE"})
+    params: dict[str, Any] = {
+        "TableName": name,
+        "KeySchema": key_schema,
+        "AttributeDefinitions": [
+            {"AttributeName": attr, "AttributeType": kind} for attr, kind in table.attributes.items()
+        ],
+        "BillingMode": "PAY_PER_REQUEST",
+        "DeletionProtectionEnabled": table.deletion_protection,
+    }
+    if table.indexes:
+        params["GlobalSecondaryIndexes"] = [
+            {
+                "IndexName": index.name,
+                "KeySchema": [
+                    {"AttributeName": index.keys.partition_key, "KeyType": "HASH"},
+                    *(
+                        [{"AttributeName": index.keys.sort_key, "KeyType": "RANGE"}]
+                        if index.keys.sort_key
+                        else []
+                    ),
+                ],
+                "Projection": {"ProjectionType": index.projection},
+            }
+            for index in table.indexes
+        ]
+    dynamodb.create_table(**params)
+    dynamodb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+    if table.ttl_attribute:
+        # moto stores the setting but never expires items: expiry is enforced in code everywhere.
+        dynamodb.update_time_to_live(
+            TableName=name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute},
+        )
+    if table.point_in_time_recovery:
+        dynamodb.update_continuous_backups(
+            TableName=name,
+            PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
+        )
+
+
+def _create_key(kms: KMSClient, key: KmsKeySpec, stage: str) -> None:
+    created = kms.create_key(
+        KeySpec=key.key_spec,
+        KeyUsage=key.key_usage,
+        Description=f"{key.logical_name} ({stage}): {key.purpose}",
+        Tags=[{"TagKey": "app", "TagValue": "myna-relay"}, {"TagKey": "stage", "TagValue": stage}],
+    )
+    kms.create_alias(AliasName=key.alias(stage), TargetKeyId=created["KeyMetadata"]["KeyId"])

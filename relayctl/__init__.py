@@ -1,0 +1,1 @@
+"""Operator CLI (``python -m relayctl``). Lives outside ``chalicelib/``: never shipped to Lambda."""

@@ -1,0 +1,99 @@
+"""Which AWS the CLI talks to: the stack started by ``make run`` (``--local``), or the account and
+stage the environment points at. Table names always come from ``infra.resources``."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from infra.resources import PARTNERS_TABLE, STAGES
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+LOCAL_DIR_ENV = "MYNA_RELAY_LOCAL_DIR"
+STACK_FILE = "stack.json"
+
+
+class TargetError(RuntimeError):
+    """The CLI cannot tell or reach which AWS to talk to."""
+
+
+@dataclass(frozen=True)
+class Target:
+    stage: str
+    region: str
+    endpoint_url: str | None
+    local_credentials: bool
+
+    @property
+    def partners_table(self) -> str:
+        return PARTNERS_TABLE.physical_name(self.stage)
+
+    @property
+    def allows_loopback(self) -> bool:
+        return self.stage in ("local", "test")
+
+    def dynamodb(self) -> DynamoDBClient:
+        import boto3
+        from botocore.config import Config
+
+        if self.local_credentials:  # moto accepts any credentials; never the operator's real ones
+            session = boto3.session.Session(
+                region_name=self.region, aws_access_key_id="testing", aws_secret_access_key="testing"
+            )
+        else:
+            session = boto3.session.Session(region_name=self.region)
+        return session.client(
+            "dynamodb",
+            endpoint_url=self.endpoint_url,
+            config=Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5),
+        )
+
+
+def local_dir(override: str | None = None) -> Path:
+    return Path(override or os.environ.get(LOCAL_DIR_ENV) or REPO_ROOT / ".local")
+
+
+def local_target(state_dir: str | None = None) -> Target:
+    """The stack recorded by the launcher, after checking that it still answers."""
+    path = local_dir(state_dir) / STACK_FILE
+    try:
+        stack = json.loads(path.read_text(encoding="utf-8"))
+        endpoint = str(stack["aws_endpoint_url"])
+        region = str(stack["region"])
+    except FileNotFoundError:
+        raise TargetError(
+            f"no local stack is running ({path} not found); start one with `make run`"
+        ) from None
+    except (ValueError, KeyError, TypeError):
+        raise TargetError(f"{path} is unreadable; restart the local stack with `make run`") from None
+    parts = urlsplit(endpoint)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80), timeout=1.0):
+            pass
+    except OSError:
+        raise TargetError(
+            f"the local stack recorded in {path} does not answer at {endpoint}; start it with `make run`"
+        ) from None
+    return Target(stage="local", region=region, endpoint_url=endpoint, local_credentials=True)
+
+
+def environment_target(stage: str | None) -> Target:
+    """Real AWS (or whatever AWS_ENDPOINT_URL says) for a named stage."""
+    stage = stage or os.environ.get("RELAY_STAGE")
+    if not stage:
+        raise TargetError("say which stage to manage: --stage dev|prod (or RELAY_STAGE), or --local")
+    if stage not in STAGES:
+        raise TargetError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") or None
+    if stage in ("dev", "prod") and endpoint:
+        raise TargetError(f"stage {stage!r} must reach real AWS; unset AWS_ENDPOINT_URL")
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "ap-northeast-1"
+    return Target(stage=stage, region=region, endpoint_url=endpoint, local_credentials=False)

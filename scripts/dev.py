@@ -1,0 +1,246 @@
+"""The local launcher behind ``make run``: embedded AWS, resources, demo partners, ``chalice local``.
+
+Design (see shared/reference/chalice-moto-powertools-notes.md, section 5.1): the moto server runs
+*in this process*, so Chalice's autoreload (which restarts only its own worker) never loses data.
+Tables and keys come from ``infra.resources``; demo partners from ``local/partners/``. The stack is
+recorded in ``.local/stack.json`` for ``python -m relayctl --local``. Ctrl-C (or SIGTERM) stops
+everything and removes the record. Never used in AWS: ``scripts/`` is not shipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEMO_PARTNERS_DIR = REPO_ROOT / "local" / "partners"
+REGION = "ap-northeast-1"
+STAGE = "local"
+
+
+class LaunchError(RuntimeError):
+    """The stack cannot start; the message says what to do."""
+
+
+class _Stop(Exception):  # control flow for SIGTERM, like KeyboardInterrupt
+    pass
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="make run", description="Start myna-relay locally.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000, help="relay API port (default 8000)")
+    parser.add_argument("--moto-port", type=int, default=8010, help="embedded AWS port (default 8010)")
+    parser.add_argument(
+        "--state-dir", default=os.environ.get("MYNA_RELAY_LOCAL_DIR", str(REPO_ROOT / ".local"))
+    )
+    parser.add_argument("--no-autoreload", action="store_true", help="do not restart on code changes")
+    return parser.parse_args(argv)
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def check_not_running(stack_file: Path) -> None:
+    try:
+        recorded = json.loads(stack_file.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return
+    pid = recorded.get("pid")
+    if isinstance(pid, int) and pid != os.getpid() and pid_alive(pid):
+        raise LaunchError(
+            f"a local stack is already running (pid {pid}, {stack_file}); stop it with Ctrl-C first"
+        )
+
+
+def aws_environment(endpoint: str) -> dict[str, str]:
+    env = {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+    }
+    return env
+
+
+def bootstrap(endpoint: str) -> dict[str, str]:
+    """Create tables and keys from infra/ and register the demo partners."""
+    import boto3
+
+    from chalicelib.adapters.dynamodb_partners import DynamoPartnerStore
+    from chalicelib.domain.clock import SystemClock
+    from chalicelib.domain.registry import PartnerRegistry
+    from infra.bootstrap import ensure_resources
+    from infra.resources import PARTNERS_TABLE
+
+    session = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
+    )
+    dynamodb = session.client("dynamodb", endpoint_url=endpoint)
+    env = ensure_resources(STAGE, dynamodb, session.client("kms", endpoint_url=endpoint))
+    store = DynamoPartnerStore(dynamodb, PARTNERS_TABLE.physical_name(STAGE), allow_loopback=True)
+    registry = PartnerRegistry(store, SystemClock(), allow_loopback=True)
+    for document in sorted(DEMO_PARTNERS_DIR.glob("*.partner.json")):
+        partner = registry.register(json.loads(document.read_text(encoding="utf-8")))
+        print(f"  demo partner registered: {partner.id} ({partner.names.en})")
+    return env
+
+
+def wait_for_health(url: str, child: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise LaunchError(f"chalice local exited with status {child.returncode}; see the output above")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:  # noqa: S310  # our own loopback URL
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise LaunchError(f"{url} did not answer within {timeout_s:.0f} s")
+
+
+def stop_child(child: subprocess.Popen[bytes]) -> None:
+    """Stop chalice local and its autoreload worker (its own process group)."""
+    if child.poll() is not None:
+        return
+    try:
+        os.killpg(child.pid, signal.SIGTERM)
+        child.wait(timeout=10)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+
+
+def banner(api: str, endpoint: str, stack_file: Path) -> str:
+    return "\n".join(
+        [
+            "",
+            "myna-relay is running (stage local; all AWS is the embedded moto server).",
+            f"  relay API         {api}",
+            f"  health            {api}/health",
+            f"  JWKS              {api}/.well-known/jwks.json",
+            f"  embedded AWS      {endpoint}  (DynamoDB, KMS)",
+            f"  stack record      {stack_file}",
+            "  operator CLI      .venv/bin/python -m relayctl --local partners list",
+            "Press Ctrl-C to stop everything.",
+            "",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    state_dir = Path(args.state_dir)
+    stack_file = state_dir / "stack.json"
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        raise _Stop
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    server: Any = None
+    child: subprocess.Popen[bytes] | None = None
+    try:
+        check_not_running(stack_file)
+        for name, port in (("relay API", args.port), ("embedded AWS", args.moto_port)):
+            if not port_is_free(args.host, port):
+                raise LaunchError(
+                    f"port {port} ({name}) on {args.host} is in use; free it or pass another port"
+                )
+
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per AWS call is noise here
+
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.moto_port, verbose=False)
+        server.start()
+        endpoint = f"http://127.0.0.1:{args.moto_port}"
+        print(f"embedded AWS (moto) on {endpoint}; creating tables and keys from infra/")
+        env = {**os.environ, **aws_environment(endpoint)}
+        for name in ("AWS_PROFILE", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "AWS_SESSION_TOKEN"):
+            env.pop(name, None)
+        resource_env = bootstrap(endpoint)
+
+        api = f"http://{args.host}:{args.port}"
+        command = [
+            str(Path(sys.executable).parent / "chalice"),
+            "local",
+            "--stage",
+            STAGE,
+            "--host",
+            args.host,
+            "--port",
+            str(args.port),
+        ]
+        if args.no_autoreload:
+            command.append("--no-autoreload")
+        child = subprocess.Popen(command, cwd=REPO_ROOT, env={**env, **resource_env}, start_new_session=True)
+        wait_for_health(f"{api}/health", child)
+
+        state_dir.mkdir(parents=True, exist_ok=True)
+        record = {
+            "pid": os.getpid(),
+            "stage": STAGE,
+            "region": REGION,
+            "aws_endpoint_url": endpoint,
+            "api_url": api,
+            "environment": resource_env,
+        }
+        stack_file.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        print(banner(api, endpoint, stack_file), flush=True)
+        status = child.wait()
+        print(f"chalice local exited with status {status}", file=sys.stderr)
+        return status or 1
+    except (KeyboardInterrupt, _Stop):
+        print("\nstopping myna-relay", flush=True)
+        return 0
+    except LaunchError as exc:
+        print(f"make run: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if child is not None:
+            stop_child(child)
+        if server is not None:
+            server.stop()
+        try:
+            if json.loads(stack_file.read_text(encoding="utf-8")).get("pid") == os.getpid():
+                stack_file.unlink()
+        except (FileNotFoundError, ValueError):
+            pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Every response: interaction id, security headers, problem documents; /health answers."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from typing import Any
+
+import pytest
+
+from app import app
+from chalicelib import container
+from chalicelib.telemetry import logger
+
+
+def test_health_answers_with_the_stage(client: Any) -> None:
+    response = client.http.get("/health")
+    assert response.status_code == 200
+    assert json.loads(response.body) == {"status": "ok", "service": "myna-relay", "stage": "test"}
+
+
+def test_an_interaction_id_is_generated_when_none_is_sent(client: Any) -> None:
+    response = client.http.get("/health")
+    assert uuid.UUID(response.headers["x-fapi-interaction-id"]).version == 4
+
+
+def test_the_partners_interaction_id_is_echoed(client: Any) -> None:
+    sent = str(uuid.uuid4())
+    response = client.http.get("/health", headers={"x-fapi-interaction-id": sent})
+    assert response.headers["x-fapi-interaction-id"] == sent
+
+
+@pytest.mark.parametrize("bad", ["not-a-uuid", "x" * 300, "<script>", "1234"])
+def test_a_malformed_interaction_id_is_refused_and_not_reflected(client: Any, bad: str) -> None:
+    response = client.http.get("/health", headers={"x-fapi-interaction-id": bad})
+    assert response.status_code == 400
+    assert response.headers["Content-Type"] == "application/problem+json"
+    problem = json.loads(response.body)
+    assert problem["type"] == "urn:myna-relay:problem:invalid-interaction-id"
+    assert problem["check"] == "x-fapi-interaction-id"
+    assert bad not in response.body.decode()
+    assert response.headers["x-fapi-interaction-id"] != bad
+
+
+def test_security_headers_are_on_every_response(client: Any) -> None:
+    headers = client.http.get("/health").headers
+    assert headers["Cache-Control"] == "no-store"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["X-Frame-Options"] == "DENY"
+    assert headers["Referrer-Policy"] == "no-referrer"
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    assert headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+def test_debug_is_never_on() -> None:
+    assert app.debug is False
+
+
+def test_an_unexpected_error_is_an_opaque_problem_with_no_traceback(
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a fault deep inside the service, carrying something that must not leak
+    def explode(self: object) -> dict[str, Any]:
+        raise RuntimeError("secret-token-abc123")
+
+    monkeypatch.setattr(container.Container, "jwks", explode)
+    # WHEN a request hits it
+    response = client.http.get("/.well-known/jwks.json")
+    # THEN a 500 problem, with the interaction id, and nothing of the fault
+    assert response.status_code == 500
+    body = response.body.decode()
+    problem = json.loads(body)
+    assert problem["type"] == "urn:myna-relay:problem:internal-error"
+    assert problem["interaction_id"] == response.headers["x-fapi-interaction-id"]
+    assert "secret-token-abc123" not in body
+    assert "Traceback" not in body
+
+
+def test_logs_are_json_lines_carrying_the_interaction_id(client: Any) -> None:
+    # GIVEN the service's log stream captured (the handler keeps the stream it was built with)
+    handler = logger.registered_handler
+    captured = io.StringIO()
+    previous = handler.setStream(captured)
+    try:
+        sent = str(uuid.uuid4())
+        client.http.get("/health", headers={"x-fapi-interaction-id": sent})
+    finally:
+        handler.setStream(previous)
+    # THEN every line is JSON and the access line carries the interaction id and the route template
+    lines = [json.loads(line) for line in captured.getvalue().splitlines()]
+    request_lines = [line for line in lines if line.get("message") == "request"]
+    assert len(request_lines) == 1
+    assert request_lines[0]["interaction_id"] == sent
+    assert request_lines[0]["route"] == "/health"
+    assert request_lines[0]["status"] == 200

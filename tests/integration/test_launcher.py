@@ -1,0 +1,209 @@
+"""`make run`'s launcher over real HTTP: it starts, serves /health and the JWKS, records itself for
+relayctl, stops cleanly on Ctrl-C, and starts again the same way."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.integration
+
+START_TIMEOUT_S = 90
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def get_json(url: str) -> tuple[int, dict[str, str], Any]:
+    with urllib.request.urlopen(url, timeout=10) as answer:  # noqa: S310  # loopback only
+        return answer.status, dict(answer.headers), json.loads(answer.read())
+
+
+class Launcher:
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.port = free_port()
+        self.moto_port = free_port()
+        self.api = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[str] | None = None
+        self.output = ""
+
+    def start(self) -> None:
+        env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "scripts.dev",
+                "--port",
+                str(self.port),
+                "--moto-port",
+                str(self.moto_port),
+                "--state-dir",
+                str(self.state_dir),
+                "--no-autoreload",
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(
+                    f"launcher exited early:\n{self.process.stdout.read() if self.process.stdout else ''}"
+                )
+            if (self.state_dir / "stack.json").exists():
+                return
+            time.sleep(0.2)
+        self.stop()
+        pytest.fail(f"launcher did not come up in {START_TIMEOUT_S} s:\n{self.output}")
+
+    def stop(self) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGINT)  # what Ctrl-C sends to the foreground group
+        try:
+            self.output, _ = self.process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.output, _ = self.process.communicate()
+            pytest.fail("launcher did not stop within 30 s of Ctrl-C")
+        return self.process.returncode
+
+
+@pytest.fixture
+def launcher(tmp_path: Path) -> Iterator[Launcher]:
+    stack = Launcher(tmp_path / "state")
+    yield stack
+    if stack.process is not None and stack.process.poll() is None:
+        stack.stop()
+
+
+def relayctl_local(state_dir: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    return subprocess.run(
+        [sys.executable, "-m", "relayctl", "--local", "--state-dir", str(state_dir), *argv],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_launcher_serves_health_jwks_and_demo_partners_then_stops_cleanly(launcher: Launcher) -> None:
+    # GIVEN the whole local stack started as `make run` starts it
+    launcher.start()
+    # WHEN /health and the JWKS are fetched over real HTTP
+    status, headers, health = get_json(f"{launcher.api}/health")
+    assert (status, health["status"], health["stage"]) == (200, "ok", "local")
+    assert "x-fapi-interaction-id" in {name.lower() for name in headers}
+    status, _, jwks = get_json(f"{launcher.api}/.well-known/jwks.json")
+    assert status == 200
+    assert [(key["kty"], key["alg"]) for key in jwks["keys"]] == [("EC", "ES256")]
+    # AND the operator CLI finds the stack through its record
+    listed = relayctl_local(launcher.state_dir, "partners", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "demo-bank" in listed.stdout
+    assert "demo-health" in listed.stdout
+    # THEN Ctrl-C stops everything: exit 0, ports free, record removed
+    assert launcher.stop() == 0, launcher.output
+    assert not port_in_use(launcher.port)
+    assert not port_in_use(launcher.moto_port)
+    assert not (launcher.state_dir / "stack.json").exists()
+    after = relayctl_local(launcher.state_dir, "partners", "list")
+    assert after.returncode == 1
+    assert "no local stack is running" in after.stderr
+
+
+def test_a_second_run_works_the_same(launcher: Launcher) -> None:
+    launcher.start()
+    first_kid = get_json(f"{launcher.api}/.well-known/jwks.json")[2]["keys"][0]["kid"]
+    assert launcher.stop() == 0, launcher.output
+    launcher.start()
+    status, _, health = get_json(f"{launcher.api}/health")
+    assert (status, health["status"]) == (200, "ok")
+    # a fresh embedded AWS means a fresh signing key: nothing survives between runs
+    assert get_json(f"{launcher.api}/.well-known/jwks.json")[2]["keys"][0]["kid"] != first_kid
+    assert "demo-bank" in relayctl_local(launcher.state_dir, "partners", "list").stdout
+
+
+def test_a_second_launcher_refuses_while_one_is_running(launcher: Launcher, tmp_path: Path) -> None:
+    launcher.start()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    second = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scripts.dev",
+            "--port",
+            str(free_port()),
+            "--moto-port",
+            str(free_port()),
+            "--state-dir",
+            str(launcher.state_dir),
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert second.returncode == 1
+    assert "already running" in second.stderr
+
+
+def test_a_busy_port_is_named(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "scripts.dev",
+                "--port",
+                str(port),
+                "--moto-port",
+                str(free_port()),
+                "--state-dir",
+                str(tmp_path),
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert run.returncode == 1
+    assert f"port {port} (relay API) on 127.0.0.1 is in use" in run.stderr

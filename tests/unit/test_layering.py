@@ -1,0 +1,71 @@
+"""The walls of product.md: dependencies point inward, and nothing shipped imports what is not."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def python_files(*parts: str) -> list[Path]:
+    return sorted(REPO_ROOT.joinpath(*parts).rglob("*.py"))
+
+
+def offending(paths: list[Path], forbidden: tuple[str, ...]) -> list[str]:
+    return [
+        f"{path.relative_to(REPO_ROOT)} imports {module}"
+        for path in paths
+        for module in sorted(imported_modules(path))
+        if any(module == name or module.startswith(name + ".") for name in forbidden)
+    ]
+
+
+def test_domain_imports_no_framework_no_sdk_and_no_outer_layer() -> None:
+    forbidden = (
+        "chalice",
+        "boto3",
+        "botocore",
+        "aws_lambda_powertools",
+        "chalicelib.api",
+        "chalicelib.events",
+        "chalicelib.adapters",
+        "chalicelib.container",
+        "chalicelib.settings",
+    )
+    assert offending(python_files("chalicelib", "domain"), forbidden) == []
+
+
+def test_shipped_code_imports_nothing_that_is_not_shipped() -> None:
+    forbidden = ("sandbox", "scripts", "partner_kit", "infra", "relayctl", "tests", "moto")
+    assert offending(python_files("chalicelib"), forbidden) == []
+
+
+@pytest.mark.parametrize("package", ["sandbox", "partner_kit"])
+def test_stand_ins_for_portal_and_partner_know_only_the_protocol(package: str) -> None:
+    assert offending(python_files(package), ("chalicelib", "app")) == []
+
+
+def test_chalice_stays_at_the_edge() -> None:
+    edge = {REPO_ROOT / "app.py", *python_files("chalicelib", "api"), *python_files("chalicelib", "events")}
+    inner = [path for path in python_files("chalicelib") if path not in edge]
+    assert offending(inner, ("chalice",)) == []
+
+
+def test_boto_stays_in_adapters() -> None:
+    adapters = set(python_files("chalicelib", "adapters"))
+    others = [path for path in python_files("chalicelib") if path not in adapters]
+    assert offending(others, ("boto3", "botocore")) == []
