@@ -30,6 +30,11 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def without_aws_environment() -> dict[str, str]:
+    """The launcher must work from a clean environment: no AWS settings leak in from the tests."""
+    return {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+
+
 def get_json(url: str) -> tuple[int, dict[str, str], Any]:
     with urllib.request.urlopen(url, timeout=10) as answer:  # noqa: S310  # loopback only
         return answer.status, dict(answer.headers), json.loads(answer.read())
@@ -45,7 +50,7 @@ class Launcher:
         self.output = ""
 
     def start(self) -> None:
-        env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+        env = without_aws_environment()
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -100,7 +105,7 @@ def launcher(tmp_path: Path) -> Iterator[Launcher]:
 
 
 def relayctl_local(state_dir: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    env = without_aws_environment()
     return subprocess.run(
         [sys.executable, "-m", "relayctl", "--local", "--state-dir", str(state_dir), *argv],
         cwd=REPO_ROOT,
@@ -154,28 +159,32 @@ def test_a_second_run_works_the_same(launcher: Launcher) -> None:
     assert "demo-bank" in relayctl_local(launcher.state_dir, "partners", "list").stdout
 
 
-def test_a_second_launcher_refuses_while_one_is_running(launcher: Launcher, tmp_path: Path) -> None:
-    launcher.start()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
-    second = subprocess.run(
+def launch_and_wait(port: int, moto_port: int, state_dir: Path) -> subprocess.CompletedProcess[str]:
+    """Run a launcher that is expected to refuse (and so to exit by itself)."""
+    return subprocess.run(
         [
             sys.executable,
             "-m",
             "scripts.dev",
             "--port",
-            str(free_port()),
+            str(port),
             "--moto-port",
-            str(free_port()),
+            str(moto_port),
             "--state-dir",
-            str(launcher.state_dir),
+            str(state_dir),
         ],
         cwd=REPO_ROOT,
-        env=env,
+        env=without_aws_environment(),
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def test_a_second_launcher_refuses_while_one_is_running(launcher: Launcher) -> None:
+    launcher.start()
+    second = launch_and_wait(free_port(), free_port(), launcher.state_dir)
     assert second.returncode == 1
     assert "already running" in second.stderr
 
@@ -185,25 +194,6 @@ def test_a_busy_port_is_named(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
-        run = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "scripts.dev",
-                "--port",
-                str(port),
-                "--moto-port",
-                str(free_port()),
-                "--state-dir",
-                str(tmp_path),
-            ],
-            cwd=REPO_ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        run = launch_and_wait(port, free_port(), tmp_path)
     assert run.returncode == 1
     assert f"port {port} (relay API) on 127.0.0.1 is in use" in run.stderr
