@@ -21,10 +21,14 @@ import time
 import urllib.request
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sandbox.server import SandboxServer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_PARTNERS_DIR = REPO_ROOT / "local" / "partners"
+SANDBOX_SERVICES = REPO_ROOT / "local" / "sandbox-services.json"
 REGION = "ap-northeast-1"
 STAGE = "local"
 
@@ -42,6 +46,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000, help="relay API port (default 8000)")
     parser.add_argument("--moto-port", type=int, default=8010, help="embedded AWS port (default 8010)")
+    parser.add_argument("--sandbox-app-port", type=int, default=8020, help="sandbox portal, browser side")
+    parser.add_argument("--sandbox-sp-port", type=int, default=8021, help="sandbox portal, mTLS server side")
     parser.add_argument(
         "--state-dir", default=os.environ.get("MYNA_RELAY_LOCAL_DIR", str(REPO_ROOT / ".local"))
     )
@@ -144,7 +150,54 @@ def stop_child(child: subprocess.Popen[bytes]) -> None:
         child.wait()
 
 
-def banner(api: str, endpoint: str, stack_file: Path) -> str:
+def start_sandbox(args: argparse.Namespace, relay_url: str, tls_dir: Path) -> SandboxServer:
+    """The Mynaportal sandbox, in this process: app side on HTTP, sp side on mutual TLS."""
+    from sandbox.server import SandboxServer, load_services
+
+    return SandboxServer(
+        load_services(SANDBOX_SERVICES, relay_url),
+        host=args.host,
+        app_port=args.sandbox_app_port,
+        sp_port=args.sandbox_sp_port,
+        tls_dir=tls_dir,
+    ).start()
+
+
+def portal_environment(sandbox: SandboxServer) -> dict[str, str]:
+    """How the relay reaches the portal: configured endpoints and its mTLS client identity."""
+    endpoints = sandbox.endpoints()
+    tls = sandbox.tls
+    if tls is None:
+        raise LaunchError("the sandbox must run its sp side with mutual TLS")
+    services = {service.items[0]: service.client_id for service in sandbox.portal.services.values()}
+    return {
+        "RELAY_PORTAL_AUTHORIZE_URL": endpoints["authorize_url"],
+        "RELAY_PORTAL_TOKEN_URL": endpoints["token_url"],
+        "RELAY_PORTAL_REQUEST_URL": endpoints["request_url"],
+        "RELAY_PORTAL_RESULT_URL": endpoints["result_url"],
+        "RELAY_PORTAL_CLIENT_CERT": str(tls.client_cert),
+        "RELAY_PORTAL_CLIENT_KEY": str(tls.client_key),
+        "RELAY_PORTAL_CA_BUNDLE": str(tls.ca_cert),
+        "RELAY_PORTAL_SERVICES": json.dumps(services, ensure_ascii=False),
+    }
+
+
+def demo_authorize_url(sandbox: SandboxServer) -> str:
+    """The portal authorize URL for the demo (local tax) service, as the relay will build it."""
+    from urllib.parse import urlencode
+
+    service = next(iter(sandbox.portal.services.values()))
+    query = {
+        "response_type": "code",
+        "client_id": service.client_id,
+        "redirect_uri": service.redirect_uri,
+        "state": "demo",
+        "login_type": "0",
+    }
+    return f"{sandbox.endpoints()['authorize_url']}?{urlencode(query)}"
+
+
+def banner(api: str, endpoint: str, stack_file: Path, sandbox: SandboxServer) -> str:
     return "\n".join(
         [
             "",
@@ -153,6 +206,9 @@ def banner(api: str, endpoint: str, stack_file: Path) -> str:
             f"  health            {api}/health",
             f"  JWKS              {api}/.well-known/jwks.json",
             f"  embedded AWS      {endpoint}  (DynamoDB, KMS)",
+            f"  sandbox portal    {sandbox.app_url}/sandbox/  (personas, scenarios; sp side {sandbox.sp_url}, mTLS)",
+            f"  portal sign-in    {demo_authorize_url(sandbox)}",
+            f"  provision history {sandbox.app_url}/sandbox/history",
             f"  stack record      {stack_file}",
             "  operator CLI      .venv/bin/python -m relayctl --local partners list",
             "Press Ctrl-C to stop everything.",
@@ -171,10 +227,17 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_sigterm)
     server: Any = None
+    sandbox: SandboxServer | None = None
     child: subprocess.Popen[bytes] | None = None
     try:
         check_not_running(stack_file)
-        for name, port in (("relay API", args.port), ("embedded AWS", args.moto_port)):
+        ports = (
+            ("relay API", args.port),
+            ("embedded AWS", args.moto_port),
+            ("sandbox portal app side", args.sandbox_app_port),
+            ("sandbox portal sp side", args.sandbox_sp_port),
+        )
+        for name, port in ports:
             if not port_is_free(args.host, port):
                 raise LaunchError(
                     f"port {port} ({name}) on {args.host} is in use; free it or pass another port"
@@ -194,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         resource_env = bootstrap(endpoint)
 
         api = f"http://{args.host}:{args.port}"
+        sandbox = start_sandbox(args, api, state_dir / "sandbox-tls")
+        portal_env = portal_environment(sandbox)
         command = [
             str(Path(sys.executable).parent / "chalice"),
             "local",
@@ -206,7 +271,9 @@ def main(argv: list[str] | None = None) -> int:
         ]
         if args.no_autoreload:
             command.append("--no-autoreload")
-        child = subprocess.Popen(command, cwd=REPO_ROOT, env={**env, **resource_env}, start_new_session=True)
+        child = subprocess.Popen(
+            command, cwd=REPO_ROOT, env={**env, **resource_env, **portal_env}, start_new_session=True
+        )
         wait_for_health(f"{api}/health", child)
 
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -216,10 +283,16 @@ def main(argv: list[str] | None = None) -> int:
             "region": REGION,
             "aws_endpoint_url": endpoint,
             "api_url": api,
-            "environment": resource_env,
+            "environment": {**resource_env, **portal_env},
+            "sandbox": {
+                "app_url": sandbox.app_url,
+                "sp_url": sandbox.sp_url,
+                "endpoints": sandbox.endpoints(),
+                "demo_authorize_url": demo_authorize_url(sandbox),
+            },
         }
         stack_file.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        print(banner(api, endpoint, stack_file), flush=True)
+        print(banner(api, endpoint, stack_file, sandbox), flush=True)
         status = child.wait()
         print(f"chalice local exited with status {status}", file=sys.stderr)
         return status or 1
@@ -233,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         if child is not None:
             stop_child(child)
+        if sandbox is not None:
+            sandbox.stop()
         if server is not None:
             server.stop()
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,8 +15,10 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import requests
 
 from tests.conftest import REPO_ROOT
 
@@ -28,6 +31,27 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def launcher_command(
+    port: int, moto_port: int, app_port: int, sp_port: int, state_dir: Path, *extra: str
+) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "scripts.dev",
+        "--port",
+        str(port),
+        "--moto-port",
+        str(moto_port),
+        "--sandbox-app-port",
+        str(app_port),
+        "--sandbox-sp-port",
+        str(sp_port),
+        "--state-dir",
+        str(state_dir),
+        *extra,
+    ]
 
 
 def without_aws_environment() -> dict[str, str]:
@@ -45,6 +69,7 @@ class Launcher:
         self.state_dir = state_dir
         self.port = free_port()
         self.moto_port = free_port()
+        self.sandbox_ports = (free_port(), free_port())
         self.api = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[str] | None = None
         self.output = ""
@@ -52,18 +77,9 @@ class Launcher:
     def start(self) -> None:
         env = without_aws_environment()
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "scripts.dev",
-                "--port",
-                str(self.port),
-                "--moto-port",
-                str(self.moto_port),
-                "--state-dir",
-                str(self.state_dir),
-                "--no-autoreload",
-            ],
+            launcher_command(
+                self.port, self.moto_port, *self.sandbox_ports, self.state_dir, "--no-autoreload"
+            ),
             cwd=REPO_ROOT,
             env=env,
             stdout=subprocess.PIPE,
@@ -162,17 +178,7 @@ def test_a_second_run_works_the_same(launcher: Launcher) -> None:
 def launch_and_wait(port: int, moto_port: int, state_dir: Path) -> subprocess.CompletedProcess[str]:
     """Run a launcher that is expected to refuse (and so to exit by itself)."""
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "scripts.dev",
-            "--port",
-            str(port),
-            "--moto-port",
-            str(moto_port),
-            "--state-dir",
-            str(state_dir),
-        ],
+        launcher_command(port, moto_port, free_port(), free_port(), state_dir),
         cwd=REPO_ROOT,
         env=without_aws_environment(),
         capture_output=True,
@@ -197,3 +203,64 @@ def test_a_busy_port_is_named(tmp_path: Path) -> None:
         run = launch_and_wait(port, free_port(), tmp_path)
     assert run.returncode == 1
     assert f"port {port} (relay API) on 127.0.0.1 is in use" in run.stderr
+
+
+def test_the_sandbox_portal_runs_with_the_stack_and_records_provisions(launcher: Launcher) -> None:
+    # GIVEN the stack, with its record of the sandbox and of the relay's portal client identity
+    launcher.start()
+    stack = json.loads((launcher.state_dir / "stack.json").read_text(encoding="utf-8"))
+    sandbox, env = stack["sandbox"], stack["environment"]
+    # WHEN the demo service's authorize URL is opened
+    browser = requests.Session()
+    page = browser.get(sandbox["demo_authorize_url"], timeout=10)
+    # THEN the card sign-in renders
+    assert page.status_code == 200
+    assert "マイナンバーカードでログイン" in page.text
+    # AND a provision made through it, over mTLS with the relay's client certificate, is in the history
+    session = re.search(r'name="session" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    browser.post(
+        f"{sandbox['app_url']}/online-authorization-web/login",
+        data={"session": session, "persona": "salaried", "pin": "1234", "action": "signin"},
+        timeout=10,
+    )
+    done = browser.post(
+        f"{sandbox['app_url']}/online-authorization-web/consent",
+        data={"session": session, "action": "agree"},
+        allow_redirects=False,
+        timeout=10,
+    )
+    code = parse_qs(urlsplit(done.headers["Location"]).query)["code"][0]
+    services = json.loads(env["RELAY_PORTAL_SERVICES"])
+    sp = requests.Session()
+    sp.trust_env = False
+    sp.cert = (env["RELAY_PORTAL_CLIENT_CERT"], env["RELAY_PORTAL_CLIENT_KEY"])
+    sp.verify = env["RELAY_PORTAL_CA_BUNDLE"]
+    token = sp.post(
+        env["RELAY_PORTAL_TOKEN_URL"],
+        timeout=10,
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "client_id": services["地方税関係情報"],
+            "redirect_uri": f"{launcher.api}/portal/callback",
+        },
+    ).json()["access_token"]
+    tid = f"TL-00000001-{time.strftime('%y%m%d%H%M%S')}-0001"
+    sp.post(
+        env["RELAY_PORTAL_REQUEST_URL"],
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+        json={
+            "commonHeader": {
+                "telegramId": tid,
+                "telegramType": "IFA0301-R01",
+                "mode": "1",
+                "processId": "",
+                "errorCode": "",
+            },
+            "selfProvisionDataReqInfo": {"inquiryCondition": f"Date={time.strftime('%Y%m%d')}"},
+        },
+    ).raise_for_status()
+    history = browser.get(f"{sandbox['app_url']}/sandbox/history", timeout=10)
+    assert "myna-relay（所得・個人住民税）" in history.text
+    assert "地方税関係情報" in history.text
