@@ -25,7 +25,6 @@ from sandbox.personas import Persona
 from sandbox.scenarios import Fault, Scenario, ScenarioBook, Step
 from sandbox.telegrams import CommonHeader, RequestTelegram, ResultTelegram
 
-
 JST = timezone(timedelta(hours=9), "JST")  # the portal's dates (inquiry, YYYYMMDD) are Japanese dates
 
 
