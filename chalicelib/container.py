@@ -7,17 +7,22 @@ only during a request). One ``Container`` lives per Lambda container and caches 
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.domain.clock import SystemClock
 from chalicelib.domain.registry import PartnerRegistry
-from chalicelib.settings import Settings, get_settings
+from chalicelib.settings import Settings, SettingsError, get_settings
 
 if TYPE_CHECKING:
     from chalicelib.adapters.aws import AwsClients
     from chalicelib.adapters.dynamodb_partners import DynamoPartnerStore
+    from chalicelib.adapters.dynamodb_state import DynamoStateStore
+    from chalicelib.adapters.kms_envelope import KmsEnvelope
     from chalicelib.adapters.kms_signer import KmsSigner
+    from chalicelib.adapters.mynaportal import MynaportalClient
+    from chalicelib.domain.authorization import AuthorizationConfig, AuthorizationService
     from chalicelib.domain.ports import Clock
 
 
@@ -64,6 +69,87 @@ class Container:
 
         previous = tuple(KmsSigner(self.aws.kms, key_id) for key_id in self.settings.previous_signing_key_ids)
         return (self.signer, *previous)
+
+    @cached_property
+    def state_store(self) -> DynamoStateStore:
+        from chalicelib.adapters.dynamodb_state import DynamoStateStore
+
+        return DynamoStateStore(self.aws.dynamodb, self.settings.state_table)
+
+    @cached_property
+    def envelope(self) -> KmsEnvelope:
+        from chalicelib.adapters.kms_envelope import KmsEnvelope
+
+        return KmsEnvelope(self.aws.kms, self.settings.data_key_id)
+
+    @cached_property
+    def portal(self) -> MynaportalClient:
+        from chalicelib.adapters.mynaportal import MynaportalClient, PortalClientConfig, PortalEndpoints
+
+        settings = self.settings
+        endpoints = (
+            settings.portal_authorize_url,
+            settings.portal_token_url,
+            settings.portal_request_url,
+            settings.portal_result_url,
+        )
+        if any(endpoint is None for endpoint in endpoints):
+            raise SettingsError("the Mynaportal endpoints (RELAY_PORTAL_*_URL) are not configured")
+        authorize_url, token_url, request_url, result_url = (str(endpoint) for endpoint in endpoints)
+        return MynaportalClient(
+            PortalClientConfig(
+                endpoints=PortalEndpoints(
+                    authorize_url=authorize_url,
+                    token_url=token_url,
+                    request_url=request_url,
+                    result_url=result_url,
+                ),
+                client_cert=settings.portal_client_cert,
+                client_key=settings.portal_client_key,
+                ca_bundle=settings.portal_ca_bundle,
+                connect_timeout_s=settings.portal_connect_timeout_s,
+                read_timeout_s=settings.portal_read_timeout_s,
+            )
+        )
+
+    @cached_property
+    def authorization_config(self) -> AuthorizationConfig:
+        from chalicelib.adapters.mynaportal_inferred import LOGIN_TYPE
+        from chalicelib.domain.authorization import AuthorizationConfig
+
+        settings = self.settings
+        issuer = str(settings.issuer).rstrip("/")
+        return AuthorizationConfig(
+            issuer=issuer,
+            par_endpoint=f"{issuer}/par",
+            authorization_endpoint=f"{issuer}/authorize",
+            token_endpoint=f"{issuer}/token",
+            revocation_endpoint=f"{issuer}/revoke",
+            portal_authorize_url=settings.portal_authorize_url or "",
+            portal_callback_url=f"{issuer}/portal/callback",
+            portal_services=dict(settings.portal_services),
+            portal_login_type=LOGIN_TYPE,
+            request_uri_lifetime=timedelta(seconds=settings.request_uri_lifetime_s),
+            code_lifetime=timedelta(seconds=settings.authorization_code_lifetime_s),
+            portal_state_lifetime=timedelta(seconds=settings.portal_state_lifetime_s),
+            retrieval_deadline=timedelta(seconds=settings.retrieval_deadline_s),
+        )
+
+    @cached_property
+    def authorization(self) -> AuthorizationService:
+        from chalicelib.adapters.mynaportal_inferred import classify_authorization_error
+        from chalicelib.domain.authorization import AuthorizationService
+
+        return AuthorizationService(
+            config=self.authorization_config,
+            partners=self.partners,
+            flows=self.state_store,
+            replay=self.state_store,
+            portal=self.portal,
+            envelope=self.envelope,
+            clock=self.clock,
+            classify_portal_error=classify_authorization_error,
+        )
 
     def jwks(self) -> dict[str, Any]:
         """The public JWKS; each key is fetched from KMS once per container."""

@@ -50,6 +50,29 @@ class Settings(BaseSettings):
     data_key_id: str
     pseudonym_key_id: str
 
+    # -- Mynaportal (endpoints are configuration: the sandbox locally, the real hosts in AWS) --------
+    portal_authorize_url: str | None = None
+    portal_token_url: str | None = None
+    portal_request_url: str | None = None
+    portal_result_url: str | None = None
+    portal_client_cert: str | None = Field(
+        default=None, description="PEM path of our mTLS client certificate"
+    )
+    portal_client_key: str | None = None
+    portal_ca_bundle: str | None = Field(default=None, description="PEM path trusting the portal's server")
+    portal_services: dict[str, str] = Field(
+        default_factory=dict,
+        description='Approved portal service per dataset: {"local_tax": "SP########_AA####", ...}',
+    )
+    portal_connect_timeout_s: float = Field(default=3.0, gt=0, le=10)
+    portal_read_timeout_s: float = Field(default=10.0, gt=0, le=30)
+
+    # -- Flow lifetimes --------------------------------------------------------------------------
+    request_uri_lifetime_s: int = Field(default=300, ge=10, lt=600)  # FAPI 2.0: < 600 s
+    authorization_code_lifetime_s: int = Field(default=60, ge=5, le=60)  # FAPI 2.0: <= 60 s
+    portal_state_lifetime_s: int = Field(default=900, ge=60, le=3600)
+    retrieval_deadline_s: int = Field(default=600, ge=60, le=3600)
+
     aws_connect_timeout_s: float = Field(default=2.0, gt=0, le=10)
     aws_read_timeout_s: float = Field(default=5.0, gt=0, le=30)
     aws_max_attempts: int = Field(default=3, ge=1, le=10)
@@ -72,6 +95,20 @@ class Settings(BaseSettings):
             raise ValueError(
                 "stage 'local' needs AWS_ENDPOINT_URL (the embedded moto server started by make run)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _portal_over_tls_when_deployed(self) -> Settings:
+        if self.stage in DEPLOYED_STAGES:
+            for name in (
+                "portal_authorize_url",
+                "portal_token_url",
+                "portal_request_url",
+                "portal_result_url",
+            ):
+                value = getattr(self, name)
+                if value is not None and not value.startswith("https://"):
+                    raise ValueError(f"{name} must be https in stage {self.stage!r}")
         return self
 
     @property

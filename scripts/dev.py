@@ -169,7 +169,9 @@ def portal_environment(sandbox: SandboxServer) -> dict[str, str]:
     tls = sandbox.tls
     if tls is None:
         raise LaunchError("the sandbox must run its sp side with mutual TLS")
-    services = {service.items[0]: service.client_id for service in sandbox.portal.services.values()}
+    # The relay keys its portal services by our dataset ids; the sandbox by the portal's item names.
+    dataset_of_item = {"地方税関係情報": "local_tax", "予防接種関係情報": "vaccination"}
+    services = {dataset_of_item[s.items[0]]: s.client_id for s in sandbox.portal.services.values()}
     return {
         "RELAY_PORTAL_AUTHORIZE_URL": endpoints["authorize_url"],
         "RELAY_PORTAL_TOKEN_URL": endpoints["token_url"],

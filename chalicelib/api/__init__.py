@@ -7,9 +7,11 @@ from chalice.app import Chalice
 
 
 def register(app: Chalice) -> None:
-    from chalicelib.api import health, wellknown
+    from chalicelib.api import consent, health, oauth, wellknown
     from chalicelib.api.middleware import register_middleware
 
     register_middleware(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(wellknown.bp)
+    app.register_blueprint(oauth.bp)
+    app.register_blueprint(consent.bp)

@@ -17,6 +17,7 @@ from typing import Any, ParamSpec
 from chalice.app import Response
 
 from chalicelib.domain.errors import ErrorCategory, RelayError
+from chalicelib.domain.oauth.errors import OAuthError
 from chalicelib.settings import SettingsError
 from chalicelib.telemetry import current_interaction_id, logger
 
@@ -90,5 +91,46 @@ def problem_responses(view: Callable[P, Any]) -> Callable[P, Any]:
         except Exception:  # noqa: BLE001  # logged with traceback, answered as an opaque 500, never hidden
             logger.exception("unhandled error")
             return problem(500, "internal-error", "Internal error", "an unexpected error occurred")
+
+    return wrapper
+
+
+def oauth_error(
+    status: int, error: str, description: str, headers: Mapping[str, str] | None = None
+) -> Response:
+    """RFC 6749 section 5.2 error JSON."""
+    return Response(
+        body=json.dumps({"error": error, "error_description": description}),
+        status_code=status,
+        headers={"Content-Type": "application/json", "Cache-Control": "no-store", **(headers or {})},
+    )
+
+
+def oauth_responses(view: Callable[P, Any]) -> Callable[P, Any]:
+    """Map errors of an OAuth endpoint (PAR, token, revocation) to RFC 6749 error JSON."""
+
+    @functools.wraps(view)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+        try:
+            return view(*args, **kwargs)
+        except OAuthError as error:
+            logger.info("oauth request refused", extra={"error": error.error, "check": error.check})
+            headers = (
+                {"WWW-Authenticate": 'DPoP error="invalid_dpop_proof"'}
+                if error.error == "invalid_dpop_proof"
+                else None
+            )
+            return oauth_error(error.status, error.error, error.description, headers)
+        except RelayError as error:
+            logger.warning("oauth request failed", extra={"error_code": error.code, "check": error.check})
+            if error.category == "unavailable":
+                return oauth_error(503, "temporarily_unavailable", error.detail, {"Retry-After": "5"})
+            return oauth_error(STATUS_BY_CATEGORY[error.category], "invalid_request", error.detail)
+        except SettingsError:
+            logger.exception("service misconfigured")
+            return oauth_error(503, "temporarily_unavailable", "the service is not configured")
+        except Exception:  # noqa: BLE001  # logged with traceback, answered opaquely, never hidden
+            logger.exception("unhandled error")
+            return oauth_error(500, "server_error", "an unexpected error occurred")
 
     return wrapper

@@ -59,3 +59,13 @@ class Signer(Protocol):
     def sign(self, message: bytes) -> bytes:
         """A JWS-format (raw ``r || s``, RFC 7518 section 3.4) ES256 signature over ``message``."""
         ...
+
+
+class Envelope(Protocol):
+    """Symmetric encryption under a key that never leaves the key store (KMS)."""
+
+    def encrypt(self, plaintext: bytes, *, context: dict[str, str]) -> bytes:
+        """Ciphertext bound to ``context``: decryption with another context fails."""
+        ...
+
+    def decrypt(self, ciphertext: bytes, *, context: dict[str, str]) -> bytes: ...

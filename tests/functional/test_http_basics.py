@@ -57,6 +57,13 @@ def test_debug_is_never_on() -> None:
     assert app.debug is False
 
 
+def test_the_app_leaves_the_service_logger_at_info() -> None:
+    # Chalice's debug setter would set the logger named after the app (ours) to ERROR
+    import logging
+
+    assert logging.getLogger("myna-relay").getEffectiveLevel() <= logging.INFO
+
+
 def test_an_unexpected_error_is_an_opaque_problem_with_no_traceback(
     client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

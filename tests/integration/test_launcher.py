@@ -241,7 +241,7 @@ def test_the_sandbox_portal_runs_with_the_stack_and_records_provisions(launcher:
         data={
             "grant_type": "authorization_code",
             "code": code,
-            "client_id": services["地方税関係情報"],
+            "client_id": services["local_tax"],
             "redirect_uri": f"{launcher.api}/portal/callback",
         },
     ).json()["access_token"]

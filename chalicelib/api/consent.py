@@ -1,0 +1,159 @@
+"""The resident's browser: the consent interstitial, its decision, and Mynaportal's callback.
+
+Everything a page shows is escaped; every POST carries a CSRF token bound to the pushed request
+(hidden field + SameSite=Strict cookie + fingerprint stored on the flow); POST-originated steps
+answer 303. A step that cannot continue shows an error page and never redirects: the redirect
+target is only trusted once the flow is known.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import ParamSpec
+
+from chalice.app import Blueprint, Response
+
+from chalicelib.api.forms import FORM, cookie, form_fields, query_fields
+from chalicelib.api.pages import STATIC_PATH, TEXT, Lang, choose_language, error_page, format_duration, render
+from chalicelib.container import get_container
+from chalicelib.domain.authorization import CsrfFailure, PageError, RedirectTo
+from chalicelib.domain.datasets import DATASETS, DERIVED_CLAIMS
+from chalicelib.domain.errors import RelayError
+from chalicelib.settings import SettingsError
+from chalicelib.telemetry import logger
+
+bp = Blueprint(__name__)
+P = ParamSpec("P")
+CSRF_COOKIE = "relay_csrf"
+CSS = (Path(__file__).resolve().parent / "static" / "relay.css").read_bytes()
+
+
+def _lang() -> Lang:
+    request = bp.current_request
+    params: dict[str, str] = dict(request.query_params or {})
+    form_lang = None
+    if request.method == "POST":
+        form_lang = form_fields(request).get("lang", [None])[0]
+    return choose_language(request, params.get("lang") or form_lang)
+
+
+def page_responses(view: Callable[P, Response]) -> Callable[P, Response]:
+    """Map errors of a browser step to an error page in the resident's language."""
+
+    @functools.wraps(view)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Response:
+        try:
+            return view(*args, **kwargs)
+        except CsrfFailure as error:
+            logger.info("page refused", extra={"error_code": error.code, "check": error.check})
+            return error_page("csrf", _lang(), 403, error.check)
+        except PageError as error:
+            logger.info("page refused", extra={"error_code": error.code, "check": error.check})
+            return error_page("invalid", _lang(), 400, error.check)
+        except RelayError as error:
+            logger.warning("page failed", extra={"error_code": error.code, "check": error.check})
+            status = 503 if error.category == "unavailable" else 400
+            return error_page("unavailable" if status == 503 else "invalid", _lang(), status, error.check)
+        except SettingsError:
+            logger.exception("service misconfigured")
+            return error_page("unavailable", _lang(), 503, None)
+        except Exception:  # noqa: BLE001  # logged with traceback, answered opaquely, never hidden
+            logger.exception("unhandled error")
+            return error_page("unavailable", _lang(), 500, None)
+
+    return wrapper
+
+
+def see_other(redirect: RedirectTo, *, status: int = 303, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        body="",
+        status_code=status,
+        headers={
+            "Location": redirect.url,
+            "Cache-Control": "no-store",
+            "Referrer-Policy": "no-referrer",
+            **(headers or {}),
+        },
+    )
+
+
+def _one(params: dict[str, list[str]], name: str) -> str:
+    values = params.get(name, [])
+    if len(values) != 1:
+        raise PageError("missing or repeated parameter", check=name)
+    return values[0]
+
+
+@bp.route("/authorize", methods=["GET"])
+@page_responses
+def authorize() -> Response:
+    params = query_fields(bp.current_request)
+    client_id, request_uri = _one(params, "client_id"), _one(params, "request_uri")
+    lang = _lang()
+    container = get_container()
+    view = container.authorization.consent_view(client_id, request_uri)
+    purpose, dataset = view.purpose, DATASETS[view.purpose.dataset]
+    labels = {field.name: (field.label_ja if lang == "ja" else field.label_en) for field in dataset.fields}
+    items = [labels[name] for name in purpose.fields]
+    for claim in purpose.derived_claims:
+        info = DERIVED_CLAIMS[claim]
+        description = info.description_ja if lang == "ja" else info.description_en
+        items.append(TEXT[lang]["derived"].format(description=description))
+    config = container.authorization_config
+    secure = config.issuer.startswith("https://")
+    cookie_value = (
+        f"{CSRF_COOKIE}={view.csrf_token}; Path=/authorize; HttpOnly; SameSite=Strict; "
+        f"Max-Age={int(config.request_uri_lifetime.total_seconds())}" + ("; Secure" if secure else "")
+    )
+    return render(
+        "consent.html",
+        lang,
+        switch_query={"client_id": client_id, "request_uri": request_uri},
+        form_targets=(config.portal_authorize_url, view.flow.redirect_uri),
+        extra_headers={"Set-Cookie": cookie_value},
+        partner_name=view.partner.names.ja if lang == "ja" else view.partner.names.en,
+        purpose_title=purpose.titles.ja if lang == "ja" else purpose.titles.en,
+        dataset_name=dataset.name_ja if lang == "ja" else dataset.name_en,
+        items=items,
+        data_life=format_duration(purpose.data_life, lang),
+        decision_url="/authorize/decision",
+        request_uri=view.request_uri,
+        csrf_token=view.csrf_token,
+    )
+
+
+@bp.route("/authorize/decision", methods=["POST"], content_types=[FORM])
+@page_responses
+def decide() -> Response:
+    request = bp.current_request
+    form = form_fields(request)
+    action = _one(form, "action")
+    if action not in ("continue", "cancel"):
+        raise PageError("unknown action", check="action")
+    redirect = get_container().authorization.decide(
+        _one(form, "request_uri"),
+        csrf_form=form.get("csrf_token", [""])[0],
+        csrf_cookie=cookie(request, CSRF_COOKIE),
+        proceed=action == "continue",
+    )
+    expire = f"{CSRF_COOKIE}=; Path=/authorize; HttpOnly; SameSite=Strict; Max-Age=0"
+    return see_other(redirect, headers={"Set-Cookie": expire})
+
+
+@bp.route("/portal/callback", methods=["GET"])
+@page_responses
+def portal_callback() -> Response:
+    """IF001-02: Mynaportal sends the resident back here with code and state (or an error)."""
+    redirect = get_container().authorization.portal_callback(query_fields(bp.current_request))
+    return see_other(redirect)
+
+
+@bp.route(STATIC_PATH, methods=["GET"])
+def stylesheet() -> Response:
+    return Response(
+        body=CSS,
+        status_code=200,
+        headers={"Content-Type": "text/css; charset=utf-8", "Cache-Control": "public, max-age=3600"},
+    )

@@ -1,0 +1,96 @@
+"""OAuth endpoints toward partners: discovery (RFC 8414), PAR (RFC 9126), token (RFC 6749 +
+RFC 7636 + RFC 9449), revocation (RFC 7009). Parse, call the domain, serialise; nothing else."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from chalice.app import Blueprint, Response
+
+from chalicelib.api.errors import oauth_responses, problem_responses
+from chalicelib.api.forms import FORM, form_fields, single_header
+from chalicelib.container import get_container
+from chalicelib.domain.authorization import SCOPES
+from chalicelib.domain.oauth.client_assertion import ALLOWED_ALGORITHMS as CLIENT_ASSERTION_ALGORITHMS
+from chalicelib.domain.oauth.dpop import ALLOWED_ALGORITHMS as DPOP_ALGORITHMS
+
+bp = Blueprint(__name__)
+
+NO_STORE: dict[str, str | list[str]] = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def _json(status: int, body: dict[str, Any], headers: dict[str, str | list[str]] | None = None) -> Response:
+    return Response(
+        body=json.dumps(body),
+        status_code=status,
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
+
+
+@bp.route("/.well-known/oauth-authorization-server", methods=["GET"])
+@problem_responses
+def metadata() -> Response:
+    config = get_container().authorization_config
+    return _json(
+        200,
+        {
+            "issuer": config.issuer,
+            "pushed_authorization_request_endpoint": config.par_endpoint,
+            "require_pushed_authorization_requests": True,
+            "authorization_endpoint": config.authorization_endpoint,
+            "token_endpoint": config.token_endpoint,
+            "revocation_endpoint": config.revocation_endpoint,
+            "jwks_uri": f"{config.issuer}/.well-known/jwks.json",
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "grant_types_supported": ["authorization_code"],
+            "scopes_supported": list(SCOPES),
+            "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+            "token_endpoint_auth_signing_alg_values_supported": list(CLIENT_ASSERTION_ALGORITHMS),
+            "revocation_endpoint_auth_methods_supported": ["private_key_jwt"],
+            "revocation_endpoint_auth_signing_alg_values_supported": list(CLIENT_ASSERTION_ALGORITHMS),
+            "code_challenge_methods_supported": ["S256"],
+            "dpop_signing_alg_values_supported": list(DPOP_ALGORITHMS),
+            "authorization_response_iss_parameter_supported": True,
+            "request_parameter_supported": False,
+            "request_uri_parameter_supported": False,
+            "ui_locales_supported": ["ja", "en"],
+        },
+        {"Cache-Control": "public, max-age=300"},
+    )
+
+
+@bp.route("/par", methods=["POST"], content_types=[FORM])
+@oauth_responses
+def pushed_authorization_request() -> Response:
+    request = bp.current_request
+    pushed = get_container().authorization.push(form_fields(request))
+    # RFC 9126 section 2.2: 201 Created
+    return _json(201, {"request_uri": pushed.request_uri, "expires_in": pushed.expires_in}, NO_STORE)
+
+
+@bp.route("/token", methods=["POST"], content_types=[FORM])
+@oauth_responses
+def token() -> Response:
+    request = bp.current_request
+    issued = get_container().authorization.redeem(
+        form_fields(request), dpop_proof=single_header(request, "dpop")
+    )
+    return _json(
+        200,
+        {
+            "access_token": issued.access_token,
+            "token_type": "DPoP",
+            "expires_in": issued.expires_in,
+            "scope": issued.scope,
+        },
+        NO_STORE,
+    )
+
+
+@bp.route("/revoke", methods=["POST"], content_types=[FORM])
+@oauth_responses
+def revoke() -> Response:
+    get_container().authorization.revoke(form_fields(bp.current_request))
+    return Response(body="", status_code=200, headers=NO_STORE)

@@ -1,0 +1,541 @@
+"""The authorization side of a flow: FAPI 2.0 toward partners, OAuth client toward Mynaportal.
+
+Steps (docs/flow.md): the partner pushes a request (PAR, RFC 9126) → the resident sees the consent
+interstitial and continues or cancels → Mynaportal authorises and calls back (IF001-02) → we
+exchange its code (IF001-03) and start the retrieval (IF001-04) → the partner redeems our code
+for a DPoP-bound token (RFC 9449) → it may revoke it (RFC 7009).
+
+Rules that shape the code: every check happens before anything is written, so a refused request
+changes nothing; single-use values (request_uri, portal state, code, jti) are consumed by
+conditional writes in the store; secrets are stored only as fingerprints; error details name the
+failed check and never echo a secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import ClassVar, Literal
+from urllib.parse import urlencode
+
+from chalicelib.domain.datasets import DATASETS
+from chalicelib.domain.errors import (
+    ConcurrentUpdate,
+    ErrorCategory,
+    PartnerDisabled,
+    PartnerNotFound,
+    RelayError,
+)
+from chalicelib.domain.flow import (
+    TRANSITIONS,
+    CodeAlreadyUsed,
+    Flow,
+    FlowStatus,
+    PortalProcessRef,
+    fingerprint,
+    new_secret,
+)
+from chalicelib.domain.flow_store import AccessTokenRecord, FlowStore
+from chalicelib.domain.oauth.client_assertion import (
+    CLIENT_ASSERTION_TYPE,
+    parse_unverified_client_id,
+    verify_client_assertion,
+)
+from chalicelib.domain.oauth.dpop import MAX_AGE, MAX_FUTURE, verify_dpop_proof
+from chalicelib.domain.oauth.errors import (
+    InvalidClient,
+    InvalidDpopProof,
+    InvalidGrant,
+    InvalidRequest,
+    InvalidScope,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+)
+from chalicelib.domain.oauth.pkce import validate_challenge, verify_code_verifier
+from chalicelib.domain.oauth.ports import ReplayStore
+from chalicelib.domain.partners import Partner, Purpose
+from chalicelib.domain.portal import (
+    PortalAuthorizationFailed,
+    PortalError,
+    PortalGateway,
+    PortalRejected,
+    PortalUnavailable,
+)
+from chalicelib.domain.ports import Clock, Envelope
+from chalicelib.domain.registry import PartnerRegistry
+
+REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
+SCOPES: tuple[str, ...] = tuple(DATASETS)
+JST = timezone(timedelta(hours=9), "JST")
+MAX_PARAMETER_LENGTH = 2048
+MAX_ASSERTION_LENGTH = 8192
+
+PAR_PARAMETERS = frozenset(
+    {
+        "response_type",
+        "client_id",
+        "redirect_uri",
+        "state",
+        "code_challenge",
+        "code_challenge_method",
+        "scope",
+        "purpose",
+        "client_assertion_type",
+        "client_assertion",
+    }
+)
+TOKEN_PARAMETERS = frozenset(
+    {
+        "grant_type",
+        "code",
+        "redirect_uri",
+        "code_verifier",
+        "client_id",
+        "client_assertion_type",
+        "client_assertion",
+    }
+)
+REVOKE_PARAMETERS = frozenset(
+    {"token", "token_type_hint", "client_id", "client_assertion_type", "client_assertion"}
+)
+
+PortalRefusal = Literal["cancelled", "certificate_expired", "card_locked", "other"]
+
+# What the partner is told when the portal step ends badly (RFC 6749 section 4.1.2.1 codes).
+PARTNER_ERRORS: dict[str, tuple[str, str]] = {
+    "cancelled": ("access_denied", "the resident cancelled at Mynaportal"),
+    "certificate_expired": ("access_denied", "the resident's card certificate has expired"),
+    "card_locked": ("access_denied", "the resident's card is locked"),
+    "other": ("server_error", "Mynaportal refused the authorization"),
+    "unavailable": ("temporarily_unavailable", "Mynaportal is unavailable; try again later"),
+    "failed": ("server_error", "the retrieval could not be started"),
+}
+
+
+class PageError(RelayError):
+    """A browser step that cannot continue and must not redirect (unknown client, unusable
+    request_uri, forged or replayed callback): shown as an error page."""
+
+    code = "invalid-authorization-request"
+    category: ClassVar[ErrorCategory] = "invalid_input"
+    title = "This sign-in link cannot be used"
+
+
+class CsrfFailure(PageError):
+    """The form was not posted from our own page (missing or wrong CSRF token)."""
+
+    code = "csrf-check-failed"
+    category: ClassVar[ErrorCategory] = "forbidden"
+    title = "The form could not be verified"
+
+
+@dataclass(frozen=True)
+class AuthorizationConfig:
+    issuer: str
+    par_endpoint: str
+    authorization_endpoint: str
+    token_endpoint: str
+    revocation_endpoint: str
+    portal_authorize_url: str
+    portal_callback_url: str
+    portal_services: Mapping[str, str]
+    portal_login_type: str
+    request_uri_lifetime: timedelta
+    code_lifetime: timedelta
+    portal_state_lifetime: timedelta
+    retrieval_deadline: timedelta
+
+
+@dataclass(frozen=True)
+class PushedRequest:
+    request_uri: str
+    expires_in: int
+
+
+@dataclass(frozen=True)
+class ConsentView:
+    flow: Flow
+    partner: Partner
+    purpose: Purpose
+    request_uri: str
+    csrf_token: str
+
+
+@dataclass(frozen=True)
+class RedirectTo:
+    url: str
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    access_token: str
+    expires_in: int
+    scope: str
+
+    def __repr__(self) -> str:
+        return f"IssuedToken(expires_in={self.expires_in}, scope={self.scope!r})"
+
+
+def single_values(form: Mapping[str, list[str]], allowed: frozenset[str]) -> dict[str, str]:
+    """RFC 6749 section 3.1: parameters must not repeat; we also refuse unknown ones."""
+    for name, values in form.items():
+        if name not in allowed:
+            raise InvalidRequest(f"unexpected parameter {name[:40]!r}", check=name[:40])
+        if len(values) != 1:
+            raise InvalidRequest("parameter repeated", check=name)
+        limit = MAX_ASSERTION_LENGTH if name == "client_assertion" else MAX_PARAMETER_LENGTH
+        if len(values[0]) > limit:
+            raise InvalidRequest(f"longer than {limit} characters", check=name)
+    return {name: values[0] for name, values in form.items()}
+
+
+def _required(params: Mapping[str, str], name: str) -> str:
+    value = params.get(name, "")
+    if not value:
+        raise InvalidRequest("missing", check=name)
+    return value
+
+
+def _with_query(url: str, query: Mapping[str, str]) -> str:
+    return url + ("&" if "?" in url else "?") + urlencode(query)
+
+
+class AuthorizationService:
+    def __init__(
+        self,
+        *,
+        config: AuthorizationConfig,
+        partners: PartnerRegistry,
+        flows: FlowStore,
+        replay: ReplayStore,
+        portal: PortalGateway,
+        envelope: Envelope,
+        clock: Clock,
+        classify_portal_error: Callable[[str], PortalRefusal],
+    ) -> None:
+        self.config = config
+        self._partners = partners
+        self._flows = flows
+        self._replay = replay
+        self._portal = portal
+        self._envelope = envelope
+        self._clock = clock
+        self._classify = classify_portal_error
+
+    # -- client authentication (RFC 7523 private_key_jwt) --------------------------------------------
+
+    def _authenticate(self, params: Mapping[str, str], *, endpoint: str) -> tuple[Partner, str, datetime]:
+        """The partner behind a valid client assertion, with the assertion's jti and expiry; the
+        jti is remembered later, once every other check has passed."""
+        if params.get("client_assertion_type") != CLIENT_ASSERTION_TYPE:
+            raise InvalidClient(f"must be {CLIENT_ASSERTION_TYPE}", check="client_assertion_type")
+        assertion = _required(params, "client_assertion")
+        client_id = params.get("client_id") or parse_unverified_client_id(assertion)
+        if not client_id:
+            raise InvalidClient("no client_id and no iss in the assertion", check="client_id")
+        try:
+            partner = self._partners.get_enabled(client_id)
+        except (PartnerNotFound, PartnerDisabled):
+            raise InvalidClient("unknown or disabled client", check="client_id") from None
+        verified = verify_client_assertion(
+            assertion,
+            client_id=partner.id,
+            jwks=partner.jwks,
+            accepted_audiences=frozenset({self.config.issuer, endpoint}),
+            now=self._clock.now(),
+        )
+        return partner, verified.jti, verified.expires_at
+
+    def _remember_assertion(self, partner: Partner, jti: str, until: datetime) -> None:
+        if not self._replay.remember(
+            f"ca:{partner.id}", fingerprint(jti), until=until, now=self._clock.now()
+        ):
+            raise InvalidClient("client assertion jti already used", check="client_assertion.jti")
+
+    # -- PAR (RFC 9126) -----------------------------------------------------------------------------
+
+    def push(self, form: Mapping[str, list[str]]) -> PushedRequest:
+        params = single_values(form, PAR_PARAMETERS)
+        partner, jti, jti_until = self._authenticate(params, endpoint=self.config.par_endpoint)
+        if params.get("response_type") != "code":
+            raise InvalidRequest("only response_type=code is supported", check="response_type")
+        redirect_uri = _required(params, "redirect_uri")
+        if redirect_uri not in partner.redirect_uris:  # exact string comparison (RFC 9700 2.1)
+            raise InvalidRequest("not a registered redirect URI of this client", check="redirect_uri")
+        state = _required(params, "state")
+        if len(state) > 512 or not all(0x20 <= ord(ch) <= 0x7E for ch in state):
+            raise InvalidRequest("must be 1-512 printable ASCII characters", check="state")
+        challenge = validate_challenge(params.get("code_challenge"), params.get("code_challenge_method"))
+        purpose = partner.purpose(_required(params, "purpose"))
+        if purpose is None:
+            raise InvalidScope("not a registered purpose of this client", check="purpose")
+        scope = _required(params, "scope")
+        if scope != purpose.dataset:
+            raise InvalidScope(f"the purpose {purpose.id} covers scope {purpose.dataset} only", check="scope")
+        portal_client_id = self.config.portal_services.get(purpose.dataset)
+        if portal_client_id is None:
+            raise InvalidScope(f"{purpose.dataset} is not available from this service", check="scope")
+        now = self._clock.now()
+        self._remember_assertion(partner, jti, jti_until)
+        request_uri = REQUEST_URI_PREFIX + new_secret()
+        lifetime = self.config.request_uri_lifetime
+        flow = Flow(
+            flow_id=new_secret(16),
+            partner_id=partner.id,
+            purpose_id=purpose.id,
+            dataset=purpose.dataset,
+            scope=scope,
+            redirect_uri=redirect_uri,
+            partner_state=state,
+            code_challenge=challenge,
+            status=FlowStatus.CREATED,
+            version=1,
+            created_at=now,
+            updated_at=now,
+            expires_at=now
+            + lifetime
+            + self.config.portal_state_lifetime
+            + self.config.retrieval_deadline
+            + purpose.data_life
+            + timedelta(hours=1),
+            portal_client_id=portal_client_id,
+        )
+        self._flows.create(
+            flow, request_uri_hash=fingerprint(request_uri), request_uri_expires_at=now + lifetime
+        )
+        return PushedRequest(request_uri=request_uri, expires_in=int(lifetime.total_seconds()))
+
+    # -- the consent interstitial ---------------------------------------------------------------------
+
+    def _pushed_flow(self, request_uri: str) -> Flow:
+        if not request_uri.startswith(REQUEST_URI_PREFIX) or len(request_uri) > 200:
+            raise PageError("the request_uri is malformed", check="request_uri")
+        flow = self._flows.flow_for_request_uri(fingerprint(request_uri), now=self._clock.now())
+        if flow is None or flow.status is not FlowStatus.CREATED:
+            raise PageError("the request_uri is unknown, expired or already used", check="request_uri")
+        return flow
+
+    def consent_view(self, client_id: str, request_uri: str) -> ConsentView:
+        try:
+            partner = self._partners.get_enabled(client_id)
+        except (PartnerNotFound, PartnerDisabled):
+            raise PageError("unknown or disabled client", check="client_id") from None
+        flow = self._pushed_flow(request_uri)
+        if flow.partner_id != partner.id:
+            raise PageError("the request_uri was pushed by another client", check="client_id")
+        purpose = partner.purpose(flow.purpose_id)
+        if purpose is None:
+            raise PageError("the purpose is no longer registered", check="purpose")
+        csrf_token = new_secret()
+        self._flows.update(flow, flow.updated(now=self._clock.now(), csrf_hash=fingerprint(csrf_token)))
+        return ConsentView(
+            flow=flow, partner=partner, purpose=purpose, request_uri=request_uri, csrf_token=csrf_token
+        )
+
+    def decide(self, request_uri: str, *, csrf_form: str, csrf_cookie: str, proceed: bool) -> RedirectTo:
+        flow = self._pushed_flow(request_uri)
+        if (
+            not csrf_form
+            or not csrf_cookie
+            or not secrets.compare_digest(csrf_form, csrf_cookie)
+            or flow.csrf_hash is None
+            or not secrets.compare_digest(fingerprint(csrf_form), flow.csrf_hash)
+        ):
+            raise CsrfFailure("the form's CSRF token does not match; reload the page", check="csrf_token")
+        now = self._clock.now()
+        try:
+            if not proceed:
+                after = flow.moved_to(FlowStatus.CANCELLED, now=now, failure_reason="resident.cancelled")
+                self._flows.leave_interstitial(
+                    flow, after, request_uri_hash=fingerprint(request_uri), now=now
+                )
+                return self._to_partner(flow, error=("access_denied", "the resident cancelled"))
+            portal_state = new_secret()
+            after = flow.moved_to(FlowStatus.AT_PORTAL, now=now)
+            self._flows.leave_interstitial(
+                flow,
+                after,
+                request_uri_hash=fingerprint(request_uri),
+                now=now,
+                portal_state_hash=fingerprint(portal_state),
+                portal_state_expires_at=now + self.config.portal_state_lifetime,
+            )
+        except ConcurrentUpdate:
+            raise PageError("the request_uri was already used", check="request_uri") from None
+        query = {
+            "response_type": "code",
+            "client_id": flow.portal_client_id,
+            "redirect_uri": self.config.portal_callback_url,
+            "state": portal_state,
+            "login_type": self.config.portal_login_type,
+        }
+        return RedirectTo(_with_query(self.config.portal_authorize_url, query))
+
+    def _to_partner(
+        self, flow: Flow, *, code: str | None = None, error: tuple[str, str] | None = None
+    ) -> RedirectTo:
+        """RFC 9207: the response carries iss; only code (or error), state and iss."""
+        query: dict[str, str] = {}
+        if code is not None:
+            query["code"] = code
+        if error is not None:
+            query["error"], query["error_description"] = error
+        query["state"] = flow.partner_state
+        query["iss"] = self.config.issuer
+        return RedirectTo(_with_query(flow.redirect_uri, query))
+
+    # -- the portal callback (IF001-02) ---------------------------------------------------------------
+
+    def portal_callback(self, params: Mapping[str, list[str]]) -> RedirectTo:
+        states = params.get("state", [])
+        if len(states) != 1 or not states[0] or len(states[0]) > 200:
+            raise PageError("the callback has no usable state", check="state")
+        now = self._clock.now()
+        flow = self._flows.consume_portal_state(fingerprint(states[0]), now=now)
+        if flow is None:
+            raise PageError("the callback's state is unknown, expired or already used", check="state")
+        if flow.status is not FlowStatus.AT_PORTAL:
+            raise PageError("the flow is not waiting for the portal", check="state")
+        errors, codes = params.get("error", []), params.get("code", [])
+        if errors:
+            refusal = self._classify(errors[0][:100])
+            return self._fail(flow, f"portal.{refusal}", PARTNER_ERRORS[refusal])
+        if len(codes) != 1 or not codes[0]:
+            return self._fail(flow, "portal.no_code", PARTNER_ERRORS["other"])
+        try:
+            token = self._portal.exchange_code(
+                client_id=flow.portal_client_id, code=codes[0], redirect_uri=self.config.portal_callback_url
+            )
+            process = self._portal.start_request(
+                client_id=flow.portal_client_id,
+                access_token=token.access_token,
+                inquiry_date=now.astimezone(JST).date(),
+                now=now,
+            )
+        except PortalUnavailable:
+            return self._fail(flow, "portal.unavailable", PARTNER_ERRORS["unavailable"])
+        except PortalAuthorizationFailed:
+            return self._fail(flow, "portal.token_refused", PARTNER_ERRORS["other"])
+        except PortalRejected:
+            return self._fail(flow, "portal.request_rejected", PARTNER_ERRORS["failed"])
+        except (PortalError, ValueError):  # ValueError: an answer we refuse to use (e.g. an unsafe token)
+            return self._fail(flow, "portal.protocol_error", PARTNER_ERRORS["failed"])
+        try:
+            ciphertext = self._envelope.encrypt(
+                token.access_token.encode(), context={"flow_id": flow.flow_id}
+            )
+        except RelayError:
+            return self._fail(flow, "kms.unavailable", PARTNER_ERRORS["unavailable"])
+        code = new_secret()
+        after = flow.moved_to(
+            FlowStatus.RETRIEVING,
+            now=now,
+            portal_process=PortalProcessRef(
+                telegram_id=process.telegram_id, process_id=process.process_id, mode=process.mode
+            ),
+            portal_token_ciphertext=base64.b64encode(ciphertext).decode(),
+            retrieval_deadline=now + self.config.retrieval_deadline,
+        )
+        self._flows.start_retrieval(
+            flow,
+            after,
+            code_hash=fingerprint(code),
+            code_expires_at=now + self.config.code_lifetime,
+            process_id=process.process_id,
+        )
+        return self._to_partner(flow, code=code)
+
+    def _fail(self, flow: Flow, reason: str, error: tuple[str, str]) -> RedirectTo:
+        self._flows.update(
+            flow, flow.moved_to(FlowStatus.FAILED, now=self._clock.now(), failure_reason=reason)
+        )
+        return self._to_partner(flow, error=error)
+
+    # -- token (RFC 6749 4.1.3 + RFC 7636 + RFC 9449) ------------------------------------------------
+
+    def redeem(self, form: Mapping[str, list[str]], *, dpop_proof: str | None) -> IssuedToken:
+        params = single_values(form, TOKEN_PARAMETERS)
+        if params.get("grant_type") != "authorization_code":
+            raise UnsupportedGrantType("only authorization_code is supported", check="grant_type")
+        partner, jti, jti_until = self._authenticate(params, endpoint=self.config.token_endpoint)
+        now = self._clock.now()
+        proof = verify_dpop_proof(dpop_proof, method="POST", url=self.config.token_endpoint, now=now)
+        code = _required(params, "code")
+        state, flow_id = self._flows.code_state(fingerprint(code), now=now)
+        if state == "used" and flow_id is not None:
+            self._revoke_after_code_replay(flow_id)
+            raise InvalidGrant("the code was already used; what it issued is revoked", check="code")
+        if state != "unused" or flow_id is None:
+            raise InvalidGrant("the code is unknown or expired", check="code")
+        flow = self._flows.get(flow_id, now=now)
+        if flow is None:
+            raise InvalidGrant("the code is unknown or expired", check="code")
+        if flow.partner_id != partner.id:
+            raise InvalidGrant("the code was issued to another client", check="client_id")
+        if params.get("redirect_uri") != flow.redirect_uri:
+            raise InvalidGrant("redirect_uri differs from the pushed request", check="redirect_uri")
+        verify_code_verifier(params.get("code_verifier"), flow.code_challenge)
+        if flow.status not in (FlowStatus.RETRIEVING, FlowStatus.READY):
+            raise InvalidGrant(f"the flow is {flow.status.value}", check="code")
+        partner_purpose = partner.purpose(flow.purpose_id)
+        data_life = partner_purpose.data_life if partner_purpose else timedelta(minutes=10)
+        self._remember_assertion(partner, jti, jti_until)
+        if not self._replay.remember(
+            f"dpop:{proof.jkt}", fingerprint(proof.jti), until=proof.issued_at + MAX_AGE + MAX_FUTURE, now=now
+        ):
+            raise InvalidDpopProof("DPoP proof jti already used", check="dpop.jti")
+        access_token = new_secret()
+        expires_at = min(flow.expires_at, now + self.config.retrieval_deadline + data_life)
+        record = AccessTokenRecord(
+            token_hash=fingerprint(access_token),
+            flow_id=flow.flow_id,
+            partner_id=partner.id,
+            jkt=proof.jkt,
+            expires_at=expires_at,
+        )
+        after = flow.updated(now=now, access_token_hash=record.token_hash, dpop_jkt=proof.jkt)
+        try:
+            self._flows.redeem_code(flow, after, code_hash=fingerprint(code), token=record, now=now)
+        except CodeAlreadyUsed:
+            self._revoke_after_code_replay(flow.flow_id)
+            raise InvalidGrant("the code was already used; what it issued is revoked", check="code") from None
+        return IssuedToken(access_token, int((expires_at - now).total_seconds()), flow.scope)
+
+    def _revoke_after_code_replay(self, flow_id: str) -> None:
+        """RFC 6749 4.1.2 / RFC 9700 4.5: a second use of a code revokes what the first issued."""
+        now = self._clock.now()
+        flow = self._flows.get(flow_id, now=now)
+        if flow is None:
+            return
+        if flow.access_token_hash:
+            self._flows.delete_token(flow.access_token_hash)
+        if FlowStatus.REVOKED in TRANSITIONS[flow.status]:
+            self._flows.update(
+                flow, flow.moved_to(FlowStatus.REVOKED, now=now, failure_reason="code.replayed")
+            )
+
+    # -- revocation (RFC 7009) ------------------------------------------------------------------------
+
+    def revoke(self, form: Mapping[str, list[str]]) -> None:
+        params = single_values(form, REVOKE_PARAMETERS)
+        partner, jti, jti_until = self._authenticate(params, endpoint=self.config.revocation_endpoint)
+        token = _required(params, "token")
+        hint = params.get("token_type_hint")
+        if hint not in (None, "access_token"):
+            raise InvalidRequest("only access tokens are issued", check="token_type_hint")
+        now = self._clock.now()
+        record = self._flows.token(fingerprint(token), now=now)
+        if record is not None and record.partner_id != partner.id:
+            raise UnauthorizedClient("the token was issued to another client", check="token")
+        self._remember_assertion(partner, jti, jti_until)
+        if record is None:
+            return  # RFC 7009 2.2: an invalid or expired token is answered 200 as well
+        self._flows.delete_token(record.token_hash)
+        flow = self._flows.get(record.flow_id, now=now)
+        if flow is not None and FlowStatus.REVOKED in TRANSITIONS[flow.status]:
+            self._flows.update(
+                flow, flow.moved_to(FlowStatus.REVOKED, now=now, failure_reason="partner.revoked")
+            )

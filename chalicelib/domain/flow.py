@@ -1,0 +1,130 @@
+"""The flow: one resident, one partner, one purpose, one delivery; an explicit state machine.
+
+Every state change goes through ``Flow.moved_to``, which refuses a transition the table below does
+not allow; the store then writes it conditionally on the version read, so two concurrent requests
+can never both move a flow (docs/flow.md draws this machine).
+
+    created ──continue──▶ at_portal ──callback ok──▶ retrieving ──sealed──▶ ready ──pickup──▶ picked_up
+       │                      │                          │                    │
+       └─cancel─▶ cancelled   └─portal error─▶ failed ◀──┘ deadline/error     ├─data life over─▶ expired
+                                                          └──── revoke ──────▶ revoked ◀──────┘
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime
+from enum import StrEnum
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from chalicelib.domain.datasets import DatasetId
+from chalicelib.domain.errors import ConcurrentUpdate, ErrorCategory, RelayError
+
+
+class FlowStatus(StrEnum):
+    CREATED = "created"  # pushed by the partner (PAR); the resident has not decided yet
+    AT_PORTAL = "at_portal"  # the resident continued to Mynaportal
+    RETRIEVING = "retrieving"  # the portal authorised; retrieval started (IF001-04)
+    READY = "ready"  # sealed delivery waiting for pickup
+    PICKED_UP = "picked_up"
+    CANCELLED = "cancelled"  # the resident cancelled at the interstitial
+    FAILED = "failed"  # portal refusal, error, or no result before the deadline
+    EXPIRED = "expired"  # the delivery's data life ended before pickup
+    REVOKED = "revoked"  # the resident or the partner revoked it, or a code was replayed
+
+
+TRANSITIONS: dict[FlowStatus, frozenset[FlowStatus]] = {
+    FlowStatus.CREATED: frozenset({FlowStatus.AT_PORTAL, FlowStatus.CANCELLED, FlowStatus.EXPIRED}),
+    FlowStatus.AT_PORTAL: frozenset({FlowStatus.RETRIEVING, FlowStatus.FAILED, FlowStatus.EXPIRED}),
+    FlowStatus.RETRIEVING: frozenset({FlowStatus.READY, FlowStatus.FAILED, FlowStatus.REVOKED}),
+    FlowStatus.READY: frozenset({FlowStatus.PICKED_UP, FlowStatus.EXPIRED, FlowStatus.REVOKED}),
+    FlowStatus.PICKED_UP: frozenset(),
+    FlowStatus.CANCELLED: frozenset(),
+    FlowStatus.FAILED: frozenset(),
+    FlowStatus.EXPIRED: frozenset(),
+    FlowStatus.REVOKED: frozenset(),
+}
+TERMINAL: frozenset[FlowStatus] = frozenset(status for status, nexts in TRANSITIONS.items() if not nexts)
+
+
+class IllegalTransition(RelayError):
+    """A state change the flow's machine does not allow (a replayed or out-of-order step)."""
+
+    code = "illegal-transition"
+    category: ClassVar[ErrorCategory] = "conflict"
+    title = "The flow is not in a state that allows this step"
+
+
+class PortalProcessRef(BaseModel):
+    """What the portal needs to find a retrieval again (IF001-04 answer, IF001-06 request)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    telegram_id: str
+    process_id: str
+    mode: str
+
+
+class Flow(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    flow_id: str
+    partner_id: str
+    purpose_id: str
+    dataset: DatasetId
+    scope: str
+    redirect_uri: str
+    partner_state: str
+    code_challenge: str
+    status: FlowStatus
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime  # the state record may be collected after this
+    portal_client_id: str
+    portal_process: PortalProcessRef | None = None
+    portal_token_ciphertext: str | None = None  # KMS ciphertext, base64; never the token itself
+    csrf_hash: str | None = None
+    access_token_hash: str | None = None
+    dpop_jkt: str | None = None
+    retrieval_deadline: datetime | None = None
+    failure_reason: str | None = None
+
+    def moved_to(self, status: FlowStatus, *, now: datetime, **changes: object) -> Flow:
+        """This flow in ``status`` (next version), or ``IllegalTransition``."""
+        if status not in TRANSITIONS[self.status]:
+            raise IllegalTransition(
+                f"a {self.status.value} flow cannot become {status.value}", check="flow.status"
+            )
+        return self.model_copy(
+            update={**changes, "status": status, "version": self.version + 1, "updated_at": now}
+        )
+
+    def updated(self, *, now: datetime, **changes: object) -> Flow:
+        """Same status, new attributes, next version (the write stays conditional on the old one)."""
+        if "status" in changes:
+            raise ValueError("use moved_to() to change the status")
+        return self.model_copy(update={**changes, "version": self.version + 1, "updated_at": now})
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+class CodeAlreadyUsed(ConcurrentUpdate):
+    """The authorization code was redeemed before (RFC 6749 section 4.1.2: revoke what it issued)."""
+
+    code = "code-already-used"
+
+
+def new_secret(nbytes: int = 32) -> str:
+    """A random URL-safe secret (state, code, token, request_uri): 256 bits by default."""
+    return secrets.token_urlsafe(nbytes)
+
+
+def fingerprint(secret: str) -> str:
+    """How secrets are looked up at rest: SHA-256, so a table dump yields nothing usable."""
+    return hashlib.sha256(secret.encode()).hexdigest()

@@ -1,0 +1,203 @@
+"""Functional fixtures: the relay (Chalice test client, moto in-process) wired to a real sandbox
+portal on loopback over mutual TLS, a registered test partner, and a resident's browser."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+import requests
+
+from chalicelib.adapters.dynamodb_partners import DynamoPartnerStore
+from chalicelib.domain.clock import SystemClock
+from chalicelib.domain.registry import PartnerRegistry
+from sandbox.portal import ServiceRegistration
+from sandbox.server import SandboxServer
+from tests.partner_helpers import Pkce, TestPartner
+
+ISSUER = "https://myna-relay.test"
+CALLBACK = f"{ISSUER}/portal/callback"
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[SandboxServer]:
+    services = (
+        ServiceRegistration(
+            "SP00000001_AA0001",
+            "myna-relay（所得・個人住民税）",
+            CALLBACK,
+            f"{ISSUER}/portal/notice",
+            ("地方税関係情報",),
+        ),
+        ServiceRegistration(
+            "SP00000001_AA0002",
+            "myna-relay（予防接種）",
+            CALLBACK,
+            f"{ISSUER}/portal/notice",
+            ("予防接種関係情報",),
+        ),
+    )
+    server = SandboxServer(services, tls_dir=tmp_path / "tls", deterministic=True).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def portal_env(sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert sandbox.tls is not None
+    endpoints = sandbox.endpoints()
+    for name, value in {
+        "RELAY_PORTAL_AUTHORIZE_URL": endpoints["authorize_url"],
+        "RELAY_PORTAL_TOKEN_URL": endpoints["token_url"],
+        "RELAY_PORTAL_REQUEST_URL": endpoints["request_url"],
+        "RELAY_PORTAL_RESULT_URL": endpoints["result_url"],
+        "RELAY_PORTAL_CLIENT_CERT": str(sandbox.tls.client_cert),
+        "RELAY_PORTAL_CLIENT_KEY": str(sandbox.tls.client_key),
+        "RELAY_PORTAL_CA_BUNDLE": str(sandbox.tls.ca_cert),
+        "RELAY_PORTAL_SERVICES": json.dumps(
+            {"local_tax": "SP00000001_AA0001", "vaccination": "SP00000001_AA0002"}
+        ),
+    }.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def partner(resources: dict[str, str], dynamodb_client: Any) -> TestPartner:
+    test_partner = TestPartner()
+    store = DynamoPartnerStore(dynamodb_client, resources["RELAY_PARTNERS_TABLE"], allow_loopback=True)
+    PartnerRegistry(store, SystemClock(), allow_loopback=True).register(test_partner.document())
+    return test_partner
+
+
+def location_query(response: Any) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(response.headers["Location"]).query).items()}
+
+
+@dataclass
+class Journey:
+    """One partner-initiated flow, step by step, through the relay and the sandbox."""
+
+    client: Any
+    partner: TestPartner
+    sandbox: SandboxServer
+    pkce: Pkce
+    state: str = "partner-state-1"
+    request_uri: str = ""
+    csrf_cookie: str = ""
+    csrf_token: str = ""
+    portal_url: str = ""
+    callback_query: str = ""
+
+    def form(self, fields: dict[str, str]) -> dict[str, Any]:
+        return {"body": urlencode(fields), "headers": {"Content-Type": "application/x-www-form-urlencoded"}}
+
+    def push(self, purpose: str = "loan-screening", scope: str = "local_tax", **overrides: str | None) -> Any:
+        fields: dict[str, str | None] = {
+            "response_type": "code",
+            "client_id": self.partner.client_id,
+            "redirect_uri": self.partner.redirect_uri,
+            "state": self.state,
+            "code_challenge": self.pkce.challenge,
+            "code_challenge_method": "S256",
+            "scope": scope,
+            "purpose": purpose,
+            **self.partner.authentication(ISSUER),
+        }
+        fields.update(overrides)
+        response = self.client.http.post(
+            "/par", **self.form({k: v for k, v in fields.items() if v is not None})
+        )
+        if response.status_code == 201:
+            self.request_uri = json.loads(response.body)["request_uri"]
+        return response
+
+    def show_consent(self, lang: str | None = None) -> Any:
+        query = {"client_id": self.partner.client_id, "request_uri": self.request_uri}
+        if lang:
+            query["lang"] = lang
+        response = self.client.http.get(f"/authorize?{urlencode(query)}")
+        if response.status_code == 200:
+            self.csrf_cookie = response.headers["Set-Cookie"].split(";")[0].split("=", 1)[1]
+            self.csrf_token = re.search(r'name="csrf_token" value="([^"]+)"', response.body.decode()).group(1)  # type: ignore[union-attr]
+        return response
+
+    def decide(self, action: str = "continue", *, csrf: str | None = None, cookie: str | None = None) -> Any:
+        fields = {
+            "request_uri": self.request_uri,
+            "csrf_token": self.csrf_token if csrf is None else csrf,
+            "action": action,
+        }
+        request = self.form(fields)
+        request["headers"]["Cookie"] = f"relay_csrf={self.csrf_cookie if cookie is None else cookie}"
+        response = self.client.http.post("/authorize/decision", **request)
+        if response.status_code == 303:
+            self.portal_url = response.headers["Location"]
+        return response
+
+    def at_portal(self, persona: str = "salaried", *, agree: bool = True) -> dict[str, str]:
+        """The resident signs in at the sandbox and agrees; returns the portal's callback query."""
+        browser = requests.Session()
+        page = browser.get(self.portal_url, timeout=10)
+        assert page.status_code == 200, page.text
+        session = re.search(r'name="session" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+        signed = browser.post(
+            f"{self.sandbox.app_url}/online-authorization-web/login",
+            timeout=10,
+            data={"session": session, "persona": persona, "pin": "1234", "action": "signin"},
+            allow_redirects=False,
+        )
+        if signed.status_code == 303:
+            self.callback_query = urlsplit(signed.headers["Location"]).query
+            return location_query(signed)
+        done = browser.post(
+            f"{self.sandbox.app_url}/online-authorization-web/consent",
+            timeout=10,
+            data={"session": session, "action": "agree" if agree else "deny"},
+            allow_redirects=False,
+        )
+        assert done.status_code == 303
+        assert done.headers["Location"].startswith(CALLBACK + "?")
+        self.callback_query = urlsplit(done.headers["Location"]).query
+        return location_query(done)
+
+    def callback(self, query: str | None = None) -> Any:
+        return self.client.http.get(f"/portal/callback?{self.callback_query if query is None else query}")
+
+    def redeem(
+        self, code: str, *, verifier: str | None = None, dpop: str | None = "default", **overrides: str | None
+    ) -> Any:
+        fields: dict[str, str | None] = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": self.partner.redirect_uri,
+            "code_verifier": verifier or self.pkce.verifier,
+            **self.partner.authentication(ISSUER),
+        }
+        fields.update(overrides)
+        request = self.form({k: v for k, v in fields.items() if v is not None})
+        if dpop == "default":
+            dpop = self.partner.dpop("POST", f"{ISSUER}/token")
+        if dpop is not None:
+            request["headers"]["DPoP"] = dpop
+        return self.client.http.post("/token", **request)
+
+    def to_partner_code(self, persona: str = "salaried") -> str:
+        """PAR through callback: the code the partner receives."""
+        assert self.push().status_code == 201
+        assert self.show_consent().status_code == 200
+        assert self.decide().status_code == 303
+        self.at_portal(persona)
+        response = self.callback()
+        assert response.status_code == 303, response.body
+        return location_query(response)["code"]
+
+
+@pytest.fixture
+def journey(client: Any, partner: TestPartner, sandbox: SandboxServer, portal_env: None) -> Journey:
+    return Journey(client=client, partner=partner, sandbox=sandbox, pkce=Pkce())
