@@ -273,9 +273,9 @@ def main(argv: list[str] | None = None) -> int:
         ]
         if args.no_autoreload:
             command.append("--no-autoreload")
-        child = subprocess.Popen(
-            command, cwd=REPO_ROOT, env={**env, **resource_env, **portal_env}, start_new_session=True
-        )
+        # The issuer is the URL the relay is really served on (config.json cannot know the port).
+        relay_env = {**resource_env, **portal_env, "RELAY_ISSUER": api}
+        child = subprocess.Popen(command, cwd=REPO_ROOT, env={**env, **relay_env}, start_new_session=True)
         wait_for_health(f"{api}/health", child)
 
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
             "region": REGION,
             "aws_endpoint_url": endpoint,
             "api_url": api,
-            "environment": {**resource_env, **portal_env},
+            "environment": relay_env,
             "sandbox": {
                 "app_url": sandbox.app_url,
                 "sp_url": sandbox.sp_url,

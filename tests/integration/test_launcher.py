@@ -4,133 +4,27 @@ relayctl, stops cleanly on Ctrl-C, and starts again the same way."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import socket
 import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 
 from tests.conftest import REPO_ROOT
+from tests.integration.stack import (
+    Launcher,
+    free_port,
+    get_json,
+    launcher_command,
+    relayctl_local,
+    without_aws_environment,
+)
 
 pytestmark = pytest.mark.integration
-
-START_TIMEOUT_S = 90
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def launcher_command(
-    port: int, moto_port: int, app_port: int, sp_port: int, state_dir: Path, *extra: str
-) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "scripts.dev",
-        "--port",
-        str(port),
-        "--moto-port",
-        str(moto_port),
-        "--sandbox-app-port",
-        str(app_port),
-        "--sandbox-sp-port",
-        str(sp_port),
-        "--state-dir",
-        str(state_dir),
-        *extra,
-    ]
-
-
-def without_aws_environment() -> dict[str, str]:
-    """The launcher must work from a clean environment: no AWS settings leak in from the tests."""
-    return {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
-
-
-def get_json(url: str) -> tuple[int, dict[str, str], Any]:
-    with urllib.request.urlopen(url, timeout=10) as answer:  # noqa: S310  # loopback only
-        return answer.status, dict(answer.headers), json.loads(answer.read())
-
-
-class Launcher:
-    def __init__(self, state_dir: Path) -> None:
-        self.state_dir = state_dir
-        self.port = free_port()
-        self.moto_port = free_port()
-        self.sandbox_ports = (free_port(), free_port())
-        self.api = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[str] | None = None
-        self.output = ""
-
-    def start(self) -> None:
-        env = without_aws_environment()
-        self.process = subprocess.Popen(
-            launcher_command(
-                self.port, self.moto_port, *self.sandbox_ports, self.state_dir, "--no-autoreload"
-            ),
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(
-                    f"launcher exited early:\n{self.process.stdout.read() if self.process.stdout else ''}"
-                )
-            if (self.state_dir / "stack.json").exists():
-                return
-            time.sleep(0.2)
-        self.stop()
-        pytest.fail(f"launcher did not come up in {START_TIMEOUT_S} s:\n{self.output}")
-
-    def stop(self) -> int:
-        assert self.process is not None
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGINT)  # what Ctrl-C sends to the foreground group
-        try:
-            self.output, _ = self.process.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.output, _ = self.process.communicate()
-            pytest.fail("launcher did not stop within 30 s of Ctrl-C")
-        return self.process.returncode
-
-
-@pytest.fixture
-def launcher(tmp_path: Path) -> Iterator[Launcher]:
-    stack = Launcher(tmp_path / "state")
-    yield stack
-    if stack.process is not None and stack.process.poll() is None:
-        stack.stop()
-
-
-def relayctl_local(state_dir: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    env = without_aws_environment()
-    return subprocess.run(
-        [sys.executable, "-m", "relayctl", "--local", "--state-dir", str(state_dir), *argv],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def port_in_use(port: int) -> bool:

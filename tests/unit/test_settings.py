@@ -16,6 +16,8 @@ def stage(monkeypatch: pytest.MonkeyPatch) -> object:
     def use(name: str) -> None:
         for key, value in stage_config_environment(name).items():
             monkeypatch.setenv(key, value)
+        if name == "local":  # the launcher sets it: only it knows the port the relay listens on
+            monkeypatch.setenv("RELAY_ISSUER", "http://127.0.0.1:8000")
         get_settings.cache_clear()
 
     return use
