@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from chalicelib.adapters.kms_signer import KmsSigner
     from chalicelib.adapters.mynaportal import MynaportalClient
     from chalicelib.domain.authorization import AuthorizationConfig, AuthorizationService
+    from chalicelib.domain.delivery import DeliveryService
     from chalicelib.domain.ports import Clock
 
 
@@ -74,7 +75,12 @@ class Container:
     def state_store(self) -> DynamoStateStore:
         from chalicelib.adapters.dynamodb_state import DynamoStateStore
 
-        return DynamoStateStore(self.aws.dynamodb, self.settings.state_table)
+        return DynamoStateStore(
+            self.aws.dynamodb,
+            self.settings.state_table,
+            audit_table=self.settings.audit_table,
+            audit_retention=timedelta(days=self.settings.audit_retention_days),
+        )
 
     @cached_property
     def envelope(self) -> KmsEnvelope:
@@ -149,6 +155,30 @@ class Container:
             envelope=self.envelope,
             clock=self.clock,
             classify_portal_error=classify_authorization_error,
+        )
+
+    @cached_property
+    def delivery(self) -> DeliveryService:
+        from chalicelib.adapters.webhooks import HttpWebhookSender
+        from chalicelib.domain.delivery import DeliveryConfig, DeliveryService
+        from chalicelib.telemetry import record_metric
+
+        issuer = self.authorization_config.issuer
+        return DeliveryService(
+            config=DeliveryConfig(
+                issuer=issuer,
+                self_info_url=f"{issuer}/v1/self-info",
+                max_result_bytes=self.settings.max_result_bytes,
+            ),
+            store=self.state_store,
+            partners=self.partners,
+            portal=self.portal,
+            envelope=self.envelope,
+            signer=self.signer,
+            replay=self.state_store,
+            webhooks=HttpWebhookSender(),
+            clock=self.clock,
+            metrics=record_metric,
         )
 
     def jwks(self) -> dict[str, Any]:

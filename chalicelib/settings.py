@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     authorization_code_lifetime_s: int = Field(default=60, ge=5, le=60)  # FAPI 2.0: <= 60 s
     portal_state_lifetime_s: int = Field(default=900, ge=60, le=3600)
     retrieval_deadline_s: int = Field(default=600, ge=60, le=3600)
+    max_result_bytes: int = Field(default=2_000_000, ge=10_000, le=8_000_000)
+    audit_retention_days: int = Field(default=7 * 365, ge=30, le=20 * 365)
 
     aws_connect_timeout_s: float = Field(default=2.0, gt=0, le=10)
     aws_read_timeout_s: float = Field(default=5.0, gt=0, le=30)

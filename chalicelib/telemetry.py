@@ -9,10 +9,12 @@ from __future__ import annotations
 from contextvars import ContextVar
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 SERVICE_NAME = "myna-relay"
 
 logger = Logger(service=SERVICE_NAME)
+METRICS_NAMESPACE = "MynaRelay"
 
 _interaction_id: ContextVar[str | None] = ContextVar("interaction_id", default=None)
 
@@ -30,3 +32,12 @@ def bind_interaction_id(value: str) -> None:
 def unbind_interaction_id() -> None:
     _interaction_id.set(None)
     logger.remove_keys(["interaction_id"])
+
+
+def record_metric(name: str, value: float, *, unit: str = "Count", **dimensions: str) -> None:
+    """One CloudWatch EMF metric line (Powertools), written now. Dimensions are low-cardinality
+    names (a failure reason), never identifiers or data."""
+    with single_metric(name=name, unit=MetricUnit(unit), value=value, namespace=METRICS_NAMESPACE) as metric:
+        metric.add_dimension(name="service", value=SERVICE_NAME)
+        for key, dimension in dimensions.items():
+            metric.add_dimension(name=key, value=dimension)

@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -52,6 +53,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--state-dir", default=os.environ.get("MYNA_RELAY_LOCAL_DIR", str(REPO_ROOT / ".local"))
     )
     parser.add_argument("--no-autoreload", action="store_true", help="do not restart on code changes")
+    parser.add_argument(
+        "--schedule-interval",
+        type=float,
+        default=2.0,
+        help="seconds between runs of the scheduled handler (chalice local runs no schedules)",
+    )
     return parser.parse_args(argv)
 
 
@@ -119,6 +126,32 @@ def bootstrap(endpoint: str) -> dict[str, str]:
         partner = registry.register(json.loads(document.read_text(encoding="utf-8")))
         print(f"  demo partner registered: {partner.id} ({partner.names.en})")
     return env
+
+
+def start_scheduler(env: dict[str, str], interval_s: float) -> threading.Event:
+    """Invoke the scheduled handler (poller, sweeper, webhooks) periodically, as EventBridge would
+    in AWS: through Chalice's own invoke path with the local stage's configuration. Code changes
+    reach it at the next ``make run`` (it is not autoreloaded)."""
+    os.environ.update(env)
+    stop = threading.Event()
+
+    def run() -> None:
+        from chalice.test import Client
+
+        from app import app
+
+        with Client(app, stage_name=STAGE, project_dir=str(REPO_ROOT)) as client:
+            event = client.events.generate_cw_event(
+                source="aws.events", detail_type="Scheduled Event", detail={}, resources=[], region=REGION
+            )
+            while not stop.wait(interval_s):
+                try:
+                    client.lambda_.invoke("process_due", event)
+                except Exception as exc:  # noqa: BLE001  # keep scheduling; the handler logged it
+                    print(f"scheduled handler failed: {type(exc).__name__}", file=sys.stderr)
+
+    threading.Thread(target=run, name="scheduler", daemon=True).start()
+    return stop
 
 
 def wait_for_health(url: str, child: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
@@ -230,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_sigterm)
     server: Any = None
     sandbox: SandboxServer | None = None
+    scheduler: threading.Event | None = None
     child: subprocess.Popen[bytes] | None = None
     try:
         check_not_running(stack_file)
@@ -246,6 +280,10 @@ def main(argv: list[str] | None = None) -> int:
                 )
 
         from moto.server import ThreadedMotoServer
+
+        from infra.local_aws import make_dynamodb_requests_atomic
+
+        make_dynamodb_requests_atomic()  # concurrent conditional writes resolve as in DynamoDB
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per AWS call is noise here
 
@@ -277,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         relay_env = {**resource_env, **portal_env, "RELAY_ISSUER": api}
         child = subprocess.Popen(command, cwd=REPO_ROOT, env={**env, **relay_env}, start_new_session=True)
         wait_for_health(f"{api}/health", child)
+        scheduler = start_scheduler({**env, **relay_env}, args.schedule_interval)
 
         state_dir.mkdir(parents=True, exist_ok=True)
         record = {
@@ -306,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if scheduler is not None:
+            scheduler.set()
         if child is not None:
             stop_child(child)
         if sandbox is not None:

@@ -44,3 +44,20 @@ class InMemoryPartnerStore:
 
     def list(self) -> Iterator[PartnerRecord]:
         return iter(list(self.records.values()))
+
+
+class ShiftedClock:
+    """Real time plus an offset that tests move forward: tokens and proofs made "now" stay valid,
+    and lifetimes (data life, deadlines) can be crossed without sleeping."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def timestamp(self) -> float:
+        return self.now().timestamp()
+
+    def advance(self, **delta: float) -> None:
+        self.offset += timedelta(**delta)

@@ -11,6 +11,7 @@ import hashlib
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,7 @@ class TestPartner:
     encryption_key: ECKey = field(default_factory=lambda: ECKey.generate_key("P-256"))
     dpop_key: ECKey = field(default_factory=lambda: ECKey.generate_key("P-256"))
     kid: str = "acme-sig-1"
+    clock: Callable[[], float] = time.time  # tests that move the relay's clock move this one too
 
     __test__ = False  # not a pytest class
 
@@ -77,7 +79,7 @@ class TestPartner:
         return document
 
     def client_assertion(self, audience: str | list[str], **claims: Any) -> str:
-        now = int(time.time())
+        now = int(self.clock())
         payload: dict[str, Any] = {
             "iss": self.client_id,
             "sub": self.client_id,
@@ -110,7 +112,7 @@ class TestPartner:
             "jti": str(uuid.uuid4()),
             "htm": method,
             "htu": url,
-            "iat": int(time.time()),
+            "iat": int(self.clock()),
         }
         if access_token is not None:
             payload["ath"] = b64url(hashlib.sha256(access_token.encode()).digest())

@@ -9,14 +9,16 @@ parts; ``ConditionalCheckFailed`` and cancelled transactions become domain error
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.adapters.aws import error_code, unavailable
+from chalicelib.domain.audit import AuditRecord
+from chalicelib.domain.delivery import DUE_SHARDS, StoredDelivery, WebhookEvent, due_shard
 from chalicelib.domain.errors import ConcurrentUpdate
-from chalicelib.domain.flow import CodeAlreadyUsed, Flow
+from chalicelib.domain.flow import CodeAlreadyUsed, Flow, FlowStatus
 from chalicelib.domain.flow_store import AccessTokenRecord, CodeState
 
 if TYPE_CHECKING:
@@ -55,16 +57,26 @@ def flow_key(flow_id: str) -> dict[str, Any]:
 
 
 class DynamoStateStore:
-    """Implements ``FlowStore`` and ``ReplayStore`` on one table."""
+    """Implements ``FlowStore``, ``DeliveryStore`` and ``ReplayStore`` on the state table, and
+    appends audit records to the audit table inside the same transactions."""
 
-    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table_name: str,
+        *,
+        audit_table: str,
+        audit_retention: timedelta = timedelta(days=7 * 365),
+    ) -> None:
         self._client = client
         self._table = table_name
+        self._audit_table = audit_table
+        self._audit_retention = audit_retention
 
     # -- flows ------------------------------------------------------------------------------------
 
     def _flow_item(self, flow: Flow) -> dict[str, Any]:
-        return {
+        item = {
             **flow_key(flow.flow_id),
             "document": _s(flow.model_dump_json()),
             "status": _s(flow.status.value),
@@ -72,6 +84,11 @@ class DynamoStateStore:
             "partner_id": _s(flow.partner_id),
             "expires_at": _n(epoch(flow.expires_at)),
         }
+        if flow.next_due_at is not None and flow.status in (FlowStatus.RETRIEVING, FlowStatus.READY):
+            # Sparse GSI by_due: only flows the poller or the sweeper must look at carry these.
+            item["due_shard"] = _s(due_shard(flow.flow_id))
+            item["due_at"] = _n(epoch(flow.next_due_at))
+        return item
 
     def _put_flow(self, after: Flow, before: Flow | None) -> dict[str, Any]:
         if before is None:
@@ -310,3 +327,168 @@ class DynamoStateStore:
         except BotoCoreError as exc:
             raise unavailable("dynamodb", "PutItem", exc) from exc
         return True
+
+    # -- retrieval, delivery, expiry --------------------------------------------------------------
+
+    def flow_for_process(self, process_id: str, *, now: datetime) -> Flow | None:
+        return self._pointed_flow(f"PROC#{process_id}", now=now)
+
+    def due(self, *, now: datetime, limit: int) -> list[tuple[Literal["flow", "webhook"], str]]:
+        found: list[tuple[Literal["flow", "webhook"], str]] = []
+        for shard in range(DUE_SHARDS):
+            try:
+                answer = self._client.query(
+                    TableName=self._table,
+                    IndexName="by_due",
+                    KeyConditionExpression="due_shard = :shard AND due_at <= :now",
+                    ExpressionAttributeValues={":shard": _s(f"DUE#{shard}"), ":now": _n(epoch(now))},
+                    Limit=limit,
+                )
+            except (ClientError, BotoCoreError) as exc:
+                raise unavailable("dynamodb", "Query", exc) from exc
+            for item in answer.get("Items", []):
+                pk = item["pk"]["S"]
+                if pk.startswith("FLOW#"):
+                    found.append(("flow", pk.removeprefix("FLOW#")))
+                elif pk.startswith("WEBHOOK#"):
+                    found.append(("webhook", pk.removeprefix("WEBHOOK#")))
+        return found[:limit]
+
+    def _audit_put(self, record: AuditRecord) -> dict[str, Any]:
+        occurred = record.occurred_at
+        sort_key = f"{occurred.isoformat()}#{record.record_id}"
+        shard = int(record.record_id.encode().hex(), 16) % 16
+        return {
+            "Put": {
+                "TableName": self._audit_table,
+                "Item": {
+                    "pk": _s(f"FLOW#{record.interaction_id}"),
+                    "sk": _s(sort_key),
+                    "day_shard": _s(f"{occurred:%Y-%m-%d}#{shard}"),
+                    "partner_month": _s(f"{record.requester_id}#{occurred:%Y-%m}"),
+                    "event": _s(record.event.value),
+                    "document": _s(record.model_dump_json()),
+                    "retain_until": _n(epoch(occurred + self._audit_retention)),
+                },
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }
+
+    def append_audit(self, record: AuditRecord) -> None:
+        put = self._audit_put(record)["Put"]
+        try:
+            self._client.put_item(**put)
+        except (ClientError, BotoCoreError) as exc:
+            raise unavailable("dynamodb", "PutItem", exc) from exc
+
+    def _webhook_put(self, event: WebhookEvent) -> dict[str, Any]:
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": self._webhook_item(event),
+                "ConditionExpression": ITEM_IS_NEW,
+            }
+        }
+
+    def _webhook_item(self, event: WebhookEvent) -> dict[str, Any]:
+        return {
+            **_key(f"WEBHOOK#{event.event_id}", "WEBHOOK"),
+            "partner_id": _s(event.partner_id),
+            "url": _s(event.url),
+            "type": _s(event.type),
+            "delivery_id": _s(event.delivery_id),
+            "occurred_at": _n(epoch(event.occurred_at)),
+            "attempts": _n(event.attempts),
+            "due_shard": _s(due_shard(event.event_id)),
+            "due_at": _n(epoch(event.next_due_at)),
+            "expires_at": _n(epoch(event.occurred_at) + 86_400),
+        }
+
+    def finish(
+        self,
+        before: Flow,
+        after: Flow,
+        *,
+        audits: list[AuditRecord],
+        delivery: StoredDelivery | None = None,
+        delete_delivery: bool = False,
+        webhook: WebhookEvent | None = None,
+    ) -> None:
+        items: list[dict[str, Any]] = [self._put_flow(after, before), *(self._audit_put(a) for a in audits)]
+        if delivery is not None:
+            items.append(
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": {
+                            **_key(f"DELIVERY#{delivery.flow_id}", "DELIVERY"),
+                            "partner_id": _s(delivery.partner_id),
+                            "jwe": _s(delivery.jwe),
+                            "delivery_expires_at": _n(epoch(delivery.expires_at)),
+                            "expires_at": _n(epoch(delivery.expires_at)),
+                        },
+                        "ConditionExpression": ITEM_IS_NEW,
+                    }
+                }
+            )
+        if delete_delivery:
+            items.append(
+                {"Delete": {"TableName": self._table, "Key": _key(f"DELIVERY#{before.flow_id}", "DELIVERY")}}
+            )
+        if webhook is not None:
+            items.append(self._webhook_put(webhook))
+        self._transact(
+            items, on_conflict=ConcurrentUpdate("the flow changed since it was read", check="flow.version")
+        )
+
+    def pick_up(self, before: Flow, after: Flow, *, audit: AuditRecord, now: datetime) -> str:
+        key = _key(f"DELIVERY#{before.flow_id}", "DELIVERY")
+        item = self._get(key)
+        if item is None or int(item["delivery_expires_at"]["N"]) <= epoch(now):
+            raise ConcurrentUpdate("the delivery is gone", check="delivery")
+        self._transact(
+            [
+                {
+                    "Delete": {
+                        "TableName": self._table,
+                        "Key": key,
+                        "ConditionExpression": f"{ITEM_EXISTS} AND delivery_expires_at > :now",
+                        "ExpressionAttributeValues": {":now": _n(epoch(now))},
+                    }
+                },
+                self._put_flow(after, before),
+                self._audit_put(audit),
+            ],
+            on_conflict=ConcurrentUpdate("the delivery was picked up concurrently", check="delivery"),
+        )
+        return str(item["jwe"]["S"])
+
+    def webhook(self, event_id: str) -> WebhookEvent | None:
+        item = self._get(_key(f"WEBHOOK#{event_id}", "WEBHOOK"))
+        if item is None or "due_at" not in item:
+            return None
+        return WebhookEvent(
+            event_id=event_id,
+            partner_id=item["partner_id"]["S"],
+            url=item["url"]["S"],
+            type=item["type"]["S"],
+            delivery_id=item["delivery_id"]["S"],
+            occurred_at=datetime.fromtimestamp(int(item["occurred_at"]["N"]), UTC),
+            next_due_at=datetime.fromtimestamp(int(item["due_at"]["N"]), UTC),
+            attempts=int(item["attempts"]["N"]),
+        )
+
+    def webhook_attempted(
+        self, event: WebhookEvent, *, delivered: bool, next_due_at: datetime | None
+    ) -> None:
+        """A delivered or abandoned event leaves the due index; its item stays a day for idempotency."""
+        item = self._webhook_item(event)
+        item["outcome"] = _s("delivered" if delivered else ("retrying" if next_due_at else "abandoned"))
+        if next_due_at is None:
+            del item["due_shard"], item["due_at"]
+        else:
+            item["due_at"] = _n(epoch(next_due_at))
+        try:
+            self._client.put_item(TableName=self._table, Item=item)
+        except (ClientError, BotoCoreError) as exc:
+            raise unavailable("dynamodb", "PutItem", exc) from exc

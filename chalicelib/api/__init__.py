@@ -7,11 +7,14 @@ from chalice.app import Chalice
 
 
 def register(app: Chalice) -> None:
-    from chalicelib.api import consent, health, oauth, wellknown
+    from chalicelib.api import consent, delivery, health, oauth, wellknown
     from chalicelib.api.middleware import register_middleware
+    from chalicelib.events import scheduled
 
     register_middleware(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(wellknown.bp)
     app.register_blueprint(oauth.bp)
     app.register_blueprint(consent.bp)
+    app.register_blueprint(delivery.bp)
+    app.register_blueprint(scheduled.bp)

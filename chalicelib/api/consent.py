@@ -8,6 +8,7 @@ target is only trusted once the flow is known.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import ParamSpec
 
 from chalice.app import Blueprint, Response
 
-from chalicelib.api.forms import FORM, cookie, form_fields, query_fields
+from chalicelib.api.forms import cookie, form_fields, query_fields
 from chalicelib.api.pages import STATIC_PATH, TEXT, Lang, choose_language, error_page, format_duration, render
 from chalicelib.container import get_container
 from chalicelib.domain.authorization import CsrfFailure, PageError, RedirectTo
@@ -31,11 +32,13 @@ CSS = (Path(__file__).resolve().parent / "static" / "relay.css").read_bytes()
 
 
 def _lang() -> Lang:
+    """The page language; never raises (it also chooses the language of error pages)."""
     request = bp.current_request
     params: dict[str, str] = dict(request.query_params or {})
     form_lang = None
     if request.method == "POST":
-        form_lang = form_fields(request).get("lang", [None])[0]
+        with contextlib.suppress(RelayError):  # a malformed form still gets its error page
+            form_lang = form_fields(request).get("lang", [None])[0]
     return choose_language(request, params.get("lang") or form_lang)
 
 
@@ -124,7 +127,7 @@ def authorize() -> Response:
     )
 
 
-@bp.route("/authorize/decision", methods=["POST"], content_types=[FORM])
+@bp.route("/authorize/decision", methods=["POST"], content_types=["*/*"])
 @page_responses
 def decide() -> Response:
     request = bp.current_request

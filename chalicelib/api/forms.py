@@ -11,7 +11,7 @@ from urllib.parse import parse_qs
 
 from chalice.app import Request
 
-from chalicelib.domain.oauth.errors import InvalidRequest
+from chalicelib.domain.oauth.errors import InvalidRequest, OAuthError
 
 MAX_FORM_BYTES = 16 * 1024
 MAX_FIELDS = 30
@@ -22,7 +22,19 @@ class BodyTooLarge(InvalidRequest):
     status = 413
 
 
+class UnsupportedMediaType(InvalidRequest):
+    status = 415
+
+
+def _content_type(request: Request) -> str:
+    return (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+
+
 def form_fields(request: Request) -> dict[str, list[str]]:
+    """The form body of a POST. Routes accept every content type so that a wrong one is refused
+    here, in the endpoint's own error format, instead of by Chalice's generic 415."""
+    if _content_type(request) != FORM:
+        raise UnsupportedMediaType(f"the body must be {FORM}", check="content-type")
     raw = request.raw_body or b""
     body = raw.encode() if isinstance(raw, str) else raw
     if len(body) > MAX_FORM_BYTES:
@@ -41,11 +53,18 @@ def query_fields(request: Request) -> dict[str, list[str]]:
     return {name: list(params.getlist(name)) for name in params}
 
 
-def single_header(request: Request, name: str) -> str | None:
-    """A header that must appear at most once (API Gateway joins repeats with commas)."""
+def single_header(request: Request, name: str, *, error: type[OAuthError] = InvalidRequest) -> str | None:
+    """A header that must appear at most once. A repeat shows either as a comma-joined value
+    (HTTP APIs, chalice local) or as several entries of the REST API event's multiValueHeaders,
+    of which Chalice's ``headers`` keep only the last."""
     value = request.headers.get(name)
-    if value is not None and "," in value:
-        raise InvalidRequest(f"{name} header repeated", check=name.lower())
+    repeated = value is not None and "," in value
+    if not repeated:
+        original = request.to_original_event() if hasattr(request, "to_original_event") else {}
+        multi = original.get("multiValueHeaders") or {}
+        repeated = any(key.lower() == name.lower() and len(values or []) > 1 for key, values in multi.items())
+    if repeated:
+        raise error(f"the {name} header appears more than once", check=name.lower())
     return value
 
 

@@ -9,11 +9,13 @@ from typing import Any
 from chalice.app import Blueprint, Response
 
 from chalicelib.api.errors import oauth_responses, problem_responses
-from chalicelib.api.forms import FORM, form_fields, single_header
+from chalicelib.api.forms import form_fields, single_header
 from chalicelib.container import get_container
 from chalicelib.domain.authorization import SCOPES
 from chalicelib.domain.oauth.client_assertion import ALLOWED_ALGORITHMS as CLIENT_ASSERTION_ALGORITHMS
 from chalicelib.domain.oauth.dpop import ALLOWED_ALGORITHMS as DPOP_ALGORITHMS
+from chalicelib.domain.oauth.errors import InvalidDpopProof
+from chalicelib.telemetry import record_metric
 
 bp = Blueprint(__name__)
 
@@ -61,22 +63,22 @@ def metadata() -> Response:
     )
 
 
-@bp.route("/par", methods=["POST"], content_types=[FORM])
+@bp.route("/par", methods=["POST"], content_types=["*/*"])
 @oauth_responses
 def pushed_authorization_request() -> Response:
     request = bp.current_request
     pushed = get_container().authorization.push(form_fields(request))
+    record_metric("flows_started", 1)
     # RFC 9126 section 2.2: 201 Created
     return _json(201, {"request_uri": pushed.request_uri, "expires_in": pushed.expires_in}, NO_STORE)
 
 
-@bp.route("/token", methods=["POST"], content_types=[FORM])
+@bp.route("/token", methods=["POST"], content_types=["*/*"])
 @oauth_responses
 def token() -> Response:
     request = bp.current_request
-    issued = get_container().authorization.redeem(
-        form_fields(request), dpop_proof=single_header(request, "dpop")
-    )
+    proof = single_header(request, "dpop", error=InvalidDpopProof)  # RFC 9449 4.3: exactly one proof
+    issued = get_container().authorization.redeem(form_fields(request), dpop_proof=proof)
     return _json(
         200,
         {
@@ -84,12 +86,13 @@ def token() -> Response:
             "token_type": "DPoP",
             "expires_in": issued.expires_in,
             "scope": issued.scope,
+            "delivery_id": issued.delivery_id,
         },
         NO_STORE,
     )
 
 
-@bp.route("/revoke", methods=["POST"], content_types=[FORM])
+@bp.route("/revoke", methods=["POST"], content_types=["*/*"])
 @oauth_responses
 def revoke() -> Response:
     get_container().authorization.revoke(form_fields(bp.current_request))

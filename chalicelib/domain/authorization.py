@@ -174,6 +174,7 @@ class IssuedToken:
     access_token: str
     expires_in: int
     scope: str
+    delivery_id: str  # the flow id: what webhooks name, and what pickup may be asked for
 
     def __repr__(self) -> str:
         return f"IssuedToken(expires_in={self.expires_in}, scope={self.scope!r})"
@@ -232,7 +233,9 @@ class AuthorizationService:
         jti is remembered later, once every other check has passed."""
         if params.get("client_assertion_type") != CLIENT_ASSERTION_TYPE:
             raise InvalidClient(f"must be {CLIENT_ASSERTION_TYPE}", check="client_assertion_type")
-        assertion = _required(params, "client_assertion")
+        assertion = params.get("client_assertion", "")
+        if not assertion:  # RFC 6749 5.2: no client authentication included
+            raise InvalidClient("missing", check="client_assertion")
         client_id = params.get("client_id") or parse_unverified_client_id(assertion)
         if not client_id:
             raise InvalidClient("no client_id and no iss in the assertion", check="client_id")
@@ -244,7 +247,10 @@ class AuthorizationService:
             assertion,
             client_id=partner.id,
             jwks=partner.jwks,
-            accepted_audiences=frozenset({self.config.issuer, endpoint}),
+            # RFC 9126 section 2: at the PAR endpoint the issuer, the token endpoint and the PAR
+            # endpoint are all valid audiences; elsewhere the issuer and the receiving endpoint.
+            accepted_audiences=frozenset({self.config.issuer, endpoint})
+            | ({self.config.token_endpoint} if endpoint == self.config.par_endpoint else set()),
             now=self._clock.now(),
         )
         return partner, verified.jti, verified.expires_at
@@ -438,6 +444,7 @@ class AuthorizationService:
             ),
             portal_token_ciphertext=base64.b64encode(ciphertext).decode(),
             retrieval_deadline=now + self.config.retrieval_deadline,
+            next_due_at=now,  # the poller looks at once; a pending result backs off from there
         )
         self._flows.start_retrieval(
             flow,
@@ -502,7 +509,7 @@ class AuthorizationService:
         except CodeAlreadyUsed:
             self._revoke_after_code_replay(flow.flow_id)
             raise InvalidGrant("the code was already used; what it issued is revoked", check="code") from None
-        return IssuedToken(access_token, int((expires_at - now).total_seconds()), flow.scope)
+        return IssuedToken(access_token, int((expires_at - now).total_seconds()), flow.scope, flow.flow_id)
 
     def _revoke_after_code_replay(self, flow_id: str) -> None:
         """RFC 6749 4.1.2 / RFC 9700 4.5: a second use of a code revokes what the first issued."""
@@ -523,9 +530,8 @@ class AuthorizationService:
         params = single_values(form, REVOKE_PARAMETERS)
         partner, jti, jti_until = self._authenticate(params, endpoint=self.config.revocation_endpoint)
         token = _required(params, "token")
-        hint = params.get("token_type_hint")
-        if hint not in (None, "access_token"):
-            raise InvalidRequest("only access tokens are issued", check="token_type_hint")
+        # RFC 7009 2.1: token_type_hint may be ignored; only access tokens exist here, so the
+        # search covers every token type whatever the hint says.
         now = self._clock.now()
         record = self._flows.token(fingerprint(token), now=now)
         if record is not None and record.partner_id != partner.id:

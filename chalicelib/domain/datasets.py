@@ -25,6 +25,7 @@ class Dataset:
     id: DatasetId
     name_ja: str
     name_en: str
+    code: str  # [I] the portal's 14-digit TM code: unpublished, placeholder until the spec is in hand
     fields: tuple[FieldInfo, ...]
 
     @property
@@ -36,6 +37,7 @@ LOCAL_TAX = Dataset(  # 地方税関係情報 (shown as 所得・個人住民税
     id="local_tax",
     name_ja="地方税関係情報",
     name_en="Local tax (income)",
+    code="TM000000000002",
     fields=(
         FieldInfo("fiscal_year", "課税年度", "Fiscal year"),
         FieldInfo("municipality", "課税市区町村", "Levying municipality"),
@@ -65,6 +67,7 @@ VACCINATION = Dataset(  # 予防接種関係情報 (予防接種法施行規則 
     id="vaccination",
     name_ja="予防接種関係情報",
     name_en="Vaccination",
+    code="TM000000000003",
     fields=(
         FieldInfo("vaccine", "予防接種の種類", "Vaccine"),
         FieldInfo("dose", "接種回数・期", "Dose or period"),

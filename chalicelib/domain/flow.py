@@ -92,6 +92,10 @@ class Flow(BaseModel):
     dpop_jkt: str | None = None
     retrieval_deadline: datetime | None = None
     failure_reason: str | None = None
+    next_due_at: datetime | None = None  # when the poller (retrieving) or the sweeper (ready) must look
+    poll_attempts: int = 0
+    ready_at: datetime | None = None
+    delivery_expires_at: datetime | None = None
 
     def moved_to(self, status: FlowStatus, *, now: datetime, **changes: object) -> Flow:
         """This flow in ``status`` (next version), or ``IllegalTransition``."""

@@ -69,3 +69,9 @@ class Envelope(Protocol):
         ...
 
     def decrypt(self, ciphertext: bytes, *, context: dict[str, str]) -> bytes: ...
+
+
+class MetricsSink(Protocol):
+    def __call__(self, name: str, value: float, *, unit: str = "Count", **dimensions: str) -> None:
+        """Record a metric (flows started, completed, failed by reason, time to ready)."""
+        ...

@@ -129,3 +129,26 @@ def test_authlib_pushes_a_request_and_redeems_the_code_with_pkce_private_key_jwt
     assert token["token_type"] == "DPoP"
     assert token["scope"] == "local_tax"
     assert token["expires_in"] > 0
+
+    # AND the sealed delivery arrives through the notice or the scheduler, and opens with the bank's key
+    from joserfc import jwe, jws
+    from joserfc.jwk import KeySet
+
+    deadline = time.monotonic() + 60
+    pickup = None
+    while time.monotonic() < deadline:
+        proof = bank.dpop("GET", f"{issuer}/v1/self-info", access_token=token["access_token"])
+        pickup = requests.get(
+            f"{issuer}/v1/self-info",
+            timeout=10,
+            headers={"Authorization": f"DPoP {token['access_token']}", "DPoP": proof},
+        )
+        if pickup.status_code != 202:
+            break
+        time.sleep(float(pickup.headers["Retry-After"]) / 5)
+    assert pickup is not None
+    assert pickup.status_code == 200, pickup.text
+    inner = jwe.decrypt_compact(pickup.text, bank.encryption_key).plaintext
+    jwks = KeySet.import_key_set(requests.get(metadata["jwks_uri"], timeout=10).json())
+    claims = json.loads(jws.deserialize_compact(inner, jwks, algorithms=["ES256"]).payload)
+    assert claims["data"]["records"][0]["fiscal_year"] == 2026

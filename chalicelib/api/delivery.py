@@ -1,0 +1,100 @@
+"""The delivery's HTTP side: Mynaportal's completion notice (IF001-05) and the partner's pickup.
+
+The notice carries no authentication, so it is only a hint: we answer the echo the portal expects
+and at most bring a poll forward; an unknown processId gets the same answer as a known one.
+Pickup answers 202 while retrieving, the sealed payload once (200 application/jose), then 410.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from chalice.app import Blueprint, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from chalicelib.api.errors import problem, problem_responses
+from chalicelib.api.forms import single_header
+from chalicelib.container import get_container
+from chalicelib.domain.delivery import Pending
+from chalicelib.domain.oauth.errors import InvalidDpopProof, OAuthError
+from chalicelib.telemetry import logger
+
+bp = Blueprint(__name__)
+MAX_NOTICE_BYTES = 8 * 1024
+
+
+class NoticeHeader(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    telegramId: str = Field(max_length=64)  # the portal's own names
+    telegramType: str = Field(max_length=32)
+    mode: str = Field(max_length=8)
+    processId: str = Field(max_length=64)
+    errorCode: str = Field(default="", max_length=16)
+
+
+class Notice(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    commonHeader: NoticeHeader
+
+
+@bp.route("/portal/notice", methods=["POST"], content_types=["application/json"])
+@problem_responses
+def completion_notice() -> Response:
+    """IF001-05."""
+    from chalicelib.adapters.mynaportal_inferred import NOTICE_ANSWER_TELEGRAM
+
+    body = bp.current_request.raw_body or b""
+    if len(body) > MAX_NOTICE_BYTES:
+        return problem(413, "notice-too-large", "Notice too large", "the notice exceeds 8 KiB", check="body")
+    try:
+        notice = Notice.model_validate_json(body)
+    except ValidationError:
+        return problem(
+            400, "invalid-notice", "Invalid notice", "the body is not a commonHeader telegram", check="body"
+        )
+    header = notice.commonHeader
+    hinted = get_container().delivery.notice(header.processId)
+    logger.info("completion notice", extra={"known_retrieving_flow": hinted})
+    answer: dict[str, Any] = {
+        "commonHeader": {
+            "telegramId": header.telegramId,
+            "telegramType": NOTICE_ANSWER_TELEGRAM,
+            "mode": header.mode,
+            "processId": header.processId,
+            "errorCode": "",
+        }
+    }
+    return Response(body=json.dumps(answer), status_code=200, headers={"Content-Type": "application/json"})
+
+
+@bp.route("/v1/self-info", methods=["GET"])
+@problem_responses
+def self_info() -> Response:
+    request = bp.current_request
+    params: dict[str, str] = dict(request.query_params or {})
+    try:
+        outcome = get_container().delivery.pick_up(
+            authorization=single_header(request, "authorization"),
+            dpop_proof=single_header(request, "dpop", error=InvalidDpopProof),
+            delivery_id=params.get("delivery_id"),
+        )
+    except OAuthError as error:
+        # RFC 6750 section 3 / RFC 9449 section 7.1: token and proof errors are 401 with a challenge.
+        logger.info("pickup refused", extra={"error": error.error, "check": error.check})
+        status = 400 if error.error == "invalid_request" else 401
+        challenge = f'DPoP algs="ES256 PS256 EdDSA", error="{error.error}"'
+        return Response(
+            body=json.dumps({"error": error.error, "error_description": error.description}),
+            status_code=status,
+            headers={"Content-Type": "application/json", "WWW-Authenticate": challenge},
+        )
+    if isinstance(outcome, Pending):
+        return Response(
+            body=json.dumps({"status": "pending"}),
+            status_code=202,
+            headers={"Content-Type": "application/json", "Retry-After": str(outcome.retry_after_s)},
+        )
+    return Response(body=outcome.jwe, status_code=200, headers={"Content-Type": "application/jose"})

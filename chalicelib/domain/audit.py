@@ -1,0 +1,86 @@
+"""Audit records: the service's mirror of the portal's provision history (情報提供等記録).
+
+Who (requester: the partner), from whom (provider: Mynaportal and the providing municipality),
+what (the information item, in Japanese and as a code), why (the partner's purpose), when
+(requested, provided), the outcome, and our interaction id linking every step of one flow.
+Never a data value: counts and names of checks only. (Tamper evidence, pseudonyms and receipts are
+built on these records; see docs/data-model.md.)
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from chalicelib.domain.datasets import DATASETS, DatasetId
+from chalicelib.domain.flow import Flow, new_secret
+
+PROVIDER = "マイナポータル"
+
+
+class AuditEvent(StrEnum):
+    REQUEST_PUSHED = "request_pushed"
+    CONSENT_SHOWN = "consent_shown"
+    CONTINUED = "continued"
+    CANCELLED = "cancelled"
+    PORTAL_AUTHORISED = "portal_authorised"
+    PORTAL_FAILED = "portal_failed"
+    RETRIEVAL_STARTED = "retrieval_started"
+    RESULT_RECEIVED = "result_received"
+    INDIVIDUAL_NUMBERS_REMOVED = "individual_numbers_removed"
+    SEALED = "sealed"
+    PICKED_UP = "picked_up"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+    FAILED = "failed"
+
+
+class AuditRecord(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    record_id: str
+    occurred_at: datetime
+    event: AuditEvent
+    interaction_id: str
+    requester_id: str  # 情報照会者: the partner
+    provider: str = PROVIDER  # 情報提供者
+    municipalities: tuple[str, ...] = ()  # the providing municipalities, when known
+    dataset: DatasetId
+    dataset_code: str  # 特定個人情報の項目 (code)
+    dataset_name_ja: str  # 特定個人情報の項目 (name)
+    purpose_id: str  # the partner's 事務
+    requested_at: datetime  # 提供の求めの日時
+    provided_at: datetime | None = None  # 提供の日時
+    outcome: str
+    counts: dict[str, int] = Field(default_factory=dict)
+
+
+def audit_record(
+    flow: Flow,
+    event: AuditEvent,
+    *,
+    at: datetime,
+    outcome: str,
+    municipalities: tuple[str, ...] = (),
+    provided_at: datetime | None = None,
+    counts: dict[str, int] | None = None,
+) -> AuditRecord:
+    dataset = DATASETS[flow.dataset]
+    return AuditRecord(
+        record_id=new_secret(12),
+        occurred_at=at,
+        event=event,
+        interaction_id=flow.flow_id,
+        requester_id=flow.partner_id,
+        municipalities=municipalities,
+        dataset=flow.dataset,
+        dataset_code=dataset.code,
+        dataset_name_ja=dataset.name_ja,
+        purpose_id=flow.purpose_id,
+        requested_at=flow.created_at,
+        provided_at=provided_at,
+        outcome=outcome,
+        counts=counts or {},
+    )

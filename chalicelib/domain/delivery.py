@@ -1,0 +1,488 @@
+"""From a started retrieval to a delivery picked up once: polling the portal (IF001-05/06), sealing,
+pickup, expiry, and the webhooks that tell partners when to come.
+
+Invariants: a delivery exists only for a ``ready`` flow, stored together with its audit record and
+its webhook in one transaction; it is deleted at pickup (with the "provided" record, one
+transaction) or at the end of its data life, whichever comes first, and expiry is enforced on
+every read (DynamoDB TTL is only a lazy backstop). A portal fault of any kind ends in ``failed``
+with a named reason; nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import ClassVar, Literal, Protocol
+
+from chalicelib.domain.audit import AuditEvent, AuditRecord, audit_record
+from chalicelib.domain.errors import (
+    ConcurrentUpdate,
+    ErrorCategory,
+    PartnerDisabled,
+    PartnerNotFound,
+    RelayError,
+)
+from chalicelib.domain.flow import Flow, FlowStatus, fingerprint, new_secret
+from chalicelib.domain.flow_store import AccessTokenRecord
+from chalicelib.domain.minimise import release
+from chalicelib.domain.normalise import MalformedResult, normalise
+from chalicelib.domain.oauth.dpop import MAX_AGE, MAX_FUTURE, verify_dpop_proof
+from chalicelib.domain.oauth.errors import InvalidDpopProof, InvalidToken
+from chalicelib.domain.oauth.ports import ReplayStore
+from chalicelib.domain.partners import Partner
+from chalicelib.domain.portal import (
+    PortalError,
+    PortalGateway,
+    PortalProcess,
+    PortalRejected,
+    PortalUnavailable,
+    ResultPending,
+)
+from chalicelib.domain.ports import Clock, Envelope, MetricsSink, Signer
+from chalicelib.domain.registry import PartnerRegistry
+from chalicelib.domain.sealing import seal, sign_jwt
+
+WebhookType = Literal["delivery.ready", "delivery.failed", "delivery.expired"]
+MAX_DELIVERY_BYTES = 350_000  # DynamoDB items stop at 400 KB; a sealed payload never comes close
+DUE_SHARDS = 8
+
+
+@dataclass(frozen=True)
+class StoredDelivery:
+    flow_id: str
+    partner_id: str
+    jwe: str
+    expires_at: datetime
+
+    def __repr__(self) -> str:
+        return f"StoredDelivery(flow_id={self.flow_id!r}, expires_at={self.expires_at.isoformat()})"
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    event_id: str
+    partner_id: str
+    url: str
+    type: WebhookType
+    delivery_id: str
+    occurred_at: datetime
+    next_due_at: datetime
+    attempts: int = 0
+
+
+class DeliveryStore(Protocol):
+    def flow_for_process(self, process_id: str, *, now: datetime) -> Flow | None: ...
+
+    def get(self, flow_id: str, *, now: datetime) -> Flow | None: ...
+
+    def update(self, before: Flow, after: Flow) -> None: ...
+
+    def due(self, *, now: datetime, limit: int) -> list[tuple[Literal["flow", "webhook"], str]]:
+        """Flows (retrieving: poll; ready: expiry) and webhooks whose ``due_at`` has come."""
+        ...
+
+    def finish(
+        self,
+        before: Flow,
+        after: Flow,
+        *,
+        audits: list[AuditRecord],
+        delivery: StoredDelivery | None = None,
+        delete_delivery: bool = False,
+        webhook: WebhookEvent | None = None,
+    ) -> None:
+        """One transaction: the flow (conditional on its version), its audit records, the delivery
+        put (new) or deleted, and the webhook outbox entry. ``ConcurrentUpdate`` if another
+        request moved the flow first."""
+        ...
+
+    def pick_up(self, before: Flow, after: Flow, *, audit: AuditRecord, now: datetime) -> str:
+        """Delete the (unexpired) delivery, move the flow and append the "provided" record in one
+        transaction; answer the sealed payload. Exactly one of concurrent callers succeeds; the
+        others get ``ConcurrentUpdate``."""
+        ...
+
+    def webhook(self, event_id: str) -> WebhookEvent | None: ...
+
+    def webhook_attempted(
+        self, event: WebhookEvent, *, delivered: bool, next_due_at: datetime | None
+    ) -> None: ...
+
+    def token(self, token_hash: str, *, now: datetime) -> AccessTokenRecord | None: ...
+
+
+class WebhookSender(Protocol):
+    def send(self, url: str, body: str, *, event_id: str) -> bool:
+        """POST the signed event; True on a 2xx answer. Never raises for the partner's failures."""
+        ...
+
+
+def due_shard(flow_id: str) -> str:
+    """Spread due items over a few GSI partitions so the poller's index never has one hot key."""
+    return f"DUE#{int(hashlib.sha256(flow_id.encode()).hexdigest(), 16) % DUE_SHARDS}"
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    issuer: str
+    self_info_url: str
+    poll_backoff_base: timedelta = timedelta(seconds=10)
+    poll_backoff_max: timedelta = timedelta(seconds=60)
+    webhook_backoff_base: timedelta = timedelta(seconds=30)
+    webhook_max_attempts: int = 5
+    retry_after_s: int = 5
+    max_result_bytes: int = 2_000_000
+
+
+class DeliveryGone(RelayError):
+    """410: picked up, expired, revoked or failed; the ``check`` says which."""
+
+    code = "delivery-gone"
+    category: ClassVar[ErrorCategory] = "gone"
+    title = "The delivery is no longer available"
+
+
+class DeliveryForbidden(RelayError):
+    """403: the token does not belong to this delivery, or its partner is disabled."""
+
+    code = "delivery-forbidden"
+    category: ClassVar[ErrorCategory] = "forbidden"
+    title = "This token cannot pick up this delivery"
+
+
+@dataclass(frozen=True)
+class Pending:
+    retry_after_s: int
+
+
+@dataclass(frozen=True)
+class Picked:
+    jwe: str
+
+    def __repr__(self) -> str:
+        return "Picked(<sealed>)"
+
+
+class DeliveryService:
+    def __init__(
+        self,
+        *,
+        config: DeliveryConfig,
+        store: DeliveryStore,
+        partners: PartnerRegistry,
+        portal: PortalGateway,
+        envelope: Envelope,
+        signer: Signer,
+        replay: ReplayStore,
+        webhooks: WebhookSender,
+        clock: Clock,
+        metrics: MetricsSink | None = None,
+    ) -> None:
+        self.config = config
+        self._store = store
+        self._partners = partners
+        self._portal = portal
+        self._envelope = envelope
+        self._signer = signer
+        self._replay = replay
+        self._webhooks = webhooks
+        self._clock = clock
+        self._metrics = metrics
+
+    # -- IF001-05: the completion notice is only a hint ----------------------------------------------
+
+    def notice(self, process_id: str) -> bool:
+        """Bring the flow's next poll forward; True if there was a retrieving flow. Never trusts or
+        returns anything else from the notice."""
+        if not process_id or len(process_id) > 64:
+            return False
+        now = self._clock.now()
+        flow = self._store.flow_for_process(process_id, now=now)
+        if flow is None or flow.status is not FlowStatus.RETRIEVING:
+            return False
+        if flow.next_due_at is not None and flow.next_due_at <= now:
+            return True
+        # A concurrent update means someone else moved the flow: the poll it asks for happens anyway.
+        with contextlib.suppress(ConcurrentUpdate):
+            self._store.update(flow, flow.updated(now=now, next_due_at=now))
+        return True
+
+    # -- the scheduled work: poll, expire, send webhooks ---------------------------------------------
+
+    def process_due(self, *, limit: int = 25) -> dict[str, int]:
+        outcomes: dict[str, int] = {}
+        for kind, key in self._store.due(now=self._clock.now(), limit=limit):
+            outcome = self._deliver_webhook(key) if kind == "webhook" else self._advance(key)
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        return outcomes
+
+    def _advance(self, flow_id: str) -> str:
+        now = self._clock.now()
+        flow = self._store.get(flow_id, now=now)
+        if flow is None or flow.next_due_at is None or flow.next_due_at > now:
+            return "skipped"
+        try:
+            if flow.status is FlowStatus.RETRIEVING:
+                return self.poll(flow)
+            if flow.status is FlowStatus.READY:
+                return self._expire(flow, now)
+        except ConcurrentUpdate:
+            return "raced"
+        return "skipped"
+
+    def poll(self, flow: Flow) -> str:
+        """One look at the portal for a retrieving flow (IF001-06)."""
+        now = self._clock.now()
+        if flow.retrieval_deadline is not None and now >= flow.retrieval_deadline:
+            return self._fail(flow, "retrieval.deadline")
+        if flow.portal_process is None or flow.portal_token_ciphertext is None:
+            return self._fail(flow, "retrieval.state_missing")
+        try:
+            # Decrypted only for this call; the plaintext token lives in this frame alone.
+            token = self._envelope.decrypt(
+                base64.b64decode(flow.portal_token_ciphertext), context={"flow_id": flow.flow_id}
+            ).decode()
+            process = PortalProcess(
+                telegram_id=flow.portal_process.telegram_id,
+                process_id=flow.portal_process.process_id,
+                mode=flow.portal_process.mode,
+            )
+            result = self._portal.fetch_result(access_token=token, process=process)
+        except PortalUnavailable:
+            return self._later(flow, now, "portal.unavailable")
+        except PortalRejected as error:
+            return self._fail(flow, f"portal.error_code.{error.error_code or error.http_status}")
+        except PortalError:
+            return self._fail(flow, "portal.protocol_error")
+        except RelayError:  # KMS unavailable: try again at the next poll
+            return self._later(flow, now, "kms.unavailable")
+        if isinstance(result, ResultPending):
+            return self._later(flow, now, "pending")
+        return self._seal(flow, result.self_personal_data, now)
+
+    def _later(self, flow: Flow, now: datetime, outcome: str) -> str:
+        delay = min(
+            self.config.poll_backoff_base * 2 ** min(flow.poll_attempts, 10),
+            self.config.poll_backoff_max,
+        )
+        if flow.retrieval_deadline is not None:
+            delay = min(delay, max(flow.retrieval_deadline - now, timedelta(0)))
+        self._store.update(
+            flow, flow.updated(now=now, next_due_at=now + delay, poll_attempts=flow.poll_attempts + 1)
+        )
+        return outcome
+
+    def _seal(self, flow: Flow, self_personal_data: str, now: datetime) -> str:
+        partner = self._partner_or_none(flow.partner_id)
+        purpose = partner.purpose(flow.purpose_id) if partner else None
+        if partner is None or purpose is None:
+            return self._fail(flow, "partner.unavailable")
+        try:
+            normalised = normalise(
+                self_personal_data, dataset=flow.dataset, max_bytes=self.config.max_result_bytes
+            )
+        except MalformedResult as error:
+            return self._fail(flow, f"result.{(error.check or 'malformed').removeprefix('result.')}")
+        released = release(normalised, purpose)
+        expires_at = now + purpose.data_life
+        sealed = seal(
+            released.claims(),
+            signer=self._signer,
+            issuer=self.config.issuer,
+            audience=partner.id,
+            encryption_key=partner.jwks.encryption_keys()[0],
+            purpose=purpose.id,
+            interaction_id=flow.flow_id,
+            issued_at=now,
+            expires_at=expires_at,
+        )
+        if len(sealed.compact) > MAX_DELIVERY_BYTES:
+            return self._fail(flow, "result.too_large")
+        municipalities = tuple(released.providers)
+        audits = [
+            audit_record(
+                flow,
+                AuditEvent.RESULT_RECEIVED,
+                at=now,
+                outcome="received",
+                municipalities=municipalities,
+                counts=dict(normalised.dropped),
+            ),
+        ]
+        if normalised.individual_numbers_removed:
+            audits.append(
+                audit_record(
+                    flow,
+                    AuditEvent.INDIVIDUAL_NUMBERS_REMOVED,
+                    at=now,
+                    outcome="removed",
+                    counts={"individual_numbers": normalised.individual_numbers_removed},
+                )
+            )
+        audits.append(
+            audit_record(flow, AuditEvent.SEALED, at=now, outcome="sealed", municipalities=municipalities)
+        )
+        after = flow.moved_to(
+            FlowStatus.READY,
+            now=now,
+            portal_token_ciphertext=None,  # the portal token is deleted once the result is in
+            ready_at=now,
+            delivery_expires_at=expires_at,
+            next_due_at=expires_at,
+        )
+        self._store.finish(
+            flow,
+            after,
+            audits=audits,
+            delivery=StoredDelivery(flow.flow_id, partner.id, sealed.compact, expires_at),
+            webhook=self._webhook(partner.webhook_url, partner.id, "delivery.ready", flow, now),
+        )
+        self._metric("flows_completed", 1)
+        self._metric("time_to_ready", (now - flow.created_at).total_seconds() * 1000, unit="Milliseconds")
+        return "ready"
+
+    def _metric(self, name: str, value: float, *, unit: str = "Count", **dimensions: str) -> None:
+        if self._metrics is not None:
+            self._metrics(name, value, unit=unit, **dimensions)
+
+    def _fail(self, flow: Flow, reason: str) -> str:
+        now = self._clock.now()
+        partner = self._partner_or_none(flow.partner_id)
+        after = flow.moved_to(
+            FlowStatus.FAILED, now=now, failure_reason=reason, portal_token_ciphertext=None, next_due_at=None
+        )
+        self._store.finish(
+            flow,
+            after,
+            audits=[audit_record(flow, AuditEvent.FAILED, at=now, outcome=reason)],
+            webhook=self._webhook(
+                partner.webhook_url if partner else None, flow.partner_id, "delivery.failed", flow, now
+            ),
+        )
+        self._metric("flows_failed", 1, reason=reason)
+        return f"failed:{reason}"
+
+    def _expire(self, flow: Flow, now: datetime) -> str:
+        partner = self._partner_or_none(flow.partner_id)
+        after = flow.moved_to(
+            FlowStatus.EXPIRED, now=now, failure_reason="delivery.expired", next_due_at=None
+        )
+        self._store.finish(
+            flow,
+            after,
+            audits=[audit_record(flow, AuditEvent.EXPIRED, at=now, outcome="expired")],
+            delete_delivery=True,
+            webhook=self._webhook(
+                partner.webhook_url if partner else None, flow.partner_id, "delivery.expired", flow, now
+            ),
+        )
+        return "expired"
+
+    def _partner_or_none(self, partner_id: str) -> Partner | None:
+        try:
+            return self._partners.get(partner_id).partner
+        except PartnerNotFound:
+            return None
+
+    # -- webhooks --------------------------------------------------------------------------------
+
+    def _webhook(
+        self, url: str | None, partner_id: str, kind: WebhookType, flow: Flow, now: datetime
+    ) -> WebhookEvent | None:
+        if url is None:
+            return None
+        return WebhookEvent(
+            event_id=new_secret(16),
+            partner_id=partner_id,
+            url=url,
+            type=kind,
+            delivery_id=flow.flow_id,
+            occurred_at=now,
+            next_due_at=now,
+        )
+
+    def _deliver_webhook(self, event_id: str) -> str:
+        event = self._store.webhook(event_id)
+        now = self._clock.now()
+        if event is None or event.next_due_at > now:
+            return "skipped"
+        body = sign_jwt(
+            {
+                "iss": self.config.issuer,
+                "aud": event.partner_id,
+                "iat": int(now.timestamp()),
+                "jti": event.event_id,
+                "event": {
+                    "id": event.event_id,
+                    "type": event.type,
+                    "delivery_id": event.delivery_id,
+                    "occurred_at": event.occurred_at.isoformat(),
+                },
+            },
+            signer=self._signer,
+            typ="myna-relay-event+jwt",
+        )
+        delivered = self._webhooks.send(event.url, body, event_id=event.event_id)
+        attempts = event.attempts + 1
+        next_due = None
+        if not delivered and attempts < self.config.webhook_max_attempts:
+            next_due = now + self.config.webhook_backoff_base * 2 ** (attempts - 1)
+        self._store.webhook_attempted(
+            replace(event, attempts=attempts), delivered=delivered, next_due_at=next_due
+        )
+        if delivered:
+            return "webhook.delivered"
+        return "webhook.retry" if next_due else "webhook.abandoned"
+
+    # -- pickup (GET /v1/self-info) --------------------------------------------------------------------
+
+    def pick_up(
+        self, *, authorization: str | None, dpop_proof: str | None, delivery_id: str | None
+    ) -> Pending | Picked:
+        now = self._clock.now()
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme != "DPoP" or not token:
+            raise InvalidToken(
+                "a DPoP-bound access token is required (Authorization: DPoP <token>)", check="authorization"
+            )
+        record = self._store.token(fingerprint(token), now=now)
+        if record is None:
+            raise InvalidToken("the access token is unknown, expired or revoked", check="access_token")
+        proof = verify_dpop_proof(
+            dpop_proof,
+            method="GET",
+            url=self.config.self_info_url,
+            now=now,
+            access_token=token,
+            expected_jkt=record.jkt,
+        )
+        if delivery_id is not None and delivery_id != record.flow_id:
+            raise DeliveryForbidden("the token was issued for another delivery", check="delivery_id")
+        try:
+            self._partners.get_enabled(record.partner_id)
+        except (PartnerNotFound, PartnerDisabled):
+            raise DeliveryForbidden("the partner is disabled", check="client_id") from None
+        if not self._replay.remember(
+            f"dpop:{proof.jkt}", fingerprint(proof.jti), until=proof.issued_at + MAX_AGE + MAX_FUTURE, now=now
+        ):
+            raise InvalidDpopProof("DPoP proof jti already used", check="dpop.jti")
+        flow = self._store.get(record.flow_id, now=now)
+        if flow is None:
+            raise DeliveryGone("the delivery no longer exists", check="delivery.expired")
+        if flow.status in (FlowStatus.AT_PORTAL, FlowStatus.RETRIEVING):
+            return Pending(self.config.retry_after_s)
+        if flow.status is not FlowStatus.READY:
+            raise DeliveryGone(f"the delivery is {flow.status.value}", check=f"delivery.{flow.status.value}")
+        if flow.delivery_expires_at is not None and now >= flow.delivery_expires_at:
+            with contextlib.suppress(ConcurrentUpdate):
+                self._expire(flow, now)
+            raise DeliveryGone("the delivery's data life has ended", check="delivery.expired")
+        after = flow.moved_to(FlowStatus.PICKED_UP, now=now, next_due_at=None)
+        audit = audit_record(flow, AuditEvent.PICKED_UP, at=now, outcome="provided", provided_at=now)
+        try:
+            return Picked(self._store.pick_up(flow, after, audit=audit, now=now))
+        except ConcurrentUpdate:
+            raise DeliveryGone("the delivery was picked up", check="delivery.picked_up") from None

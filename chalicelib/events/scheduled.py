@@ -1,0 +1,23 @@
+"""Scheduled work: poll the portal for flows whose notice has not come, expire deliveries past
+their data life, and send due webhooks. One handler, every minute; each item is guarded by a
+conditional write, so overlapping runs (or a run racing a notice) never double-apply.
+Under ``make run`` the launcher invokes it periodically: ``chalice local`` runs no schedules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalice.app import Blueprint, Rate
+
+from chalicelib.container import get_container
+from chalicelib.telemetry import logger
+
+bp = Blueprint(__name__)
+
+
+@bp.schedule(Rate(1, unit=Rate.MINUTES), name="process_due")
+def process_due(event: Any) -> dict[str, int]:
+    outcomes = get_container().delivery.process_due()
+    if outcomes:
+        logger.info("due work done", extra={"outcomes": outcomes})
+    return outcomes

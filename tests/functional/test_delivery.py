@@ -1,0 +1,613 @@
+"""Retrieval to pickup: completion notice, poller, normalisation, sealing, one-time pickup, expiry,
+webhooks. The partner opens what it receives with joserfc using only its own private key and the
+served JWKS."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from joserfc import jwe, jws
+from joserfc.jwk import ECKey, KeySet
+
+from chalicelib import container
+from chalicelib.domain.delivery import Picked
+from chalicelib.domain.errors import RelayError
+from tests.fakes import ShiftedClock
+from tests.functional.conftest import ISSUER, Journey, location_query
+
+SELF_INFO = f"{ISSUER}/v1/self-info"
+
+
+@pytest.fixture
+def clock(journey: Journey, monkeypatch: pytest.MonkeyPatch) -> ShiftedClock:
+    shifted = ShiftedClock()
+    container.reset()
+    monkeypatch.setattr(container, "_container", container.Container(clock=shifted))
+    journey.partner.clock = shifted.timestamp
+    return shifted
+
+
+def redeemed(journey: Journey, persona: str = "salaried") -> tuple[str, str]:
+    """Through the browser part and the token: (access token, delivery id)."""
+    code = journey.to_partner_code(persona)
+    issued = journey.redeem(code)
+    assert issued.status_code == 200, issued.body
+    body = json.loads(issued.body)
+    return body["access_token"], body.get("delivery_id", "")
+
+
+def pick_up(journey: Journey, token: str, **query: str) -> Any:
+    suffix = "?" + "&".join(f"{k}={v}" for k, v in query.items()) if query else ""
+    proof = journey.partner.dpop("GET", SELF_INFO, access_token=token)
+    return journey.client.http.get(
+        f"/v1/self-info{suffix}", headers={"Authorization": f"DPoP {token}", "DPoP": proof}
+    )
+
+
+def run_due() -> dict[str, int]:
+    return container.get_container().delivery.process_due()
+
+
+def open_sealed(journey: Journey, compact: str) -> dict[str, Any]:
+    """What the partner does: decrypt with its encryption key, verify with the served JWKS."""
+    decrypted = jwe.decrypt_compact(compact, journey.partner.encryption_key)
+    assert decrypted.headers()["alg"] == "ECDH-ES+A256KW"
+    assert decrypted.headers()["enc"] == "A256GCM"
+    assert decrypted.headers()["cty"] == "JWT"
+    assert decrypted.headers()["kid"] == "acme-enc-1"
+    jwks = KeySet.import_key_set(json.loads(journey.client.http.get("/.well-known/jwks.json").body))
+    verified = jws.deserialize_compact(decrypted.plaintext, jwks, algorithms=["ES256"])
+    claims: dict[str, Any] = json.loads(verified.payload)
+    return claims
+
+
+def test_a_sealed_delivery_is_picked_up_once_and_opened_by_the_partner(
+    journey: Journey, clock: ShiftedClock, dynamodb_client: Any, resources: dict[str, str]
+) -> None:
+    # GIVEN a partner holding a DPoP-bound token for a retrieving flow
+    token, _ = redeemed(journey)
+    # WHEN the scheduled handler runs (as EventBridge would call it)
+    event = journey.client.events.generate_cw_event(
+        source="aws.events", detail_type="Scheduled Event", detail={}, resources=[], region="ap-northeast-1"
+    )
+    journey.client.lambda_.invoke("process_due", event)
+    # THEN the first pickup returns the sealed payload
+    first = pick_up(journey, token)
+    assert first.status_code == 200, first.body
+    assert first.headers["Content-Type"] == "application/jose"
+    claims = open_sealed(journey, first.body.decode())
+    assert claims["iss"] == ISSUER
+    assert claims["aud"] == "acme-bank"
+    assert claims["purpose"] == "loan-screening"
+    assert claims["schema"] == "myna-relay/self-info/1"
+    assert claims["exp"] > claims["iat"]
+    assert claims["jti"]
+    assert claims["interaction_id"]
+    data = claims["data"]
+    assert data["dataset"] == "local_tax"
+    (record,) = data["records"]
+    assert set(record) == {"fiscal_year", "total_income"}
+    assert record["fiscal_year"] == 2026
+    assert data["derived"] == {"annual_income_at_least": False}
+    # AND the second is gone
+    second = pick_up(journey, token)
+    assert second.status_code == 410
+    assert json.loads(second.body)["check"] == "delivery.picked_up"
+    deliveries = [
+        i
+        for i in dynamodb_client.scan(TableName=resources["RELAY_STATE_TABLE"])["Items"]
+        if i["pk"]["S"].startswith("DELIVERY#")
+    ]
+    assert deliveries == []
+
+
+def test_pickup_answers_202_while_the_portal_is_still_working(journey: Journey, clock: ShiftedClock) -> None:
+    token, _ = redeemed(journey)
+    pending = pick_up(journey, token)
+    assert pending.status_code == 202
+    assert pending.headers["Retry-After"] == "5"
+
+
+def test_the_audit_log_records_result_sealing_and_provision_without_values(
+    journey: Journey, clock: ShiftedClock, dynamodb_client: Any, resources: dict[str, str]
+) -> None:
+    token, _ = redeemed(journey)
+    run_due()
+    pick_up(journey, token)
+    items = dynamodb_client.scan(TableName=resources["RELAY_AUDIT_TABLE"])["Items"]
+    events = sorted(item["event"]["S"] for item in items)
+    assert events == ["picked_up", "result_received", "sealed"]
+    provided = next(json.loads(i["document"]["S"]) for i in items if i["event"]["S"] == "picked_up")
+    assert provided["outcome"] == "provided"
+    assert provided["provided_at"]
+    assert provided["dataset_name_ja"] == "地方税関係情報"
+    dump = json.dumps(items, ensure_ascii=False)
+    for value in ("5200000", "3680000", "山田"):
+        assert value not in dump
+
+
+def test_the_individual_number_persona_is_delivered_without_any_number(
+    journey: Journey, clock: ShiftedClock, dynamodb_client: Any, resources: dict[str, str]
+) -> None:
+    token, _ = redeemed(journey, "individual-number")
+    run_due()
+    claims = open_sealed(journey, pick_up(journey, token).body.decode())
+    text = json.dumps(claims, ensure_ascii=False)
+    for number in ("621498320257", "123456789018", "1234 5678 9018", "6214-9832-0257"):
+        assert number not in text
+    audit = dynamodb_client.scan(TableName=resources["RELAY_AUDIT_TABLE"])["Items"]
+    removed = [
+        json.loads(i["document"]["S"]) for i in audit if i["event"]["S"] == "individual_numbers_removed"
+    ]
+    assert removed[0]["counts"] == {"individual_numbers": 3}
+    assert "621498320257" not in json.dumps(audit)
+
+
+def test_a_forged_notice_reveals_nothing_and_changes_nothing(
+    journey: Journey, clock: ShiftedClock, dynamodb_client: Any, resources: dict[str, str]
+) -> None:
+    redeemed(journey)
+    before = sorted(
+        json.dumps(i, sort_keys=True)
+        for i in dynamodb_client.scan(TableName=resources["RELAY_STATE_TABLE"])["Items"]
+    )
+    header = {
+        "telegramId": "TL-00000001-261127090000-0001",
+        "telegramType": "IFA0302-R01",
+        "mode": "1",
+        "processId": "PRFORGED",
+        "errorCode": "",
+    }
+    answer = journey.client.http.post(
+        "/portal/notice",
+        body=json.dumps({"commonHeader": header}),
+        headers={"Content-Type": "application/json"},
+    )
+    assert answer.status_code == 200
+    assert json.loads(answer.body)["commonHeader"] == {**header, "telegramType": "IFA0302-S01"}
+    after = sorted(
+        json.dumps(i, sort_keys=True)
+        for i in dynamodb_client.scan(TableName=resources["RELAY_STATE_TABLE"])["Items"]
+    )
+    assert after == before
+
+
+def test_a_genuine_notice_brings_the_poll_forward(
+    journey: Journey, clock: ShiftedClock, dynamodb_client: Any, resources: dict[str, str]
+) -> None:
+    from sandbox.scenarios import Scenario
+
+    # GIVEN a flow whose first poll met an unavailable portal, so its next poll is 10 s away
+    journey.sandbox.portal.set_scenario(Scenario.RESULT_5XX, times=3)
+    token, _ = redeemed(journey)
+    assert run_due() == {"portal.unavailable": 1}
+    assert run_due() == {}
+    items = dynamodb_client.scan(TableName=resources["RELAY_STATE_TABLE"])["Items"]
+    flow = next(json.loads(i["document"]["S"]) for i in items if i["pk"]["S"].startswith("FLOW#"))
+    header = {
+        "telegramId": flow["portal_process"]["telegram_id"],
+        "telegramType": "IFA0302-R01",
+        "mode": "1",
+        "processId": flow["portal_process"]["process_id"],
+        "errorCode": "",
+    }
+    # WHEN the portal's completion notice arrives
+    answer = journey.client.http.post(
+        "/portal/notice",
+        body=json.dumps({"commonHeader": header}),
+        headers={"Content-Type": "application/json"},
+    )
+    # THEN it is echoed, and the next run polls at once
+    assert json.loads(answer.body)["commonHeader"]["telegramType"] == "IFA0302-S01"
+    assert run_due() == {"ready": 1}
+    assert pick_up(journey, token).status_code == 200
+
+
+def test_a_notice_needs_a_telegram(journey: Journey, clock: ShiftedClock) -> None:
+    answer = journey.client.http.post(
+        "/portal/notice", body=b"{}", headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("authorization", "proof_kind", "status"),
+    [
+        ("Bearer {token}", "good", 401),  # the DPoP scheme is required
+        ("DPoP {token}", "none", 401),
+        ("DPoP {token}", "other-key", 401),
+        ("DPoP {token}", "wrong-ath", 401),
+        ("DPoP not-a-token", "good", 401),
+    ],
+)
+def test_pickup_needs_the_bound_token_and_its_proof(
+    journey: Journey, clock: ShiftedClock, authorization: str, proof_kind: str, status: int
+) -> None:
+    token, _ = redeemed(journey)
+    run_due()
+    proofs = {
+        "good": journey.partner.dpop("GET", SELF_INFO, access_token=token),
+        "other-key": journey.partner.dpop(
+            "GET", SELF_INFO, access_token=token, key=ECKey.generate_key("P-256")
+        ),
+        "wrong-ath": journey.partner.dpop("GET", SELF_INFO, access_token="another-token"),
+    }
+    headers = {"Authorization": authorization.format(token=token)}
+    if proof_kind != "none":
+        headers["DPoP"] = proofs[proof_kind]
+    refused = journey.client.http.get("/v1/self-info", headers=headers)
+    assert refused.status_code == status
+    assert "DPoP" in refused.headers["WWW-Authenticate"]
+    assert pick_up(journey, token).status_code == 200  # the refusal changed nothing
+
+
+def test_a_token_for_another_delivery_is_forbidden(journey: Journey, clock: ShiftedClock) -> None:
+    token, _ = redeemed(journey)
+    run_due()
+    assert pick_up(journey, token, delivery_id="someone-elses-delivery").status_code == 403
+    assert pick_up(journey, token).status_code == 200
+
+
+def test_concurrent_pickups_deliver_exactly_once(journey: Journey, clock: ShiftedClock) -> None:
+    token, _ = redeemed(journey)
+    run_due()
+    service = container.get_container().delivery
+    proofs = [journey.partner.dpop("GET", SELF_INFO, access_token=token) for _ in range(12)]
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def attempt(proof: str) -> None:
+        try:
+            result = service.pick_up(authorization=f"DPoP {token}", dpop_proof=proof, delivery_id=None)
+            outcome = "picked" if isinstance(result, Picked) else "pending"
+        except RelayError as error:
+            outcome = error.code
+        with lock:
+            outcomes.append(outcome)
+
+    threads = [threading.Thread(target=attempt, args=(proof,)) for proof in proofs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes.count("picked") == 1
+    assert set(outcomes) == {"picked", "delivery-gone"}
+
+
+def test_a_delivery_expires_after_its_data_life(
+    journey: Journey, clock: ShiftedClock, dynamodb_client: Any, resources: dict[str, str]
+) -> None:
+    token, _ = redeemed(journey)
+    run_due()
+    clock.advance(minutes=10, seconds=1)
+    assert run_due() == {"expired": 1}
+    gone = pick_up(journey, token)
+    assert gone.status_code in (401, 410)  # the token's own life ends with the delivery's
+    items = dynamodb_client.scan(TableName=resources["RELAY_STATE_TABLE"])["Items"]
+    assert not [i for i in items if i["pk"]["S"].startswith("DELIVERY#")]
+    events = [
+        i["event"]["S"] for i in dynamodb_client.scan(TableName=resources["RELAY_AUDIT_TABLE"])["Items"]
+    ]
+    assert "expired" in events
+
+
+def test_expiry_is_enforced_on_read_before_the_sweeper_runs(journey: Journey, clock: ShiftedClock) -> None:
+    token, _ = redeemed(journey)
+    run_due()
+    clock.advance(minutes=9, seconds=59)
+    assert pick_up(journey, token).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("scenario", "reason"),
+    [
+        ("error-code", "portal.error_code.EE0100"),
+        ("malformed-json", "result.json"),
+        ("oversized-payload", "result.size"),
+    ],
+)
+def test_a_bad_result_fails_the_flow_with_a_named_reason_and_stores_nothing(
+    journey: Journey,
+    clock: ShiftedClock,
+    dynamodb_client: Any,
+    resources: dict[str, str],
+    scenario: str,
+    reason: str,
+) -> None:
+    from sandbox.scenarios import Scenario
+
+    journey.sandbox.portal.set_scenario(Scenario(scenario))
+    token, _ = redeemed(journey)
+    assert run_due() == {f"failed:{reason}": 1}
+    assert pick_up(journey, token).status_code == 410
+    items = dynamodb_client.scan(TableName=resources["RELAY_STATE_TABLE"])["Items"]
+    assert not [i for i in items if i["pk"]["S"].startswith("DELIVERY#")]
+    flow = next(json.loads(i["document"]["S"]) for i in items if i["pk"]["S"].startswith("FLOW#"))
+    assert (flow["status"], flow["failure_reason"], flow["portal_token_ciphertext"]) == (
+        "failed",
+        reason,
+        None,
+    )
+
+
+def test_a_portal_that_never_answers_ends_at_the_deadline(journey: Journey, clock: ShiftedClock) -> None:
+    from sandbox.scenarios import Scenario
+
+    journey.sandbox.portal.set_scenario(Scenario.RESULT_5XX)
+    token, _ = redeemed(journey)
+    assert run_due() == {"portal.unavailable": 1}
+    clock.advance(minutes=10)
+    assert run_due() == {"failed:retrieval.deadline": 1}
+    assert pick_up(journey, token).status_code == 410
+
+
+@pytest.mark.parametrize("scenario", ["token-5xx", "request-5xx"])
+def test_a_portal_outage_at_the_callback_tells_the_partner(
+    journey: Journey, clock: ShiftedClock, scenario: str
+) -> None:
+    from sandbox.scenarios import Scenario
+
+    journey.sandbox.portal.set_scenario(Scenario(scenario))
+    journey.push()
+    journey.show_consent()
+    journey.decide()
+    journey.at_portal("salaried")
+    query = location_query(journey.callback())
+    assert query["error"] == "temporarily_unavailable"
+
+
+@pytest.fixture
+def all_tables_scan(dynamodb_client: Any, resources: dict[str, str]) -> Iterator[Any]:
+    def scan() -> str:
+        tables = (
+            resources["RELAY_STATE_TABLE"],
+            resources["RELAY_AUDIT_TABLE"],
+            resources["RELAY_PARTNERS_TABLE"],
+        )
+        return json.dumps([dynamodb_client.scan(TableName=t)["Items"] for t in tables], ensure_ascii=False)
+
+    return scan
+
+
+@pytest.mark.parametrize(
+    ("persona", "purpose", "scope", "status"),
+    [
+        ("salaried", "loan-screening", "local_tax", "picked_up"),
+        ("moved", "loan-screening", "local_tax", "picked_up"),
+        ("pensioner", "loan-screening", "local_tax", "picked_up"),
+        ("non-taxable", "loan-screening", "local_tax", "picked_up"),
+        ("no-data", "loan-screening", "local_tax", "picked_up"),
+        ("individual-number", "loan-screening", "local_tax", "picked_up"),
+        ("slow-provider", "loan-screening", "local_tax", "picked_up"),
+        ("parent-vaccination", "child-vaccination-record", "vaccination", "picked_up"),
+    ],
+)
+def test_every_persona_reaches_its_terminal_state_and_leaves_no_values_behind(
+    journey: Journey,
+    clock: ShiftedClock,
+    all_tables_scan: Any,
+    persona: str,
+    purpose: str,
+    scope: str,
+    status: str,
+) -> None:
+    from chalicelib.telemetry import logger
+    from sandbox.personas import load_personas
+
+    captured = io.StringIO()
+    previous = logger.registered_handler.setStream(captured)
+    assert journey.push(purpose=purpose, scope=scope).status_code == 201
+    journey.show_consent()
+    journey.decide()
+    journey.at_portal(persona)
+    code = location_query(journey.callback())["code"]
+    token = json.loads(journey.redeem(code).body)["access_token"]
+    run_due()
+    picked = pick_up(journey, token)
+    assert picked.status_code == 200
+    claims = open_sealed(journey, picked.body.decode())
+    assert claims["data"]["dataset"] == scope
+    logger.registered_handler.setStream(previous)
+    dump = all_tables_scan() + captured.getvalue()
+    persona_data = load_personas()[persona]
+    for record in (*persona_data.local_tax, *persona_data.vaccination):
+        for label, value in record.fields.items():
+            if (len(value) >= 5 and not value.isdigit()) or len(value) >= 6:
+                assert value not in dump, (label, value)
+    assert persona_data.display_name.split("（")[0] not in dump
+
+
+def test_the_sealed_payload_opens_with_another_jose_implementation(
+    journey: Journey, clock: ShiftedClock
+) -> None:
+    # jwcrypto (Latchset) shares no code with joserfc, which sealed the payload
+    from jwcrypto import jwe as jc_jwe
+    from jwcrypto import jwk as jc_jwk
+    from jwcrypto import jws as jc_jws
+
+    token, _ = redeemed(journey)
+    run_due()
+    compact = pick_up(journey, token).body.decode()
+    private = jc_jwk.JWK(**journey.partner.encryption_key.as_dict(private=True))
+    envelope = jc_jwe.JWE()
+    envelope.deserialize(compact, key=private)
+    served = json.loads(journey.client.http.get("/.well-known/jwks.json").body)["keys"][0]
+    signed = jc_jws.JWS()
+    signed.deserialize(envelope.payload.decode())
+    signed.verify(jc_jwk.JWK(**served), alg="ES256")
+    assert json.loads(signed.payload)["aud"] == "acme-bank"
+
+
+class WebhookReceiver:
+    def __init__(self, failures: int = 0) -> None:
+        from werkzeug.serving import make_server
+        from werkzeug.wrappers import Request, Response
+
+        self.bodies: list[str] = []
+        self.failures = failures
+
+        @Request.application  # type: ignore[arg-type]
+        def app(request: Request) -> Response:
+            self.bodies.append(request.get_data(as_text=True))
+            if self.failures > 0:
+                self.failures -= 1
+                return Response("busy", status=503)
+            return Response("", status=204)
+
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/webhook"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    live = WebhookReceiver(failures=1)
+    yield live
+    live.stop()
+
+
+def test_a_signed_webhook_says_the_delivery_is_ready_and_is_retried_with_backoff(
+    journey: Journey, clock: ShiftedClock, receiver: WebhookReceiver
+) -> None:
+    # GIVEN the partner registered a webhook URL
+    container.get_container().partners.update(journey.partner.document(webhook_url=receiver.url))
+    token, delivery_id = redeemed(journey)
+    # WHEN the flow becomes ready and the outbox is worked
+    assert run_due() == {"ready": 1}
+    first = run_due()
+    assert first == {"webhook.retry": 1}  # the receiver answered 503 once
+    assert run_due() == {}  # backoff: not due again yet
+    clock.advance(seconds=31)
+    assert run_due() == {"webhook.delivered": 1}
+    # THEN the body is a JWS by the service key naming the event and the delivery, the same event id twice
+    jwks = KeySet.import_key_set(json.loads(journey.client.http.get("/.well-known/jwks.json").body))
+    events = [
+        json.loads(jws.deserialize_compact(body, jwks, algorithms=["ES256"]).payload)
+        for body in receiver.bodies
+    ]
+    assert [event["event"]["type"] for event in events] == ["delivery.ready", "delivery.ready"]
+    assert events[0]["event"]["id"] == events[1]["event"]["id"] == events[0]["jti"]
+    assert events[0]["event"]["delivery_id"] == delivery_id
+    assert events[0]["aud"] == "acme-bank"
+    assert pick_up(journey, token).status_code == 200
+
+
+def notice_for(journey: Journey, dynamodb_client: Any, table: str) -> Any:
+    items = dynamodb_client.scan(TableName=table)["Items"]
+    flow = next(json.loads(i["document"]["S"]) for i in items if i["pk"]["S"].startswith("FLOW#"))
+    header = {
+        "telegramId": flow["portal_process"]["telegram_id"],
+        "telegramType": "IFA0302-R01",
+        "mode": "1",
+        "processId": flow["portal_process"]["process_id"],
+        "errorCode": "",
+    }
+    return journey.client.http.post(
+        "/portal/notice",
+        body=json.dumps({"commonHeader": header}),
+        headers={"Content-Type": "application/json"},
+    )
+
+
+@pytest.mark.parametrize(
+    "scenario", ["never-notifies", "notifies-early", "duplicate-notices", "slow-provider"]
+)
+def test_notice_scenarios_all_end_in_one_delivery(
+    journey: Journey, clock: ShiftedClock, dynamodb_client: Any, resources: dict[str, str], scenario: str
+) -> None:
+    from sandbox.scenarios import Scenario
+
+    journey.sandbox.portal.set_scenario(Scenario(scenario))
+    token, _ = redeemed(journey)
+    table = resources["RELAY_STATE_TABLE"]
+    notices = {"never-notifies": 0, "notifies-early": 1, "duplicate-notices": 2, "slow-provider": 1}[scenario]
+    for _ in range(notices):  # what the portal's notices would do; extra ones change nothing
+        assert notice_for(journey, dynamodb_client, table).status_code == 200
+    assert run_due() == {"ready": 1}
+    assert notice_for(journey, dynamodb_client, table).status_code == 200  # a late notice is harmless
+    assert run_due() == {}
+    assert pick_up(journey, token).status_code == 200
+
+
+@pytest.fixture
+def short_portal_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RELAY_PORTAL_READ_TIMEOUT_S", "0.5")
+    container.get_settings.cache_clear()
+
+
+@pytest.mark.parametrize("scenario", ["token-timeout", "request-timeout"])
+def test_a_portal_timeout_at_the_callback_is_a_definite_failure(
+    journey: Journey,
+    short_portal_timeouts: None,
+    clock: ShiftedClock,
+    dynamodb_client: Any,
+    resources: dict[str, str],
+    scenario: str,
+) -> None:
+    from sandbox.scenarios import Scenario
+
+    journey.sandbox.portal.set_scenario(Scenario(scenario))
+    journey.push()
+    journey.show_consent()
+    journey.decide()
+    journey.at_portal("salaried")
+    assert location_query(journey.callback())["error"] == "temporarily_unavailable"
+    flows = [
+        json.loads(i["document"]["S"])
+        for i in dynamodb_client.scan(TableName=resources["RELAY_STATE_TABLE"])["Items"]
+        if i["pk"]["S"].startswith("FLOW#")
+    ]
+    assert [(f["status"], f["failure_reason"]) for f in flows] == [("failed", "portal.unavailable")]
+
+
+def test_a_result_timeout_is_retried_then_ends_at_the_deadline(
+    journey: Journey, short_portal_timeouts: None, clock: ShiftedClock
+) -> None:
+    from sandbox.scenarios import Scenario
+
+    journey.sandbox.portal.set_scenario(Scenario.RESULT_TIMEOUT)
+    token, _ = redeemed(journey)
+    assert run_due() == {"portal.unavailable": 1}
+    clock.advance(minutes=10)
+    assert run_due() == {"failed:retrieval.deadline": 1}
+    assert pick_up(journey, token).status_code == 410
+
+
+def test_a_locked_card_sends_the_resident_back_with_access_denied(
+    journey: Journey, clock: ShiftedClock
+) -> None:
+    import re
+
+    import requests
+
+    journey.push()
+    journey.show_consent()
+    journey.decide()
+    browser = requests.Session()
+    page = browser.get(journey.portal_url, timeout=10)
+    session = re.search(r'name="session" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    locked = browser.post(
+        f"{journey.sandbox.app_url}/online-authorization-web/login",
+        timeout=10,
+        data={"session": session, "persona": "locked-card", "pin": "1234", "action": "signin"},
+    )
+    assert locked.status_code == 403
+    back = browser.post(
+        f"{journey.sandbox.app_url}/online-authorization-web/locked",
+        timeout=10,
+        data={"session": session},
+        allow_redirects=False,
+    )
+    query = back.headers["Location"].split("?", 1)[1]
+    answer = location_query(journey.callback(query))
+    assert answer["error"] == "access_denied"
+    assert "locked" in answer["error_description"]
