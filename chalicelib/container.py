@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from chalicelib.adapters.dynamodb_partners import DynamoPartnerStore
     from chalicelib.adapters.dynamodb_state import DynamoStateStore
     from chalicelib.adapters.kms_envelope import KmsEnvelope
+    from chalicelib.adapters.kms_pseudonym import KmsPseudonymizer
     from chalicelib.adapters.kms_signer import KmsSigner
     from chalicelib.adapters.mynaportal import MynaportalClient
     from chalicelib.domain.authorization import AuthorizationConfig, AuthorizationService
@@ -155,7 +156,14 @@ class Container:
             envelope=self.envelope,
             clock=self.clock,
             classify_portal_error=classify_authorization_error,
+            pseudonyms=self.pseudonyms,
         )
+
+    @cached_property
+    def pseudonyms(self) -> KmsPseudonymizer:
+        from chalicelib.adapters.kms_pseudonym import KmsPseudonymizer
+
+        return KmsPseudonymizer(self.aws.kms, self.settings.pseudonym_key_id)
 
     @cached_property
     def delivery(self) -> DeliveryService:

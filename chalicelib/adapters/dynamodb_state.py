@@ -9,6 +9,7 @@ parts; ``ConditionalCheckFailed`` and cancelled transactions become domain error
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -141,11 +142,19 @@ class DynamoStateStore:
             raise unavailable("dynamodb", "GetItem", exc) from exc
         return dict(item) if item is not None else None
 
-    def create(self, flow: Flow, *, request_uri_hash: str, request_uri_expires_at: datetime) -> None:
+    def create(
+        self,
+        flow: Flow,
+        *,
+        request_uri_hash: str,
+        request_uri_expires_at: datetime,
+        audits: Sequence[AuditRecord] = (),
+    ) -> None:
         self._transact(
             [
                 self._put_flow(flow, None),
                 self._pointer(f"PAR#{request_uri_hash}", flow.flow_id, request_uri_expires_at),
+                *(self._audit_put(audit, i) for i, audit in enumerate(audits)),
             ],
             on_conflict=ConcurrentUpdate("flow or request_uri already exists", check="flow_id"),
         )
@@ -165,7 +174,16 @@ class DynamoStateStore:
     def flow_for_request_uri(self, request_uri_hash: str, *, now: datetime) -> Flow | None:
         return self._pointed_flow(f"PAR#{request_uri_hash}", now=now)
 
-    def update(self, before: Flow, after: Flow) -> None:
+    def update(self, before: Flow, after: Flow, *, audits: Sequence[AuditRecord] = ()) -> None:
+        if audits:
+            self._transact(
+                [
+                    self._put_flow(after, before),
+                    *(self._audit_put(audit, i) for i, audit in enumerate(audits)),
+                ],
+                on_conflict=ConcurrentUpdate("the flow changed since it was read", check="flow.version"),
+            )
+            return
         put = self._put_flow(after, before)["Put"]
         try:
             self._client.put_item(**put)
@@ -185,8 +203,10 @@ class DynamoStateStore:
         now: datetime,
         portal_state_hash: str | None = None,
         portal_state_expires_at: datetime | None = None,
+        audits: Sequence[AuditRecord] = (),
     ) -> None:
         items: list[dict[str, Any]] = [
+            *(self._audit_put(audit, i) for i, audit in enumerate(audits)),
             {
                 "Delete": {
                     "TableName": self._table,
@@ -220,10 +240,18 @@ class DynamoStateStore:
         return self.get(old["flow_id"]["S"], now=now) if old else None
 
     def start_retrieval(
-        self, before: Flow, after: Flow, *, code_hash: str, code_expires_at: datetime, process_id: str
+        self,
+        before: Flow,
+        after: Flow,
+        *,
+        code_hash: str,
+        code_expires_at: datetime,
+        process_id: str,
+        audits: Sequence[AuditRecord] = (),
     ) -> None:
         self._transact(
             [
+                *(self._audit_put(audit, i) for i, audit in enumerate(audits)),
                 self._put_flow(after, before),
                 self._pointer(
                     f"CODE#{code_hash}",
@@ -354,9 +382,10 @@ class DynamoStateStore:
                     found.append(("webhook", pk.removeprefix("WEBHOOK#")))
         return found[:limit]
 
-    def _audit_put(self, record: AuditRecord) -> dict[str, Any]:
+    def _audit_put(self, record: AuditRecord, position: int = 0) -> dict[str, Any]:
         occurred = record.occurred_at
-        sort_key = f"{occurred.isoformat()}#{record.record_id}"
+        # Records written together share a time; their position keeps the order they happened in.
+        sort_key = f"{occurred.isoformat()}#{position:02d}#{record.record_id}"
         shard = int(record.record_id.encode().hex(), 16) % 16
         return {
             "Put": {
@@ -414,7 +443,10 @@ class DynamoStateStore:
         delete_delivery: bool = False,
         webhook: WebhookEvent | None = None,
     ) -> None:
-        items: list[dict[str, Any]] = [self._put_flow(after, before), *(self._audit_put(a) for a in audits)]
+        items: list[dict[str, Any]] = [
+            self._put_flow(after, before),
+            *(self._audit_put(a, i) for i, a in enumerate(audits)),
+        ]
         if delivery is not None:
             items.append(
                 {

@@ -45,6 +45,8 @@ class AuditRecord(BaseModel):
     event: AuditEvent
     interaction_id: str
     requester_id: str  # 情報照会者: the partner
+    requester_name: str = ""
+    resident_pseudonym: str = ""  # keyed HMAC under a KMS key: never the resident's identity
     provider: str = PROVIDER  # 情報提供者
     municipalities: tuple[str, ...] = ()  # the providing municipalities, when known
     dataset: DatasetId
@@ -74,6 +76,8 @@ def audit_record(
         event=event,
         interaction_id=flow.flow_id,
         requester_id=flow.partner_id,
+        requester_name=flow.partner_name,
+        resident_pseudonym=flow.resident_pseudonym,
         municipalities=municipalities,
         dataset=flow.dataset,
         dataset_code=dataset.code,

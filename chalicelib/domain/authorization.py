@@ -21,6 +21,7 @@ from datetime import datetime, timedelta, timezone
 from typing import ClassVar, Literal
 from urllib.parse import urlencode
 
+from chalicelib.domain.audit import AuditEvent, audit_record
 from chalicelib.domain.datasets import DATASETS
 from chalicelib.domain.errors import (
     ConcurrentUpdate,
@@ -64,7 +65,7 @@ from chalicelib.domain.portal import (
     PortalRejected,
     PortalUnavailable,
 )
-from chalicelib.domain.ports import Clock, Envelope
+from chalicelib.domain.ports import Clock, Envelope, Pseudonymizer
 from chalicelib.domain.registry import PartnerRegistry
 
 REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
@@ -216,6 +217,7 @@ class AuthorizationService:
         envelope: Envelope,
         clock: Clock,
         classify_portal_error: Callable[[str], PortalRefusal],
+        pseudonyms: Pseudonymizer,
     ) -> None:
         self.config = config
         self._partners = partners
@@ -225,6 +227,7 @@ class AuthorizationService:
         self._envelope = envelope
         self._clock = clock
         self._classify = classify_portal_error
+        self._pseudonyms = pseudonyms
 
     # -- client authentication (RFC 7523 private_key_jwt) --------------------------------------------
 
@@ -288,9 +291,13 @@ class AuthorizationService:
         self._remember_assertion(partner, jti, jti_until)
         request_uri = REQUEST_URI_PREFIX + new_secret()
         lifetime = self.config.request_uri_lifetime
+        flow_id = new_secret(16)
         flow = Flow(
-            flow_id=new_secret(16),
+            flow_id=flow_id,
             partner_id=partner.id,
+            partner_name=partner.names.ja,
+            # We never learn who the resident is; the pseudonym links this flow's records only.
+            resident_pseudonym=self._pseudonyms.pseudonym(f"resident-of-flow:{flow_id}"),
             purpose_id=purpose.id,
             dataset=purpose.dataset,
             scope=scope,
@@ -310,7 +317,10 @@ class AuthorizationService:
             portal_client_id=portal_client_id,
         )
         self._flows.create(
-            flow, request_uri_hash=fingerprint(request_uri), request_uri_expires_at=now + lifetime
+            flow,
+            request_uri_hash=fingerprint(request_uri),
+            request_uri_expires_at=now + lifetime,
+            audits=[audit_record(flow, AuditEvent.REQUEST_PUSHED, at=now, outcome="pushed")],
         )
         return PushedRequest(request_uri=request_uri, expires_in=int(lifetime.total_seconds()))
 
@@ -336,7 +346,12 @@ class AuthorizationService:
         if purpose is None:
             raise PageError("the purpose is no longer registered", check="purpose")
         csrf_token = new_secret()
-        self._flows.update(flow, flow.updated(now=self._clock.now(), csrf_hash=fingerprint(csrf_token)))
+        now = self._clock.now()
+        self._flows.update(
+            flow,
+            flow.updated(now=now, csrf_hash=fingerprint(csrf_token)),
+            audits=[audit_record(flow, AuditEvent.CONSENT_SHOWN, at=now, outcome="shown")],
+        )
         return ConsentView(
             flow=flow, partner=partner, purpose=purpose, request_uri=request_uri, csrf_token=csrf_token
         )
@@ -356,7 +371,11 @@ class AuthorizationService:
             if not proceed:
                 after = flow.moved_to(FlowStatus.CANCELLED, now=now, failure_reason="resident.cancelled")
                 self._flows.leave_interstitial(
-                    flow, after, request_uri_hash=fingerprint(request_uri), now=now
+                    flow,
+                    after,
+                    request_uri_hash=fingerprint(request_uri),
+                    now=now,
+                    audits=[audit_record(flow, AuditEvent.CANCELLED, at=now, outcome="resident.cancelled")],
                 )
                 return self._to_partner(flow, error=("access_denied", "the resident cancelled"))
             portal_state = new_secret()
@@ -368,6 +387,7 @@ class AuthorizationService:
                 now=now,
                 portal_state_hash=fingerprint(portal_state),
                 portal_state_expires_at=now + self.config.portal_state_lifetime,
+                audits=[audit_record(flow, AuditEvent.CONTINUED, at=now, outcome="to_portal")],
             )
         except ConcurrentUpdate:
             raise PageError("the request_uri was already used", check="request_uri") from None
@@ -452,12 +472,19 @@ class AuthorizationService:
             code_hash=fingerprint(code),
             code_expires_at=now + self.config.code_lifetime,
             process_id=process.process_id,
+            audits=[
+                audit_record(flow, AuditEvent.PORTAL_AUTHORISED, at=now, outcome="authorised"),
+                audit_record(flow, AuditEvent.RETRIEVAL_STARTED, at=now, outcome="started"),
+            ],
         )
         return self._to_partner(flow, code=code)
 
     def _fail(self, flow: Flow, reason: str, error: tuple[str, str]) -> RedirectTo:
+        now = self._clock.now()
         self._flows.update(
-            flow, flow.moved_to(FlowStatus.FAILED, now=self._clock.now(), failure_reason=reason)
+            flow,
+            flow.moved_to(FlowStatus.FAILED, now=now, failure_reason=reason),
+            audits=[audit_record(flow, AuditEvent.PORTAL_FAILED, at=now, outcome=reason)],
         )
         return self._to_partner(flow, error=error)
 
@@ -521,7 +548,9 @@ class AuthorizationService:
             self._flows.delete_token(flow.access_token_hash)
         if FlowStatus.REVOKED in TRANSITIONS[flow.status]:
             self._flows.update(
-                flow, flow.moved_to(FlowStatus.REVOKED, now=now, failure_reason="code.replayed")
+                flow,
+                flow.moved_to(FlowStatus.REVOKED, now=now, failure_reason="code.replayed", next_due_at=None),
+                audits=[audit_record(flow, AuditEvent.REVOKED, at=now, outcome="code.replayed")],
             )
 
     # -- revocation (RFC 7009) ------------------------------------------------------------------------
@@ -543,5 +572,9 @@ class AuthorizationService:
         flow = self._flows.get(record.flow_id, now=now)
         if flow is not None and FlowStatus.REVOKED in TRANSITIONS[flow.status]:
             self._flows.update(
-                flow, flow.moved_to(FlowStatus.REVOKED, now=now, failure_reason="partner.revoked")
+                flow,
+                flow.moved_to(
+                    FlowStatus.REVOKED, now=now, failure_reason="partner.revoked", next_due_at=None
+                ),
+                audits=[audit_record(flow, AuditEvent.REVOKED, at=now, outcome="partner.revoked")],
             )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import ClassVar, Literal, Protocol
@@ -78,7 +79,7 @@ class DeliveryStore(Protocol):
 
     def get(self, flow_id: str, *, now: datetime) -> Flow | None: ...
 
-    def update(self, before: Flow, after: Flow) -> None: ...
+    def update(self, before: Flow, after: Flow, *, audits: Sequence[AuditRecord] = ()) -> None: ...
 
     def due(self, *, now: datetime, limit: int) -> list[tuple[Literal["flow", "webhook"], str]]:
         """Flows (retrieving: poll; ready: expiry) and webhooks whose ``due_at`` has come."""

@@ -73,6 +73,8 @@ class Flow(BaseModel):
 
     flow_id: str
     partner_id: str
+    partner_name: str = ""  # 情報照会者, as shown to the resident (Japanese name)
+    resident_pseudonym: str = ""  # keyed HMAC (KMS), stable within the flow, unlinkable across flows
     purpose_id: str
     dataset: DatasetId
     scope: str

@@ -3,10 +3,12 @@ single use (request_uri, portal state, code) and concurrent steps resolve to exa
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
+from chalicelib.domain.audit import AuditRecord
 from chalicelib.domain.flow import Flow
 
 
@@ -25,8 +27,15 @@ CodeState = Literal["unused", "used", "expired", "unknown"]
 
 
 class FlowStore(Protocol):
-    def create(self, flow: Flow, *, request_uri_hash: str, request_uri_expires_at: datetime) -> None:
-        """Store a new flow and its pushed-request pointer together."""
+    def create(
+        self,
+        flow: Flow,
+        *,
+        request_uri_hash: str,
+        request_uri_expires_at: datetime,
+        audits: Sequence[AuditRecord] = (),
+    ) -> None:
+        """Store a new flow, its pushed-request pointer and its audit records together."""
         ...
 
     def get(self, flow_id: str, *, now: datetime) -> Flow | None:
@@ -37,7 +46,7 @@ class FlowStore(Protocol):
         """The flow of an unused, unexpired pushed request."""
         ...
 
-    def update(self, before: Flow, after: Flow) -> None:
+    def update(self, before: Flow, after: Flow, *, audits: Sequence[AuditRecord] = ()) -> None:
         """Write ``after`` if the stored flow is still ``before`` (its version); else
         ``ConcurrentUpdate``."""
         ...
@@ -51,6 +60,7 @@ class FlowStore(Protocol):
         now: datetime,
         portal_state_hash: str | None = None,
         portal_state_expires_at: datetime | None = None,
+        audits: Sequence[AuditRecord] = (),
     ) -> None:
         """Use up the request_uri and move the flow (continue: also store the portal-state pointer),
         in one transaction; ``ConcurrentUpdate`` if the request_uri was used meanwhile."""
@@ -62,7 +72,14 @@ class FlowStore(Protocol):
         ...
 
     def start_retrieval(
-        self, before: Flow, after: Flow, *, code_hash: str, code_expires_at: datetime, process_id: str
+        self,
+        before: Flow,
+        after: Flow,
+        *,
+        code_hash: str,
+        code_expires_at: datetime,
+        process_id: str,
+        audits: Sequence[AuditRecord] = (),
     ) -> None:
         """Move the flow to retrieving and store the partner's code and the portal process pointer."""
         ...

@@ -75,3 +75,9 @@ class MetricsSink(Protocol):
     def __call__(self, name: str, value: float, *, unit: str = "Count", **dimensions: str) -> None:
         """Record a metric (flows started, completed, failed by reason, time to ready)."""
         ...
+
+
+class Pseudonymizer(Protocol):
+    def pseudonym(self, subject: str) -> str:
+        """A keyed, one-way pseudonym of ``subject`` (HMAC under a key the service cannot read)."""
+        ...

@@ -119,9 +119,24 @@ def test_the_audit_log_records_result_sealing_and_provision_without_values(
     token, _ = redeemed(journey)
     run_due()
     pick_up(journey, token)
-    items = dynamodb_client.scan(TableName=resources["RELAY_AUDIT_TABLE"])["Items"]
-    events = sorted(item["event"]["S"] for item in items)
-    assert events == ["picked_up", "result_received", "sealed"]
+    items = sorted(
+        dynamodb_client.scan(TableName=resources["RELAY_AUDIT_TABLE"])["Items"], key=lambda i: i["sk"]["S"]
+    )
+    events = [item["event"]["S"] for item in items]
+    assert events == [
+        "request_pushed",
+        "consent_shown",
+        "continued",
+        "portal_authorised",
+        "retrieval_started",
+        "result_received",
+        "sealed",
+        "picked_up",
+    ]
+    documents = [json.loads(item["document"]["S"]) for item in items]
+    assert len({d["resident_pseudonym"] for d in documents}) == 1  # stable within the flow
+    assert documents[0]["resident_pseudonym"]
+    assert {d["requester_name"] for d in documents} == {"アクメ銀行"}
     provided = next(json.loads(i["document"]["S"]) for i in items if i["event"]["S"] == "picked_up")
     assert provided["outcome"] == "provided"
     assert provided["provided_at"]

@@ -1,0 +1,30 @@
+"""Keyed pseudonyms with a KMS HMAC key (``HMAC_256``, ``GENERATE_VERIFY_MAC``): the key never
+leaves KMS, so nobody holding the audit table alone can recompute or reverse a pseudonym."""
+
+from __future__ import annotations
+
+import base64
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chalicelib.adapters.aws import unavailable
+
+if TYPE_CHECKING:
+    from mypy_boto3_kms.client import KMSClient
+
+
+class KmsPseudonymizer:
+    def __init__(self, client: KMSClient, key_id: str) -> None:
+        self._client = client
+        self._key_id = key_id
+
+    def pseudonym(self, subject: str) -> str:
+        """Calls KMS GenerateMac (HMAC-SHA-256)."""
+        try:
+            answer = self._client.generate_mac(
+                KeyId=self._key_id, Message=subject.encode(), MacAlgorithm="HMAC_SHA_256"
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise unavailable("kms", "GenerateMac", exc) from exc
+        return base64.urlsafe_b64encode(answer["Mac"]).rstrip(b"=").decode()
