@@ -17,6 +17,7 @@ from chalicelib.settings import Settings, SettingsError, get_settings
 
 if TYPE_CHECKING:
     from chalicelib.adapters.aws import AwsClients
+    from chalicelib.adapters.dynamodb_audit import DynamoAuditLog
     from chalicelib.adapters.dynamodb_partners import DynamoPartnerStore
     from chalicelib.adapters.dynamodb_state import DynamoStateStore
     from chalicelib.adapters.kms_envelope import KmsEnvelope
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from chalicelib.adapters.kms_signer import KmsSigner
     from chalicelib.adapters.mynaportal import MynaportalClient
     from chalicelib.domain.authorization import AuthorizationConfig, AuthorizationService
+    from chalicelib.domain.checkpoints import CheckpointService
     from chalicelib.domain.delivery import DeliveryService
     from chalicelib.domain.ports import Clock
 
@@ -187,6 +189,23 @@ class Container:
             webhooks=HttpWebhookSender(),
             clock=self.clock,
             metrics=record_metric,
+        )
+
+    @cached_property
+    def audit_log(self) -> DynamoAuditLog:
+        from chalicelib.adapters.dynamodb_audit import DynamoAuditLog
+
+        return DynamoAuditLog(self.aws.dynamodb, self.settings.audit_table)
+
+    @cached_property
+    def checkpoints(self) -> CheckpointService:
+        from chalicelib.domain.checkpoints import CheckpointService
+
+        return CheckpointService(
+            store=self.audit_log,
+            signer=self.signer,
+            clock=self.clock,
+            issuer=self.authorization_config.issuer,
         )
 
     def jwks(self) -> dict[str, Any]:

@@ -53,6 +53,12 @@ def _key(pk: str, sk: str) -> dict[str, Any]:
     return {"pk": _s(pk), "sk": _s(sk)}
 
 
+def audit_sort_key(occurred: datetime, position: int, record_id: str) -> str:
+    """Fixed-width UTC time first, so keys sort in the order records happened (isoformat() would
+    drop zero microseconds and break lexicographic order)."""
+    return f"{occurred.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%fZ}#{position:02d}#{record_id}"
+
+
 def flow_key(flow_id: str) -> dict[str, Any]:
     return _key(f"FLOW#{flow_id}", "FLOW")
 
@@ -385,7 +391,7 @@ class DynamoStateStore:
     def _audit_put(self, record: AuditRecord, position: int = 0) -> dict[str, Any]:
         occurred = record.occurred_at
         # Records written together share a time; their position keeps the order they happened in.
-        sort_key = f"{occurred.isoformat()}#{position:02d}#{record.record_id}"
+        sort_key = audit_sort_key(occurred, position, record.record_id)
         shard = int(record.record_id.encode().hex(), 16) % 16
         return {
             "Put": {
