@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from chalicelib.domain.checkpoints import CheckpointService
     from chalicelib.domain.delivery import DeliveryService
     from chalicelib.domain.ports import Clock
+    from chalicelib.domain.receipts import ReceiptService
 
 
 class Container:
@@ -203,6 +204,21 @@ class Container:
 
         return CheckpointService(
             store=self.audit_log,
+            signer=self.signer,
+            clock=self.clock,
+            issuer=self.authorization_config.issuer,
+        )
+
+    @cached_property
+    def receipts(self) -> ReceiptService:
+        from chalicelib.domain.receipts import ReceiptService
+
+        return ReceiptService(
+            pseudonyms=self.pseudonyms,
+            audit=self.audit_log,
+            flows=self.state_store,
+            partners=self.partners,
+            checkpoints=self.checkpoints,
             signer=self.signer,
             clock=self.clock,
             issuer=self.authorization_config.issuer,

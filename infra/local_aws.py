@@ -33,3 +33,49 @@ def make_dynamodb_requests_atomic() -> None:
 
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]
     _PATCHED = True
+
+
+_DIGEST = threading.local()
+_KMS_PATCHED = False
+
+
+def make_kms_honour_digest() -> None:
+    """moto ignores ``MessageType=DIGEST`` on KMS Sign and hashes the digest again, so a signature
+    over a pre-hashed message (how KMS signs inputs above 4 KiB) never verifies. Honour it, as AWS
+    does (upstream fix: getmoto/moto PR #10202). Idempotent; local runs and tests only."""
+    global _KMS_PATCHED  # noqa: PLW0603  # a process-wide patch of the emulator, applied once
+    if _KMS_PATCHED:
+        return
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+    from moto.kms.responses import KmsResponse
+    from moto.kms.utils import ECDSAPrivateKey
+
+    original_response = KmsResponse.sign
+    original_sign = ECDSAPrivateKey.sign
+
+    @functools.wraps(original_response)
+    def response_sign(self: Any) -> Any:
+        _DIGEST.active = self._get_param("MessageType") == "DIGEST"
+        try:
+            return original_response(self)
+        finally:
+            _DIGEST.active = False
+
+    @functools.wraps(original_sign)
+    def key_sign(self: Any, message: bytes, signing_algorithm: str) -> bytes:
+        if not getattr(_DIGEST, "active", False):
+            return original_sign(self, message, signing_algorithm)
+        hash_algorithm = self._ECDSAPrivateKey__hash_algorithm(signing_algorithm)
+        signature: bytes = self.private_key.sign(message, ec.ECDSA(Prehashed(hash_algorithm)))
+        return signature
+
+    KmsResponse.sign = response_sign  # type: ignore[method-assign]
+    ECDSAPrivateKey.sign = key_sign  # type: ignore[method-assign]
+    _KMS_PATCHED = True
+
+
+def make_emulator_faithful() -> None:
+    """Every emulator fix above, for the launcher and the test suite."""
+    make_dynamodb_requests_atomic()
+    make_kms_honour_digest()

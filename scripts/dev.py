@@ -281,9 +281,9 @@ def main(argv: list[str] | None = None) -> int:
 
         from moto.server import ThreadedMotoServer
 
-        from infra.local_aws import make_dynamodb_requests_atomic
+        from infra.local_aws import make_emulator_faithful
 
-        make_dynamodb_requests_atomic()  # concurrent conditional writes resolve as in DynamoDB
+        make_emulator_faithful()  # atomic conditional writes, KMS DIGEST signing: as in AWS
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per AWS call is noise here
 

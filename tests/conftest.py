@@ -15,10 +15,10 @@ from moto import mock_aws
 
 from chalicelib import container
 from infra.bootstrap import ensure_resources
-from infra.local_aws import make_dynamodb_requests_atomic
+from infra.local_aws import make_emulator_faithful
 
-# moto applies conditional writes without a lock; DynamoDB applies each request atomically.
-make_dynamodb_requests_atomic()
+# moto applies conditional writes without a lock and ignores KMS MessageType=DIGEST; AWS does neither.
+make_emulator_faithful()
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_PARTNERS = REPO_ROOT / "local" / "partners"

@@ -180,12 +180,27 @@ class DynamoStateStore:
     def flow_for_request_uri(self, request_uri_hash: str, *, now: datetime) -> Flow | None:
         return self._pointed_flow(f"PAR#{request_uri_hash}", now=now)
 
-    def update(self, before: Flow, after: Flow, *, audits: Sequence[AuditRecord] = ()) -> None:
-        if audits:
+    def update(
+        self, before: Flow, after: Flow, *, audits: Sequence[AuditRecord] = (), delete_delivery: bool = False
+    ) -> None:
+        if audits or delete_delivery:
+            deletes = (
+                [
+                    {
+                        "Delete": {
+                            "TableName": self._table,
+                            "Key": _key(f"DELIVERY#{before.flow_id}", "DELIVERY"),
+                        }
+                    }
+                ]
+                if delete_delivery
+                else []
+            )
             self._transact(
                 [
                     self._put_flow(after, before),
                     *(self._audit_put(audit, i) for i, audit in enumerate(audits)),
+                    *deletes,
                 ],
                 on_conflict=ConcurrentUpdate("the flow changed since it was read", check="flow.version"),
             )

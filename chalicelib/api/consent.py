@@ -124,6 +124,7 @@ def authorize() -> Response:
         decision_url="/authorize/decision",
         request_uri=view.request_uri,
         csrf_token=view.csrf_token,
+        receipt_url=config.issuer + container.receipts.link(view.flow),
     )
 
 

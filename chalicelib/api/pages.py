@@ -33,7 +33,24 @@ TEXT: dict[Lang, dict[str, str]] = {
         "kept": "保存期間",
         "kept_value": "受け取りまで最長 {life}。受け取り後は myna-relay に残りません。",
         "one_time": "この情報は暗号化され、{partner} に一度だけ渡されます。受け取られなかった場合は {life} 後に消去されます。",
-        "revoke": "受け取られる前であれば、次の画面以降に表示される受付ページからいつでも取り消せます。",
+        "revoke": "受け取られる前であれば、下の受付ページからいつでも取り消せます。",
+        "receipt_link_intro": "この手続きの受付ページです。ブックマークしてください（事業者には送られません）。",
+        "receipt_link_text": "受付ページを開く（やりとりの記録・取り消し）",
+        "receipt_heading": "受付ページ（やりとりの記録）",
+        "receipt_lead": "この手続きで行われたやりとりの記録です。情報の内容は記録されていません。",
+        "receipt_number": "受付番号",
+        "receipt_caption": "やりとり履歴",
+        "col_time": "日時",
+        "col_event": "内容",
+        "col_partner": "事業者",
+        "col_item": "情報",
+        "col_outcome": "結果",
+        "receipt_signed": "署名付きの記録（JSON、検証用）をダウンロード",
+        "revoke_explain": "まだ受け取られていないため、提供を取り消せます。取り消すと情報は削除され、事業者は受け取れなくなります。",
+        "revoke_button": "提供を取り消す",
+        "not_revocable": "この提供は取り消せません（受け取り済み、期限切れ、または終了しています）。",
+        "revoked_notice": "提供を取り消しました。",
+        "error_revoke": "この提供は取り消せません。すでに受け取られたか、期限が切れています。",
         "next": "「マイナポータルへ進む」を押すと、マイナポータルでマイナンバーカードによるログインと同意を行います。",
         "continue": "マイナポータルへ進む",
         "cancel": "キャンセル（情報を提供しない）",
@@ -60,7 +77,24 @@ TEXT: dict[Lang, dict[str, str]] = {
         "kept": "Kept for",
         "kept_value": "At most {life} until it is picked up; nothing stays with myna-relay after that.",
         "one_time": "The data is encrypted and handed to {partner} once. If it is not picked up, it is erased after {life}.",
-        "revoke": "Until it is picked up, you can revoke it at any time from the receipt page shown later.",
+        "revoke": "Until it is picked up, you can revoke it at any time from the receipt page below.",
+        "receipt_link_intro": "Your receipt page for this request. Bookmark it (it is never sent to the recipient).",
+        "receipt_link_text": "Open the receipt page (records, revocation)",
+        "receipt_heading": "Receipt (exchange records)",
+        "receipt_lead": "The records of this exchange. They never contain your data itself.",
+        "receipt_number": "Receipt number",
+        "receipt_caption": "Exchange history",
+        "col_time": "Time",
+        "col_event": "Event",
+        "col_partner": "Recipient",
+        "col_item": "Data",
+        "col_outcome": "Outcome",
+        "receipt_signed": "Download the signed record (JSON, for verification)",
+        "revoke_explain": "It has not been picked up yet, so you can revoke it. The data is then deleted and the recipient cannot receive it.",
+        "revoke_button": "Revoke",
+        "not_revocable": "This delivery can no longer be revoked (picked up, expired, or ended).",
+        "revoked_notice": "The delivery has been revoked.",
+        "error_revoke": "This delivery can no longer be revoked: it was already picked up or has expired.",
         "next": "Continue takes you to Mynaportal, where you sign in with your My Number Card and agree.",
         "continue": "Continue to Mynaportal",
         "cancel": "Cancel (do not share)",
@@ -142,7 +176,9 @@ def render(
         .render(
             lang=lang,
             t=TEXT[lang],
-            title=TEXT[lang]["error_title" if template == "error.html" else "title"],
+            title=TEXT[lang][
+                {"error.html": "error_title", "receipt.html": "receipt_heading"}.get(template, "title")
+            ],
             static_url=STATIC_PATH,
             switch_url=f"?{urlencode({**switch_query, 'lang': other})}" if switch_query is not None else None,
             switch_lang=other,
@@ -157,6 +193,6 @@ def render(
 
 
 def error_page(
-    kind: Literal["invalid", "csrf", "unavailable"], lang: Lang, status: int, check: str | None
+    kind: Literal["invalid", "csrf", "unavailable", "revoke"], lang: Lang, status: int, check: str | None
 ) -> Response:
     return render("error.html", lang, status=status, message=TEXT[lang][f"error_{kind}"], check=check)

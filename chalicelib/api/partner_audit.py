@@ -1,7 +1,64 @@
-"""Partner reconciliation: ``GET /v1/audit`` (a partner's own audit records)."""
+"""Partner reconciliation: ``GET /v1/audit`` (a partner's own audit records).
+
+Thin by design: the domain (``chalicelib.domain.partner_audit``) authenticates the bearer client
+assertion, validates the query and reads the page. Here, token errors become RFC 6750 section 3
+answers (401, ``WWW-Authenticate: Bearer error="invalid_token"``, JSON ``error`` /
+``error_description``); parameter errors become RFC 9457 problems through ``problem_responses``.
+"""
 
 from __future__ import annotations
 
-from chalice.app import Blueprint
+import json
+
+from chalice.app import Blueprint, Response
+
+from chalicelib.api.errors import problem_responses
+from chalicelib.api.forms import query_fields, single_header
+from chalicelib.container import get_container
+from chalicelib.domain.oauth.errors import InvalidToken
+from chalicelib.domain.partner_audit import PartnerAuditService
+from chalicelib.telemetry import logger
 
 bp = Blueprint(__name__)
+
+AUDIT_PATH = "/v1/audit"
+
+
+def _service() -> PartnerAuditService:
+    container = get_container()
+    issuer = container.authorization_config.issuer
+    return PartnerAuditService(
+        partners=container.partners,
+        log=container.audit_log,
+        replay=container.state_store,
+        clock=container.clock,
+        issuer=issuer,
+        endpoint=f"{issuer}{AUDIT_PATH}",
+    )
+
+
+@bp.route(AUDIT_PATH, methods=["GET"])
+@problem_responses
+def partner_audit() -> Response:
+    request = bp.current_request
+    try:
+        page = _service().page(
+            authorization=single_header(request, "authorization", error=InvalidToken),
+            params=query_fields(request),
+        )
+    except InvalidToken as error:
+        logger.info("audit request refused", extra={"error": error.error, "check": error.check})
+        return Response(
+            body=json.dumps({"error": error.error, "error_description": error.description}),
+            status_code=401,
+            headers={
+                "Content-Type": "application/json",
+                "Cache-Control": "no-store",
+                "WWW-Authenticate": f'Bearer error="{error.error}"',
+            },
+        )
+    return Response(
+        body=json.dumps(page.as_json(), ensure_ascii=False),
+        status_code=200,
+        headers={"Content-Type": "application/json", "Cache-Control": "no-store"},
+    )

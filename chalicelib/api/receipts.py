@@ -1,7 +1,147 @@
-"""The resident's receipt: the flow's records, a signed receipt with its inclusion proof, revocation."""
+"""The resident's receipt: the flow's records (やりとり履歴 style), a signed copy with inclusion
+proofs, and revocation of a delivery not yet picked up. Reached only through the capability link
+shown on the interstitial; anything else shows nothing."""
 
 from __future__ import annotations
 
-from chalice.app import Blueprint
+import secrets
+from typing import Any
+from urllib.parse import urlencode
+
+from chalice.app import Blueprint, Response
+
+from chalicelib.api.consent import page_responses, see_other
+from chalicelib.api.forms import cookie, form_fields
+from chalicelib.api.pages import TEXT, Lang, choose_language, error_page, render
+from chalicelib.container import get_container
+from chalicelib.domain.audit import AuditEvent, AuditRecord
+from chalicelib.domain.authorization import CsrfFailure, RedirectTo
+from chalicelib.domain.receipts import ReceiptNotFound, RevocationRefused
+from chalicelib.telemetry import logger
 
 bp = Blueprint(__name__)
+CSRF_COOKIE = "relay_receipt_csrf"
+
+EVENT_LABELS: dict[AuditEvent, tuple[str, str]] = {
+    AuditEvent.REQUEST_PUSHED: ("事業者が提供を求めました", "The recipient asked for the data"),
+    AuditEvent.CONSENT_SHOWN: ("確認画面を表示しました", "The confirmation page was shown"),
+    AuditEvent.CONTINUED: ("マイナポータルへ進みました", "You continued to Mynaportal"),
+    AuditEvent.CANCELLED: ("キャンセルしました", "You cancelled"),
+    AuditEvent.PORTAL_AUTHORISED: ("マイナポータルで同意しました", "You agreed at Mynaportal"),
+    AuditEvent.PORTAL_FAILED: ("マイナポータルで中断しました", "Stopped at Mynaportal"),
+    AuditEvent.RETRIEVAL_STARTED: ("情報の取得を開始しました", "Retrieval started"),
+    AuditEvent.RESULT_RECEIVED: ("情報を受け取りました", "The data arrived from Mynaportal"),
+    AuditEvent.INDIVIDUAL_NUMBERS_REMOVED: ("個人番号を削除しました", "Individual Numbers were removed"),
+    AuditEvent.SEALED: ("暗号化して保管しました", "Encrypted for the recipient"),
+    AuditEvent.PICKED_UP: ("事業者に提供しました", "Provided to the recipient"),
+    AuditEvent.EXPIRED: ("期限切れで削除しました", "Deleted: not picked up in time"),
+    AuditEvent.REVOKED: ("取り消しました", "Revoked"),
+    AuditEvent.FAILED: ("取得できませんでした", "The retrieval failed"),
+}
+
+
+def _lang(explicit: str | None = None) -> Lang:
+    request = bp.current_request
+    params: dict[str, str] = dict(request.query_params or {})
+    return choose_language(request, explicit or params.get("lang"))
+
+
+def _row(record: AuditRecord, lang: Lang) -> dict[str, str]:
+    ja, en = EVENT_LABELS[record.event]
+    return {
+        "time": record.occurred_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "event": ja if lang == "ja" else en,
+        "partner": record.requester_name or record.requester_id,
+        "item": record.dataset_name_ja,
+        "outcome": record.outcome,
+    }
+
+
+def _receipt_page(
+    interaction_id: str, expires: str, token: str, lang: Lang, notice: str | None = None
+) -> Response:
+    view = get_container().receipts.view(interaction_id, expires=expires, token=token)
+    csrf_token = secrets.token_urlsafe(32)
+    query = urlencode({"e": expires, "t": token})
+    secure = get_container().authorization_config.issuer.startswith("https://")
+    csrf = f"{CSRF_COOKIE}={csrf_token}; Path=/receipts; HttpOnly; SameSite=Strict" + (
+        "; Secure" if secure else ""
+    )
+    return render(
+        "receipt.html",
+        lang,
+        switch_query={"e": expires, "t": token},
+        extra_headers={"Set-Cookie": csrf},
+        notice=notice,
+        receipt_number=interaction_id,
+        rows=[_row(record, lang) for record in view.records],
+        revocable=view.revocable,
+        signed_url=f"/receipts/{interaction_id}/signed?{query}",
+        revoke_url=f"/receipts/{interaction_id}/revoke",
+        expires=expires,
+        token=token,
+        csrf_token=csrf_token,
+    )
+
+
+def _not_found(lang: Lang) -> Response:
+    return error_page("invalid", lang, 404, None)
+
+
+@bp.route("/receipts/{interaction_id}", methods=["GET"])
+@page_responses
+def receipt(interaction_id: str) -> Response:
+    params: dict[str, str] = dict(bp.current_request.query_params or {})
+    lang = _lang()
+    try:
+        notice = TEXT[lang]["revoked_notice"] if params.get("revoked") == "1" else None
+        return _receipt_page(interaction_id, params.get("e", ""), params.get("t", ""), lang, notice)
+    except ReceiptNotFound:
+        return _not_found(lang)
+
+
+@bp.route("/receipts/{interaction_id}/signed", methods=["GET"])
+@page_responses
+def signed_receipt(interaction_id: str) -> Response:
+    params: dict[str, str] = dict(bp.current_request.query_params or {})
+    try:
+        jws = get_container().receipts.signed(
+            interaction_id, expires=params.get("e", ""), token=params.get("t", "")
+        )
+    except ReceiptNotFound:
+        return _not_found(_lang())
+    return Response(
+        body=jws,
+        status_code=200,
+        headers={
+            "Content-Type": "application/jose",
+            "Content-Disposition": f'attachment; filename="myna-relay-receipt-{interaction_id[:12]}.jws"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@bp.route("/receipts/{interaction_id}/revoke", methods=["POST"], content_types=["*/*"])
+@page_responses
+def revoke(interaction_id: str) -> Response:
+    request = bp.current_request
+    form = form_fields(request)
+
+    def one(name: str) -> str:
+        values: list[Any] = form.get(name, [])
+        return str(values[0]) if len(values) == 1 else ""
+
+    lang = _lang(one("lang") or None)
+    expires, token, csrf = one("e"), one("t"), one("csrf_token")
+    presented = cookie(request, CSRF_COOKIE)
+    if not csrf or not presented or not secrets.compare_digest(csrf, presented):
+        raise CsrfFailure("the form's CSRF token does not match; reload the page", check="csrf_token")
+    try:
+        get_container().receipts.revoke(interaction_id, expires=expires, token=token)
+    except ReceiptNotFound:
+        return _not_found(lang)
+    except RevocationRefused as error:
+        logger.info("revocation refused", extra={"check": error.check})
+        return error_page("revoke", lang, 409, error.check)
+    query = urlencode({"e": expires, "t": token, "revoked": "1", "lang": lang})
+    return see_other(RedirectTo(f"/receipts/{interaction_id}?{query}"))

@@ -551,6 +551,7 @@ class AuthorizationService:
                 flow,
                 flow.moved_to(FlowStatus.REVOKED, now=now, failure_reason="code.replayed", next_due_at=None),
                 audits=[audit_record(flow, AuditEvent.REVOKED, at=now, outcome="code.replayed")],
+                delete_delivery=flow.status is FlowStatus.READY,  # the sealed payload dies with it
             )
 
     # -- revocation (RFC 7009) ------------------------------------------------------------------------
@@ -577,4 +578,5 @@ class AuthorizationService:
                     FlowStatus.REVOKED, now=now, failure_reason="partner.revoked", next_due_at=None
                 ),
                 audits=[audit_record(flow, AuditEvent.REVOKED, at=now, outcome="partner.revoked")],
+                delete_delivery=flow.status is FlowStatus.READY,  # the sealed payload dies with it
             )

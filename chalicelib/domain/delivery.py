@@ -46,7 +46,7 @@ from chalicelib.domain.ports import Clock, Envelope, MetricsSink, Signer
 from chalicelib.domain.registry import PartnerRegistry
 from chalicelib.domain.sealing import seal, sign_jwt
 
-WebhookType = Literal["delivery.ready", "delivery.failed", "delivery.expired"]
+WebhookType = Literal["delivery.ready", "delivery.failed", "delivery.expired", "consent.revoked"]
 MAX_DELIVERY_BYTES = 350_000  # DynamoDB items stop at 400 KB; a sealed payload never comes close
 DUE_SHARDS = 8
 
@@ -79,7 +79,9 @@ class DeliveryStore(Protocol):
 
     def get(self, flow_id: str, *, now: datetime) -> Flow | None: ...
 
-    def update(self, before: Flow, after: Flow, *, audits: Sequence[AuditRecord] = ()) -> None: ...
+    def update(
+        self, before: Flow, after: Flow, *, audits: Sequence[AuditRecord] = (), delete_delivery: bool = False
+    ) -> None: ...
 
     def due(self, *, now: datetime, limit: int) -> list[tuple[Literal["flow", "webhook"], str]]:
         """Flows (retrieving: poll; ready: expiry) and webhooks whose ``due_at`` has come."""
@@ -113,6 +115,8 @@ class DeliveryStore(Protocol):
     ) -> None: ...
 
     def token(self, token_hash: str, *, now: datetime) -> AccessTokenRecord | None: ...
+
+    def delete_token(self, token_hash: str) -> None: ...
 
 
 class WebhookSender(Protocol):

@@ -46,7 +46,9 @@ class FlowStore(Protocol):
         """The flow of an unused, unexpired pushed request."""
         ...
 
-    def update(self, before: Flow, after: Flow, *, audits: Sequence[AuditRecord] = ()) -> None:
+    def update(
+        self, before: Flow, after: Flow, *, audits: Sequence[AuditRecord] = (), delete_delivery: bool = False
+    ) -> None:
         """Write ``after`` if the stored flow is still ``before`` (its version); else
         ``ConcurrentUpdate``."""
         ...

@@ -14,11 +14,13 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 import requests
 
+from chalicelib import container
 from chalicelib.adapters.dynamodb_partners import DynamoPartnerStore
 from chalicelib.domain.clock import SystemClock
 from chalicelib.domain.registry import PartnerRegistry
 from sandbox.portal import ServiceRegistration
 from sandbox.server import SandboxServer
+from tests.fakes import ShiftedClock
 from tests.partner_helpers import Pkce, TestPartner
 
 ISSUER = "https://myna-relay.test"
@@ -201,3 +203,13 @@ class Journey:
 @pytest.fixture
 def journey(client: Any, partner: TestPartner, sandbox: SandboxServer, portal_env: None) -> Journey:
     return Journey(client=client, partner=partner, sandbox=sandbox, pkce=Pkce())
+
+
+@pytest.fixture
+def clock(journey: Journey, monkeypatch: pytest.MonkeyPatch) -> ShiftedClock:
+    """The relay's clock, movable; the partner signs with the same time."""
+    shifted = ShiftedClock()
+    container.reset()
+    monkeypatch.setattr(container, "_container", container.Container(clock=shifted))
+    journey.partner.clock = shifted.timestamp
+    return shifted

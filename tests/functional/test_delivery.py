@@ -23,15 +23,6 @@ from tests.functional.conftest import ISSUER, Journey, location_query
 SELF_INFO = f"{ISSUER}/v1/self-info"
 
 
-@pytest.fixture
-def clock(journey: Journey, monkeypatch: pytest.MonkeyPatch) -> ShiftedClock:
-    shifted = ShiftedClock()
-    container.reset()
-    monkeypatch.setattr(container, "_container", container.Container(clock=shifted))
-    journey.partner.clock = shifted.timestamp
-    return shifted
-
-
 def redeemed(journey: Journey, persona: str = "salaried") -> tuple[str, str]:
     """Through the browser part and the token: (access token, delivery id)."""
     code = journey.to_partner_code(persona)
@@ -268,7 +259,9 @@ def test_a_token_for_another_delivery_is_forbidden(journey: Journey, clock: Shif
     assert pick_up(journey, token).status_code == 200
 
 
-def test_concurrent_pickups_deliver_exactly_once(journey: Journey, clock: ShiftedClock) -> None:
+def test_concurrent_pickups_deliver_exactly_once(
+    journey: Journey, clock: ShiftedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     token, _ = redeemed(journey)
     run_due()
     service = container.get_container().delivery
@@ -285,6 +278,20 @@ def test_concurrent_pickups_deliver_exactly_once(journey: Journey, clock: Shifte
         with lock:
             outcomes.append(outcome)
 
+    # Make them truly overlap: every attempt reads the delivery before any may write, so only the
+    # conditional delete in the pickup transaction can keep the answer at exactly one.
+    from chalicelib.adapters.dynamodb_state import DynamoStateStore
+
+    barrier = threading.Barrier(len(proofs), timeout=20)
+    original_get = DynamoStateStore._get
+
+    def synchronised_get(self: DynamoStateStore, key: dict[str, Any]) -> Any:
+        item = original_get(self, key)
+        if key["pk"]["S"].startswith("DELIVERY#"):
+            barrier.wait()
+        return item
+
+    monkeypatch.setattr(DynamoStateStore, "_get", synchronised_get)
     threads = [threading.Thread(target=attempt, args=(proof,)) for proof in proofs]
     for thread in threads:
         thread.start()
@@ -626,3 +633,28 @@ def test_a_locked_card_sends_the_resident_back_with_access_denied(
     answer = location_query(journey.callback(query))
     assert answer["error"] == "access_denied"
     assert "locked" in answer["error_description"]
+
+
+def sealed_items(dynamodb_client: Any, table: str) -> list[Any]:
+    return [i for i in dynamodb_client.scan(TableName=table)["Items"] if i["pk"]["S"].startswith("DELIVERY#")]
+
+
+def test_a_partner_revocation_after_sealing_deletes_the_sealed_payload(
+    journey: Journey, clock: ShiftedClock, dynamodb_client: Any, resources: dict[str, str]
+) -> None:
+    token, _ = redeemed(journey)
+    run_due()
+    assert sealed_items(dynamodb_client, resources["RELAY_STATE_TABLE"])
+    form = {"token": token, **journey.partner.authentication(ISSUER)}
+    assert journey.client.http.post("/revoke", **journey.form(form)).status_code == 200
+    assert sealed_items(dynamodb_client, resources["RELAY_STATE_TABLE"]) == []
+
+
+def test_a_replayed_code_after_sealing_deletes_the_sealed_payload(
+    journey: Journey, clock: ShiftedClock, dynamodb_client: Any, resources: dict[str, str]
+) -> None:
+    code = journey.to_partner_code()
+    assert journey.redeem(code).status_code == 200
+    run_due()
+    assert journey.redeem(code).status_code == 400
+    assert sealed_items(dynamodb_client, resources["RELAY_STATE_TABLE"]) == []

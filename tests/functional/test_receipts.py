@@ -1,0 +1,195 @@
+"""The resident's receipt: a capability link from the interstitial, the flow's records, a signed
+copy with inclusion proofs against a signed tree head, and revocation before pickup."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from joserfc import jws
+from joserfc.jwk import KeySet
+
+from chalicelib import container
+from chalicelib.domain import merkle
+from chalicelib.domain.checkpoints import unb64
+from tests.fakes import ShiftedClock
+from tests.functional.conftest import ISSUER, Journey
+from tests.functional.test_delivery import pick_up, run_due
+
+
+def receipt_path(consent_page: str) -> str:
+    match = re.search(r'href="(https://myna-relay\.test/receipts/[^"]+)"', consent_page)
+    assert match, "the interstitial shows no receipt link"
+    url = html.unescape(match.group(1))
+    return url.removeprefix(ISSUER)
+
+
+def through_token(journey: Journey, persona: str = "salaried") -> tuple[str, str]:
+    """Push, show (keeping the receipt link), continue, portal, callback, token: (token, receipt path)."""
+    assert journey.push().status_code == 201
+    page = journey.show_consent()
+    receipt = receipt_path(page.body.decode())
+    journey.decide()
+    journey.at_portal(persona)
+    back = journey.callback()
+    assert "receipts" not in back.headers["Location"]  # the link never reaches the partner
+    code = parse_qs(urlsplit(back.headers["Location"]).query)["code"][0]
+    token = json.loads(journey.redeem(code).body)["access_token"]
+    return token, receipt
+
+
+def csrf_of(response: Any) -> tuple[str, str]:
+    cookie = response.headers["Set-Cookie"].split(";")[0].split("=", 1)[1]
+    token = re.search(r'name="csrf_token" value="([^"]+)"', response.body.decode()).group(1)  # type: ignore[union-attr]
+    return cookie, token
+
+
+def revoke(journey: Journey, receipt: str, *, cookie: str | None = None, csrf: str | None = None) -> Any:
+    page = journey.client.http.get(receipt)
+    # A page without the revoke form (nothing to revoke) gets a self-made matching pair, as a
+    # determined resident could send: the refusal must come from the flow's state, not the form.
+    page_cookie, page_csrf = csrf_of(page) if "csrf_token" in page.body.decode() else ("pair", "pair")
+    query = {k: v[0] for k, v in parse_qs(urlsplit(receipt).query).items()}
+    path = urlsplit(receipt).path + "/revoke"
+    form = f"e={query['e']}&t={query['t']}&csrf_token={csrf if csrf is not None else page_csrf}"
+    return journey.client.http.post(
+        path,
+        body=form,
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Cookie": f"relay_receipt_csrf={cookie if cookie is not None else page_cookie}",
+        },
+    )
+
+
+def test_the_receipt_lists_the_flows_records_in_japanese(journey: Journey, clock: ShiftedClock) -> None:
+    token, receipt = through_token(journey)
+    run_due()
+    pick_up(journey, token)
+    page = journey.client.http.get(receipt)
+    assert page.status_code == 200
+    text = page.body.decode()
+    for label in (
+        "事業者が提供を求めました",
+        "マイナポータルで同意しました",
+        "事業者に提供しました",
+        "アクメ銀行",
+        "地方税関係情報",
+    ):
+        assert label in text
+    assert "提供を取り消す" not in text  # picked up: nothing left to revoke
+    assert page.headers["Cache-Control"] == "no-store"
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_the_receipt_speaks_english(journey: Journey, clock: ShiftedClock) -> None:
+    _, receipt = through_token(journey)
+    page = journey.client.http.get(receipt + "&lang=en").body.decode()
+    assert "Exchange history" in page
+    assert "You agreed at Mynaportal" in page
+
+
+def test_the_resident_revokes_a_delivery_before_pickup(
+    journey: Journey, clock: ShiftedClock, dynamodb_client: Any, resources: dict[str, str]
+) -> None:
+    # GIVEN a sealed delivery waiting for the partner
+    token, receipt = through_token(journey)
+    run_due()
+    assert "提供を取り消す" in journey.client.http.get(receipt).body.decode()
+    # WHEN the resident revokes it from the receipt page
+    answer = revoke(journey, receipt)
+    assert answer.status_code == 303
+    assert "revoked=1" in answer.headers["Location"]
+    # THEN the partner finds it revoked, the delivery and the token are gone, and it is on record
+    assert pick_up(journey, token).status_code in (401, 410)
+    items = dynamodb_client.scan(TableName=resources["RELAY_STATE_TABLE"])["Items"]
+    assert not [i for i in items if i["pk"]["S"].startswith(("DELIVERY#", "TOKEN#"))]
+    events = [
+        i["event"]["S"] for i in dynamodb_client.scan(TableName=resources["RELAY_AUDIT_TABLE"])["Items"]
+    ]
+    assert "revoked" in events
+    assert "提供を取り消しました" in journey.client.http.get(answer.headers["Location"]).body.decode()
+
+
+def test_a_revocation_after_pickup_is_refused_with_a_clear_message(
+    journey: Journey, clock: ShiftedClock
+) -> None:
+    token, receipt = through_token(journey)
+    run_due()
+    assert pick_up(journey, token).status_code == 200
+    refused = revoke(journey, receipt)
+    assert refused.status_code == 409
+    assert "取り消せません" in refused.body.decode()
+
+
+def test_revocation_needs_the_csrf_token(journey: Journey, clock: ShiftedClock) -> None:
+    token, receipt = through_token(journey)
+    run_due()
+    assert revoke(journey, receipt, cookie="forged").status_code == 403
+    assert revoke(journey, receipt, csrf="forged").status_code == 403
+    assert pick_up(journey, token).status_code == 200
+
+
+@pytest.mark.parametrize("tamper", ["token", "expiry", "other-flow", "expired"])
+def test_a_wrong_receipt_link_shows_nothing(journey: Journey, clock: ShiftedClock, tamper: str) -> None:
+    _, receipt = through_token(journey)
+    path, query = urlsplit(receipt).path, {k: v[0] for k, v in parse_qs(urlsplit(receipt).query).items()}
+    if tamper == "token":
+        query["t"] = query["t"][:-2] + ("AA" if not query["t"].endswith("AA") else "BB")
+    elif tamper == "expiry":
+        query["e"] = str(int(query["e"]) + 1)
+    elif tamper == "other-flow":
+        path = "/receipts/another-flow-id"
+    else:
+        clock.advance(days=31)
+    page = journey.client.http.get(f"{path}?e={query['e']}&t={query['t']}")
+    assert page.status_code == 404
+    body = page.body.decode()
+    assert "アクメ銀行" not in body
+    assert "地方税関係情報" not in body
+
+
+def test_a_signed_receipt_carries_inclusion_proofs_against_the_signed_tree_head(
+    journey: Journey, clock: ShiftedClock
+) -> None:
+    # GIVEN a finished flow whose records a checkpoint has covered
+    token, receipt = through_token(journey)
+    run_due()
+    pick_up(journey, token)
+    clock.advance(minutes=2)
+    checkpoint = container.get_container().checkpoints.checkpoint()
+    assert checkpoint is not None
+    # WHEN the resident downloads the signed receipt
+    path, query = urlsplit(receipt).path, urlsplit(receipt).query
+    answer = journey.client.http.get(f"{path}/signed?{query}")
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"] == "application/jose"
+    # THEN it verifies with the served JWKS, and each record is proven in the signed tree
+    jwks = KeySet.import_key_set(json.loads(journey.client.http.get("/.well-known/jwks.json").body))
+    receipt_claims = json.loads(
+        jws.deserialize_compact(answer.body.decode(), jwks, algorithms=["ES256"]).payload
+    )
+    assert receipt_claims["iss"] == ISSUER
+    entries = receipt_claims["records"]
+    assert len(entries) == 8
+    for entry in entries:
+        proof = entry["inclusion"]
+        head = json.loads(
+            jws.deserialize_compact(proof["signed_tree_head"], jwks, algorithms=["ES256"]).payload
+        )
+        assert head["tree_size"] == proof["tree_size"]
+        leaf = merkle.leaf_hash(entry["document"].encode())
+        path_nodes = [unb64(node) for node in proof["audit_path"]]
+        assert merkle.verify_inclusion(
+            leaf, proof["leaf_index"], proof["tree_size"], path_nodes, unb64(head["root"])
+        )
+        assert json.loads(entry["document"]) == entry["record"]
+        # and a altered record would not verify
+        altered = merkle.leaf_hash(entry["document"].replace("picked_up", "expired").encode() + b" ")
+        assert not merkle.verify_inclusion(
+            altered, proof["leaf_index"], proof["tree_size"], path_nodes, unb64(head["root"])
+        )
