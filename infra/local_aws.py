@@ -43,7 +43,7 @@ def make_kms_honour_digest() -> None:
     """moto ignores ``MessageType=DIGEST`` on KMS Sign and hashes the digest again, so a signature
     over a pre-hashed message (how KMS signs inputs above 4 KiB) never verifies. Honour it, as AWS
     does (upstream fix: getmoto/moto PR #10202). Idempotent; local runs and tests only."""
-    global _KMS_PATCHED  # noqa: PLW0603  # a process-wide patch of the emulator, applied once
+    global _KMS_PATCHED  # a process-wide patch of the emulator, applied once
     if _KMS_PATCHED:
         return
     from cryptography.hazmat.primitives.asymmetric import ec

@@ -129,7 +129,7 @@ def bootstrap(endpoint: str) -> dict[str, str]:
 
 
 def start_scheduler(env: dict[str, str], interval_s: float) -> threading.Event:
-    """Invoke the scheduled handler (poller, sweeper, webhooks) periodically, as EventBridge would
+    """Invoke the scheduled handlers (poller, sweeper, webhooks; audit checkpoints) periodically, as EventBridge would
     in AWS: through Chalice's own invoke path with the local stage's configuration. Code changes
     reach it at the next ``make run`` (it is not autoreloaded)."""
     os.environ.update(env)
@@ -144,9 +144,13 @@ def start_scheduler(env: dict[str, str], interval_s: float) -> threading.Event:
             event = client.events.generate_cw_event(
                 source="aws.events", detail_type="Scheduled Event", detail={}, resources=[], region=REGION
             )
+            runs = 0
             while not stop.wait(interval_s):
+                runs += 1
                 try:
                     client.lambda_.invoke("process_due", event)
+                    if runs % 30 == 0:  # about once a minute with the default interval
+                        client.lambda_.invoke("audit_checkpoint", event)
                 except Exception as exc:  # noqa: BLE001  # keep scheduling; the handler logged it
                     print(f"scheduled handler failed: {type(exc).__name__}", file=sys.stderr)
 
