@@ -75,10 +75,14 @@ class DynamoAuditLog:
         self, partner_id: str, month: str, *, after: str = "", limit: int = 100
     ) -> list[StoredRecord]:
         """One partner's records of one month (``YYYY-MM``), in key order, after a sort key."""
+        # DynamoDB refuses an empty string in a key condition: the first page has no lower bound.
         params: dict[str, Any] = {
             "IndexName": "by_partner",
-            "KeyConditionExpression": "partner_month = :pm AND sk > :after",
-            "ExpressionAttributeValues": {":pm": {"S": f"{partner_id}#{month}"}, ":after": {"S": after}},
+            "KeyConditionExpression": "partner_month = :pm" + (" AND sk > :after" if after else ""),
+            "ExpressionAttributeValues": {
+                ":pm": {"S": f"{partner_id}#{month}"},
+                **({":after": {"S": after}} if after else {}),
+            },
         }
         records = [record_from_item(item) for item in self._query(**params)]
         return sorted(records, key=lambda record: (record.sort_key, record.key))[:limit]
