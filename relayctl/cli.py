@@ -1,14 +1,18 @@
-"""``python -m relayctl``: the operator's tool for partners (and, later, the audit log).
+"""``python -m relayctl``: the operator's tool for partners and the audit log.
 
-Every command validates with the same domain rules as the service and changes DynamoDB with one
-conditional write, so a refused command leaves nothing half-written. Exit status: 0 done,
-1 refused or failed (the message says why), 2 usage error.
+Every partner command validates with the same domain rules as the service and changes DynamoDB
+with one conditional write, so a refused command leaves nothing half-written. The audit commands
+verify the log offline against its signed checkpoints, sign a checkpoint on demand, and export
+records (``relayctl/audit.py``). Exit status: 0 done (or verified), 1 refused, failed or not
+verified (the message says why and where), 2 usage error.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -17,9 +21,11 @@ from chalicelib.domain.clock import SystemClock
 from chalicelib.domain.errors import RelayError
 from chalicelib.domain.ports import PartnerRecord
 from chalicelib.domain.registry import PartnerRegistry
-from relayctl.target import Target, TargetError, environment_target, local_target
+from relayctl.audit import AuditError
+from relayctl.target import REPO_ROOT, Target, TargetError, environment_target, local_target
 
 MAX_DOCUMENT_BYTES = 256 * 1024
+FALLBACK_ISSUER = "https://myna-relay.invalid"
 
 
 class CommandError(RuntimeError):
@@ -51,6 +57,24 @@ def build_parser() -> argparse.ArgumentParser:
     rotate = commands.add_parser("rotate-keys", help="replace a partner's JWKS")
     rotate.add_argument("partner_id")
     rotate.add_argument("jwks_file", help="new public JWKS (JSON), or - for standard input")
+
+    audit = groups.add_parser("audit", help="verify, checkpoint and export the audit log")
+    audit_commands = audit.add_subparsers(dest="command", required=True)
+    verify = audit_commands.add_parser(
+        "verify", help="check every checkpoint, signature, link and record; name the first mismatch"
+    )
+    verify.add_argument(
+        "--jwks", metavar="FILE", help="public JWKS to verify with (default: the stage's KMS signing key)"
+    )
+    audit_commands.add_parser("checkpoint", help="sign a checkpoint over the records since the last one now")
+    export = audit_commands.add_parser("export", help="write the records of a date range (UTC)")
+    export.add_argument("--from", dest="start", required=True, metavar="YYYY-MM-DD", help="first day")
+    export.add_argument("--to", dest="end", required=True, metavar="YYYY-MM-DD", help="last day (inclusive)")
+    export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl", help="default jsonl")
+    export.add_argument(
+        "--japanese-headers", action="store_true", help="CSV headers as the 情報提供等記録 field names"
+    )
+    export.add_argument("--output", metavar="FILE", help="write to FILE (CSV with a BOM) instead of stdout")
     return parser
 
 
@@ -104,7 +128,14 @@ def summary(record: PartnerRecord) -> dict[str, Any]:
     }
 
 
-def run(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
+def run(args: argparse.Namespace, out: TextIO, stdin: TextIO, err: TextIO = sys.stderr) -> None:
+    if args.group == "audit":
+        run_audit(args, out, err)
+    else:
+        run_partners(args, out, stdin)
+
+
+def run_partners(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
     registry = registry_for(resolve_target(args))
     command = args.command
     if command == "register":
@@ -144,11 +175,104 @@ def run(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
         )
 
 
+def issuer_for(target: Target, err: TextIO) -> str:
+    """The ``iss`` of an on-demand checkpoint: what the service of that stage signs with."""
+    configured = os.environ.get("RELAY_ISSUER") or target.api_url or stage_issuer(target.stage)
+    if configured:
+        return configured
+    print(
+        f"relayctl: warning: no issuer known for stage {target.stage} (set RELAY_ISSUER); "
+        f"signing as {FALLBACK_ISSUER}",
+        file=err,
+    )
+    return FALLBACK_ISSUER
+
+
+def stage_issuer(stage: str) -> str | None:
+    """``RELAY_ISSUER`` of the stage in ``.chalice/config.json``, when the checkout has it."""
+    try:
+        config = json.loads((REPO_ROOT / ".chalice" / "config.json").read_text(encoding="utf-8"))
+        value = config["stages"][stage]["environment_variables"].get("RELAY_ISSUER")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return str(value) if value else None
+
+
+def run_audit(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
+    from chalicelib.adapters.dynamodb_audit import DynamoAuditLog
+    from chalicelib.adapters.kms_signer import KmsSigner
+    from relayctl import audit
+
+    if args.command == "export":  # refuse bad dates before reaching for AWS
+        start = audit.parse_day(args.start, "--from")
+        end = audit.parse_day(args.end, "--to")
+        if start > end:
+            raise CommandError(f"--from {start} is after --to {end}")
+        if args.japanese_headers and args.format != "csv":
+            raise CommandError("--japanese-headers applies to --format csv only")
+    jwks = read_json(args.jwks, sys.stdin) if args.command == "verify" and args.jwks else None
+    target = resolve_target(args)
+    if args.command == "verify":
+        if jwks is not None:
+            keys, source = audit.keys_from_jwks(jwks, args.jwks), f"in {args.jwks}"
+        else:  # the key is fetched once; every check below is offline
+            jwk = KmsSigner(target.kms(), target.signing_key).public_jwk()
+            keys = audit.keys_from_jwks({"keys": [jwk]}, target.signing_key)
+            source = f"the stage's signing key ({target.signing_key})"
+        result = audit.verify_snapshot(
+            audit.read_snapshot(target.dynamodb(), target.audit_table), keys, source
+        )
+        print(
+            f"verified {result.checkpoints} checkpoints covering {result.covered} records; "
+            f"{result.pending} newer records not yet checkpointed",
+            file=out,
+        )
+        if result.checkpoints:
+            print(
+                f"latest signed head: checkpoint {result.checkpoints}, sha256 {result.latest_head}", file=out
+            )
+    elif args.command == "checkpoint":
+        from chalicelib.domain.checkpoints import CheckpointService, b64
+
+        service = CheckpointService(
+            store=DynamoAuditLog(target.dynamodb(), target.audit_table),
+            signer=KmsSigner(target.kms(), target.signing_key),
+            clock=SystemClock(),
+            issuer=issuer_for(target, err),
+        )
+        checkpoint = service.checkpoint()
+        if checkpoint is None:
+            print("no records to checkpoint", file=out)
+        else:
+            print(
+                f"checkpoint {checkpoint.seq}: {len(checkpoint.leaves)} records through {checkpoint.through}; "
+                f"tree size {checkpoint.tree_size}, root {b64(checkpoint.root)}",
+                file=out,
+            )
+    elif args.command == "export":
+        records = audit.records_between(DynamoAuditLog(target.dynamodb(), target.audit_table), start, end)
+        rendered = io.StringIO(newline="")  # rendered whole first: a bad record leaves no partial file
+        if args.format == "csv":
+            count = audit.write_csv(records, rendered, japanese=args.japanese_headers)
+        else:
+            count = audit.write_jsonl(records, rendered)
+        if args.output is None:
+            out.write(rendered.getvalue())
+            return
+        encoding = "utf-8-sig" if args.format == "csv" else "utf-8"  # the BOM tells Excel it is UTF-8
+        try:
+            with open(args.output, "w", encoding=encoding, newline="") as stream:
+                stream.write(rendered.getvalue())
+        except OSError as exc:
+            raise CommandError(f"cannot write {args.output}: {exc.strerror}") from None
+        print(f"exported {count} records ({start} to {end}) to {args.output}", file=out)
+
+
 def main(argv: list[str] | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     args = build_parser().parse_args(argv)
     try:
-        run(args, out, sys.stdin)
-    except (CommandError, TargetError) as exc:
+        run(args, out, sys.stdin, err)
+    except (CommandError, TargetError, AuditError) as exc:
         print(f"relayctl: {exc}", file=err)
         return 1
     except RelayError as exc:

@@ -8,13 +8,14 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from infra.resources import PARTNERS_TABLE, STAGES
+from infra.resources import AUDIT_TABLE, PARTNERS_TABLE, SIGNING_KEY, STAGES
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_kms.client import KMSClient
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOCAL_DIR_ENV = "MYNA_RELAY_LOCAL_DIR"
@@ -31,16 +32,34 @@ class Target:
     region: str
     endpoint_url: str | None
     local_credentials: bool
+    api_url: str | None = None  # the relay's base URL, when the launcher recorded one (--local)
 
     @property
     def partners_table(self) -> str:
         return PARTNERS_TABLE.physical_name(self.stage)
 
     @property
+    def audit_table(self) -> str:
+        return AUDIT_TABLE.physical_name(self.stage)
+
+    @property
+    def signing_key(self) -> str:
+        """The alias of the stage's signing key (checkpoints, tokens, sealed payloads)."""
+        return SIGNING_KEY.alias(self.stage)
+
+    @property
     def allows_loopback(self) -> bool:
         return self.stage in ("local", "test")
 
     def dynamodb(self) -> DynamoDBClient:
+        client: DynamoDBClient = self._client("dynamodb")
+        return client
+
+    def kms(self) -> KMSClient:
+        client: KMSClient = self._client("kms")
+        return client
+
+    def _client(self, service: Literal["dynamodb", "kms"]) -> Any:
         import boto3
         from botocore.config import Config
 
@@ -51,7 +70,7 @@ class Target:
         else:
             session = boto3.session.Session(region_name=self.region)
         return session.client(
-            "dynamodb",
+            service,
             endpoint_url=self.endpoint_url,
             config=Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5),
         )
@@ -68,6 +87,7 @@ def local_target(state_dir: str | None = None) -> Target:
         stack = json.loads(path.read_text(encoding="utf-8"))
         endpoint = str(stack["aws_endpoint_url"])
         region = str(stack["region"])
+        api_url = str(stack["api_url"]) if "api_url" in stack else None
     except FileNotFoundError:
         raise TargetError(
             f"no local stack is running ({path} not found); start one with `make run`"
@@ -82,7 +102,9 @@ def local_target(state_dir: str | None = None) -> Target:
         raise TargetError(
             f"the local stack recorded in {path} does not answer at {endpoint}; start it with `make run`"
         ) from None
-    return Target(stage="local", region=region, endpoint_url=endpoint, local_credentials=True)
+    return Target(
+        stage="local", region=region, endpoint_url=endpoint, local_credentials=True, api_url=api_url
+    )
 
 
 def environment_target(stage: str | None) -> Target:

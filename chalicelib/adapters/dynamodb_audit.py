@@ -103,12 +103,16 @@ class DynamoAuditLog:
             raise unavailable("dynamodb", "Scan", exc) from exc
         return sorted(found, key=lambda record: (record.sort_key, record.key))
 
-    def records_after(self, sort_key: str, *, until: datetime, limit: int) -> list[StoredRecord]:
+    def records_after(
+        self, sort_key: str, *, until: datetime, limit: int, not_before: datetime | None = None
+    ) -> list[StoredRecord]:
         until_key = _time_key(until)
         if not sort_key:
             candidates = self.all_records()  # the first checkpoint: no day to start from
         else:
             first = date.fromisoformat(sort_key[:10])
+            if not_before is not None:  # after a quiet spell, skip the days already known to be empty
+                first = max(first, not_before.astimezone(UTC).date())
             candidates = []
             day = first
             while day <= until.astimezone(UTC).date():

@@ -414,8 +414,9 @@ class DynamoStateStore:
                 "Item": {
                     "pk": _s(f"FLOW#{record.interaction_id}"),
                     "sk": _s(sort_key),
-                    "day_shard": _s(f"{occurred:%Y-%m-%d}#{shard}"),
-                    "partner_month": _s(f"{record.requester_id}#{occurred:%Y-%m}"),
+                    # UTC, like the sort key: a record's day and month never depend on a clock's zone.
+                    "day_shard": _s(f"{occurred.astimezone(UTC):%Y-%m-%d}#{shard}"),
+                    "partner_month": _s(f"{record.requester_id}#{occurred.astimezone(UTC):%Y-%m}"),
                     "event": _s(record.event.value),
                     "document": _s(record.model_dump_json()),
                     "retain_until": _n(epoch(occurred + self._audit_retention)),

@@ -98,9 +98,11 @@ class CheckpointStore(Protocol):
         """Every checkpoint, in sequence order."""
         ...
 
-    def records_after(self, sort_key: str, *, until: datetime, limit: int) -> list[StoredRecord]:
+    def records_after(
+        self, sort_key: str, *, until: datetime, limit: int, not_before: datetime | None = None
+    ) -> list[StoredRecord]:
         """Audit records with a sort key above ``sort_key`` that occurred before ``until``, in key
-        order (at most ``limit``)."""
+        order (at most ``limit``); none can have occurred before ``not_before``."""
         ...
 
     def put_checkpoint(self, checkpoint: Checkpoint) -> None:
@@ -143,8 +145,13 @@ class CheckpointService:
         existing = list(self._store.checkpoints())
         previous = existing[-1] if existing else None
         now = self._clock.now()
+        # Anything older than the previous run's settle line (less a day of margin) is covered.
+        not_before = previous.created_at - SETTLE - timedelta(days=1) if previous else None
         records = self._store.records_after(
-            previous.through if previous else "", until=now - SETTLE, limit=MAX_LEAVES_PER_CHECKPOINT
+            previous.through if previous else "",
+            until=now - SETTLE,
+            limit=MAX_LEAVES_PER_CHECKPOINT,
+            not_before=not_before,
         )
         if not records:
             return None
