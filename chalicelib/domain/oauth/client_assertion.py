@@ -20,10 +20,6 @@ What it must never do:
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,6 +30,8 @@ from joserfc.errors import BadSignatureError, JoseError
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 from chalicelib.domain.oauth.errors import InvalidClient
+from chalicelib.domain.oauth.jose_parsing import json_object as _json_object
+from chalicelib.domain.oauth.jose_parsing import numeric_date as _numeric_date
 from chalicelib.domain.partners import PartnerJwks, PublicJwk
 
 ALLOWED_ALGORITHMS = ("ES256", "PS256", "EdDSA")
@@ -75,40 +73,6 @@ def _refuse(detail: str, check: str) -> InvalidClient:
     return InvalidClient(detail, check=check)
 
 
-def _b64url_decode(segment: str) -> bytes:
-    """RFC 7515 section 2: base64url without padding. Raises ``ValueError`` when malformed."""
-    if not _BASE64URL.fullmatch(segment) or len(segment) % 4 == 1:
-        raise ValueError("not base64url")
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # RFC 7515 section 4 and RFC 7519 section 4: duplicate member names are rejected, so that no
-    # two parsers can read different values out of the same token.
-    result: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in result:
-            raise ValueError("duplicate member")
-        result[name] = value
-    return result
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"non-JSON constant {name}")  # NaN / Infinity are not JSON (RFC 8259 section 6)
-
-
-def _json_object(segment: str) -> dict[str, Any] | None:
-    try:
-        value = json.loads(
-            _b64url_decode(segment).decode("utf-8"),
-            object_pairs_hook=_no_duplicates,
-            parse_constant=_no_constants,
-        )
-    except (ValueError, binascii.Error, RecursionError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def _decode(assertion: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """Header and claims of a compact JWS (RFC 7515 section 7.1), unverified; None if malformed."""
     if not assertion.isascii() or len(assertion) > MAX_ASSERTION_LENGTH:
@@ -121,17 +85,6 @@ def _decode(assertion: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
     if header is None or claims is None:
         return None
     return header, claims
-
-
-def _numeric_date(value: Any) -> float | None:
-    """RFC 7519 section 2 NumericDate: a JSON number (not a boolean), finite, as float seconds."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        seconds = float(value)
-    except OverflowError:
-        return None
-    return seconds if math.isfinite(seconds) else None
 
 
 def parse_unverified_client_id(assertion: str) -> str | None:

@@ -24,8 +24,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
-import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,6 +35,9 @@ from joserfc.errors import BadSignatureError, JoseError
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 from chalicelib.domain.oauth.errors import InvalidDpopProof
+from chalicelib.domain.oauth.jose_parsing import b64url_decode as _b64url_decode
+from chalicelib.domain.oauth.jose_parsing import json_object as _json_object
+from chalicelib.domain.oauth.jose_parsing import numeric_date as _numeric_date
 
 DPOP_TYP = "dpop+jwt"
 ALLOWED_ALGORITHMS = ("ES256", "PS256", "EdDSA")
@@ -80,50 +81,6 @@ def _refuse(detail: str, check: str) -> InvalidDpopProof:
 
 def _b64url_encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _b64url_decode(segment: str) -> bytes:
-    """RFC 7515 section 2: base64url without padding. Raises ``ValueError`` when malformed."""
-    if not _BASE64URL.fullmatch(segment) or len(segment) % 4 == 1:
-        raise ValueError("not base64url")
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # RFC 7515 section 4 and RFC 7519 section 4: reject duplicate member names.
-    result: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in result:
-            raise ValueError("duplicate member")
-        result[name] = value
-    return result
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"non-JSON constant {name}")  # NaN / Infinity are not JSON (RFC 8259 section 6)
-
-
-def _json_object(segment: str) -> dict[str, Any] | None:
-    try:
-        value = json.loads(
-            _b64url_decode(segment).decode("utf-8"),
-            object_pairs_hook=_no_duplicates,
-            parse_constant=_no_constants,
-        )
-    except (ValueError, binascii.Error, RecursionError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _numeric_date(value: Any) -> float | None:
-    """RFC 7519 section 2 NumericDate: a JSON number (not a boolean), finite, as float seconds."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        seconds = float(value)
-    except OverflowError:
-        return None
-    return seconds if math.isfinite(seconds) else None
 
 
 def access_token_hash(access_token: str) -> str:
