@@ -31,6 +31,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_PARTNERS_DIR = REPO_ROOT / "local" / "partners"
 SANDBOX_SERVICES = REPO_ROOT / "local" / "sandbox-services.json"
 REGION = "ap-northeast-1"
+# The demo partners' apps (partner_kit.demo) and the ports their registration documents name.
+DEMO_APPS = {"bank": "demo-bank", "health": "demo-health"}
+REGISTERED_DEMO_PORTS = {"demo-bank": 8030, "demo-health": 8031}
 STAGE = "local"
 
 
@@ -49,6 +52,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--moto-port", type=int, default=8010, help="embedded AWS port (default 8010)")
     parser.add_argument("--sandbox-app-port", type=int, default=8020, help="sandbox portal, browser side")
     parser.add_argument("--sandbox-sp-port", type=int, default=8021, help="sandbox portal, mTLS server side")
+    parser.add_argument(
+        "--demo-bank-port", type=int, default=8030, help="demo bank partner app (default 8030)"
+    )
+    parser.add_argument(
+        "--demo-health-port", type=int, default=8031, help="demo health partner app (default 8031)"
+    )
     parser.add_argument(
         "--state-dir", default=os.environ.get("MYNA_RELAY_LOCAL_DIR", str(REPO_ROOT / ".local"))
     )
@@ -105,8 +114,25 @@ def aws_environment(endpoint: str) -> dict[str, str]:
     return env
 
 
-def bootstrap(endpoint: str) -> dict[str, str]:
-    """Create tables and keys from infra/ and register the demo partners."""
+def localise_demo_document(document: dict[str, Any], ports: dict[str, int]) -> dict[str, Any]:
+    """A demo partner's document with its loopback redirect and webhook URLs on the port its app
+    really runs on (tests pass free ports; the documents name 8030 and 8031)."""
+    client_id = document.get("id")
+    if not isinstance(client_id, str) or client_id not in ports or client_id not in REGISTERED_DEMO_PORTS:
+        return document
+    registered = f"//127.0.0.1:{REGISTERED_DEMO_PORTS[client_id]}/"
+    actual = f"//127.0.0.1:{ports[client_id]}/"
+    localised = dict(document)
+    localised["redirect_uris"] = [
+        uri.replace(registered, actual) for uri in document.get("redirect_uris", [])
+    ]
+    if isinstance(document.get("webhook_url"), str):
+        localised["webhook_url"] = document["webhook_url"].replace(registered, actual)
+    return localised
+
+
+def bootstrap(endpoint: str, demo_ports: dict[str, int] | None = None) -> dict[str, str]:
+    """Create tables and keys from infra/ and register the demo partners (on ``demo_ports``)."""
     import boto3
 
     from chalicelib.adapters.dynamodb_partners import DynamoPartnerStore
@@ -123,7 +149,8 @@ def bootstrap(endpoint: str) -> dict[str, str]:
     store = DynamoPartnerStore(dynamodb, PARTNERS_TABLE.physical_name(STAGE), allow_loopback=True)
     registry = PartnerRegistry(store, SystemClock(), allow_loopback=True)
     for document in sorted(DEMO_PARTNERS_DIR.glob("*.partner.json")):
-        partner = registry.register(json.loads(document.read_text(encoding="utf-8")))
+        content = localise_demo_document(json.loads(document.read_text(encoding="utf-8")), demo_ports or {})
+        partner = registry.register(content)
         print(f"  demo partner registered: {partner.id} ({partner.names.en})")
     return env
 
@@ -236,7 +263,51 @@ def demo_authorize_url(sandbox: SandboxServer) -> str:
     return f"{sandbox.endpoints()['authorize_url']}?{urlencode(query)}"
 
 
-def banner(api: str, endpoint: str, stack_file: Path, sandbox: SandboxServer) -> str:
+class DemoApps:
+    """The two demo partner apps (``partner_kit.demo``), each a threaded werkzeug server in a daemon
+    thread of this process, acting against the relay at ``issuer``."""
+
+    def __init__(self, host: str, ports: dict[str, int], issuer: str) -> None:
+        import secrets
+
+        import requests
+        from werkzeug.serving import make_server
+
+        from partner_kit.demo import create_demo_app
+        from partner_kit.keys import PartnerKeys
+
+        self.urls: dict[str, str] = {}
+        self._servers: list[Any] = []
+        http = requests.Session()
+        http.trust_env = False  # loopback only: never through a proxy from the environment
+        for kind, client_id in DEMO_APPS.items():
+            port = ports[client_id]
+            base_url = f"http://127.0.0.1:{port}"
+            app = create_demo_app(
+                kind,  # type: ignore[arg-type]  # the keys of DEMO_APPS are the demo kinds
+                issuer=issuer,
+                client_id=client_id,
+                keys=PartnerKeys.load(DEMO_PARTNERS_DIR / f"{client_id}.DEMO-ONLY-private-jwks.json"),
+                base_url=base_url,
+                secret_key=secrets.token_bytes(32),
+                http=http,
+            )
+            server = make_server(host, port, app, threaded=True)
+            threading.Thread(target=server.serve_forever, name=f"demo-{kind}", daemon=True).start()
+            self._servers.append(server)
+            self.urls[kind] = f"{base_url}/"
+
+    def stop(self) -> None:
+        for server in self._servers:
+            server.shutdown()
+            server.server_close()
+        self._servers.clear()
+
+
+def banner(
+    api: str, endpoint: str, stack_file: Path, sandbox: SandboxServer, demo: dict[str, str] | None = None
+) -> str:
+    demo = demo or {}
     return "\n".join(
         [
             "",
@@ -248,6 +319,8 @@ def banner(api: str, endpoint: str, stack_file: Path, sandbox: SandboxServer) ->
             f"  sandbox portal    {sandbox.app_url}/sandbox/  (personas, scenarios; sp side {sandbox.sp_url}, mTLS)",
             f"  portal sign-in    {demo_authorize_url(sandbox)}",
             f"  provision history {sandbox.app_url}/sandbox/history",
+            *([f"  demo bank         {demo['bank']}"] if "bank" in demo else []),
+            *([f"  demo health       {demo['health']}"] if "health" in demo else []),
             f"  stack record      {stack_file}",
             "  operator CLI      .venv/bin/python -m relayctl --local partners list",
             "Press Ctrl-C to stop everything.",
@@ -269,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     sandbox: SandboxServer | None = None
     scheduler: threading.Event | None = None
     child: subprocess.Popen[bytes] | None = None
+    demo_apps: DemoApps | None = None
+    demo_ports = {"demo-bank": args.demo_bank_port, "demo-health": args.demo_health_port}
     try:
         check_not_running(stack_file)
         ports = (
@@ -276,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
             ("embedded AWS", args.moto_port),
             ("sandbox portal app side", args.sandbox_app_port),
             ("sandbox portal sp side", args.sandbox_sp_port),
+            ("demo bank", args.demo_bank_port),
+            ("demo health", args.demo_health_port),
         )
         for name, port in ports:
             if not port_is_free(args.host, port):
@@ -298,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         env = {**os.environ, **aws_environment(endpoint)}
         for name in ("AWS_PROFILE", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "AWS_SESSION_TOKEN"):
             env.pop(name, None)
-        resource_env = bootstrap(endpoint)
+        resource_env = bootstrap(endpoint, demo_ports)
 
         api = f"http://{args.host}:{args.port}"
         sandbox = start_sandbox(args, api, state_dir / "sandbox-tls")
@@ -320,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         child = subprocess.Popen(command, cwd=REPO_ROOT, env={**env, **relay_env}, start_new_session=True)
         wait_for_health(f"{api}/health", child)
         scheduler = start_scheduler({**env, **relay_env}, args.schedule_interval)
+        demo_apps = DemoApps(args.host, demo_ports, api)
 
         state_dir.mkdir(parents=True, exist_ok=True)
         record = {
@@ -335,9 +413,10 @@ def main(argv: list[str] | None = None) -> int:
                 "endpoints": sandbox.endpoints(),
                 "demo_authorize_url": demo_authorize_url(sandbox),
             },
+            "demo": dict(demo_apps.urls),
         }
         stack_file.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        print(banner(api, endpoint, stack_file, sandbox), flush=True)
+        print(banner(api, endpoint, stack_file, sandbox, demo_apps.urls), flush=True)
         status = child.wait()
         print(f"chalice local exited with status {status}", file=sys.stderr)
         return status or 1
@@ -351,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         if scheduler is not None:
             scheduler.set()
+        if demo_apps is not None:
+            demo_apps.stop()
         if child is not None:
             stop_child(child)
         if sandbox is not None:

@@ -30,6 +30,12 @@ def free_port() -> int:
 def launcher_command(
     port: int, moto_port: int, app_port: int, sp_port: int, state_dir: Path, *extra: str
 ) -> list[str]:
+    """The launcher on the given ports; the two demo partner apps always get free ports (unless
+    ``extra`` names them)."""
+    demo_ports: list[str] = []
+    for flag in ("--demo-bank-port", "--demo-health-port"):
+        if flag not in extra:
+            demo_ports += [flag, str(free_port())]
     return [
         sys.executable,
         "-m",
@@ -44,6 +50,7 @@ def launcher_command(
         str(sp_port),
         "--state-dir",
         str(state_dir),
+        *demo_ports,
         *extra,
     ]
 
