@@ -402,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         state_dir.mkdir(parents=True, exist_ok=True)
         record = {
             "pid": os.getpid(),
+            "relay_pid": child.pid,  # its own process group: for cleanup if this launcher is killed
             "stage": STAGE,
             "region": REGION,
             "aws_endpoint_url": endpoint,

@@ -3,6 +3,7 @@ talk to it over real HTTP, stop it as Ctrl-C would."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -104,13 +105,32 @@ class Launcher:
         assert self.process is not None
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGINT)  # what Ctrl-C sends to the foreground group
+        relay_pid = self._recorded_relay_pid()
         try:
             self.output, _ = self.process.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
-            self.output, _ = self.process.communicate()
+            self._kill_orphan(relay_pid)  # chalice local runs in its own group and would hold our pipe
+            try:
+                self.output, _ = self.process.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.output = "(no output: the pipe stayed open)"
             pytest.fail("launcher did not stop within 30 s of Ctrl-C")
         return self.process.returncode
+
+    def _recorded_relay_pid(self) -> int | None:
+        try:
+            value = json.loads((self.state_dir / "stack.json").read_text(encoding="utf-8")).get("relay_pid")
+        except (OSError, ValueError):
+            return None
+        return value if isinstance(value, int) else None
+
+    @staticmethod
+    def _kill_orphan(pid: int | None) -> None:
+        if pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
 
 
 def relayctl_local(state_dir: Path, *argv: str) -> subprocess.CompletedProcess[str]:
