@@ -14,7 +14,7 @@ from chalice.app import Blueprint, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chalicelib.api.errors import problem, problem_responses
-from chalicelib.api.forms import single_header
+from chalicelib.api.forms import query_fields, single_header
 from chalicelib.container import get_container
 from chalicelib.domain.delivery import Pending
 from chalicelib.domain.oauth.errors import InvalidDpopProof, OAuthError
@@ -74,12 +74,26 @@ def completion_notice() -> Response:
 @problem_responses
 def self_info() -> Response:
     request = bp.current_request
-    params: dict[str, str] = dict(request.query_params or {})
+    params = query_fields(request)
+    unexpected = sorted(set(params) - {"delivery_id"})
+    if unexpected:
+        return problem(
+            400, "invalid-request", "Invalid request", "unexpected parameter", check=unexpected[0][:40]
+        )
+    delivery_ids = params.get("delivery_id")
+    if delivery_ids is not None and (len(delivery_ids) != 1 or not 0 < len(delivery_ids[0]) <= 64):
+        return problem(
+            400,
+            "invalid-request",
+            "Invalid request",
+            "one delivery_id of 1-64 characters",
+            check="delivery_id",
+        )
     try:
         outcome = get_container().delivery.pick_up(
             authorization=single_header(request, "authorization"),
             dpop_proof=single_header(request, "dpop", error=InvalidDpopProof),
-            delivery_id=params.get("delivery_id"),
+            delivery_id=delivery_ids[0] if delivery_ids else None,
         )
     except OAuthError as error:
         # RFC 6750 section 3 / RFC 9449 section 7.1: token and proof errors are 401 with a challenge.

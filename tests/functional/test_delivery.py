@@ -658,3 +658,18 @@ def test_a_replayed_code_after_sealing_deletes_the_sealed_payload(
     run_due()
     assert journey.redeem(code).status_code == 400
     assert sealed_items(dynamodb_client, resources["RELAY_STATE_TABLE"]) == []
+
+
+@pytest.mark.parametrize("query", ["?other=1", "?delivery_id=" + "x" * 65, "?delivery_id=a&delivery_id=b"])
+def test_pickup_refuses_unexpected_query_parameters_and_changes_nothing(
+    journey: Journey, clock: ShiftedClock, query: str
+) -> None:
+    token, _ = redeemed(journey)
+    run_due()
+    proof = journey.partner.dpop("GET", SELF_INFO, access_token=token)
+    refused = journey.client.http.get(
+        f"/v1/self-info{query}", headers={"Authorization": f"DPoP {token}", "DPoP": proof}
+    )
+    assert refused.status_code == 400
+    assert json.loads(refused.body)["check"] in ("other", "delivery_id")
+    assert pick_up(journey, token).status_code == 200
