@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
+import json
 import secrets
 import time
 import uuid
@@ -122,3 +124,15 @@ class TestPartner:
 
     def dpop_thumbprint(self) -> str:
         return self.dpop_key.thumbprint()
+
+
+def unsigned_jws(header: dict[str, Any], claims: dict[str, Any]) -> str:
+    """An ``alg=none`` token, built by hand (JOSE libraries refuse to make one)."""
+    return f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}."
+
+
+def hmac_jws(header: dict[str, Any], claims: dict[str, Any], secret: bytes) -> str:
+    """An HS256 token with ``secret`` as key: the algorithm-confusion attack with a public key."""
+    signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
+    signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64url(signature)}"

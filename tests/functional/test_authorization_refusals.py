@@ -16,8 +16,6 @@ proofs are signed with the moved time.
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
 import secrets
 import time
@@ -38,7 +36,7 @@ from chalicelib.domain.registry import PartnerRegistry
 from tests.fakes import FixedClock
 from tests.functional.conftest import ISSUER, Journey, location_query
 from tests.functional.test_authorization_flow import only_flow
-from tests.partner_helpers import Pkce, TestPartner, b64url
+from tests.partner_helpers import Pkce, TestPartner, hmac_jws, unsigned_jws
 
 TOKEN_URL = f"{ISSUER}/token"
 PAR_URL = f"{ISSUER}/par"
@@ -153,16 +151,6 @@ def par_fields(journey: Journey, **overrides: str | None) -> dict[str, str]:
         **overrides,
     }
     return {name: value for name, value in fields.items() if value is not None}
-
-
-def unsigned_jws(header: dict[str, Any], claims: dict[str, Any]) -> str:
-    return f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}."
-
-
-def hmac_jws(header: dict[str, Any], claims: dict[str, Any], secret: bytes) -> str:
-    signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
-    signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
-    return f"{signing_input}.{b64url(signature)}"
 
 
 def assertion_claims(partner: TestPartner, **changes: Any) -> dict[str, Any]:

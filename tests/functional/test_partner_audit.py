@@ -11,8 +11,6 @@ the query, and a refused request does not spend the assertion.
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
 import uuid
 from collections.abc import Callable
@@ -32,7 +30,7 @@ from chalicelib.domain.registry import PartnerRegistry
 from tests.fakes import ShiftedClock
 from tests.functional.conftest import ISSUER, Journey
 from tests.functional.test_delivery import pick_up, redeemed, run_due
-from tests.partner_helpers import CLIENT_ASSERTION_TYPE, Pkce, TestPartner, b64url
+from tests.partner_helpers import CLIENT_ASSERTION_TYPE, Pkce, TestPartner, hmac_jws, unsigned_jws
 
 AUDIT_URL = f"{ISSUER}/v1/audit"
 RECORDS_PER_PICKED_UP_FLOW = 8  # pushed, shown, continued, authorised, started, received, sealed, picked up
@@ -174,16 +172,6 @@ def assert_bad_parameter(response: Any, parameter: str) -> None:
     assert body["type"] == "urn:myna-relay:problem:invalid-request"
     assert body["check"] == parameter
     assert body["status"] == 400
-
-
-def unsigned_jws(header: dict[str, Any], claims: dict[str, Any]) -> str:
-    return f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}."
-
-
-def hmac_jws(header: dict[str, Any], claims: dict[str, Any], secret: bytes) -> str:
-    signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
-    signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
-    return f"{signing_input}.{b64url(signature)}"
 
 
 def claims_of(partner: TestPartner, **changes: Any) -> dict[str, Any]:
