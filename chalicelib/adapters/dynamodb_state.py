@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -24,6 +24,7 @@ from chalicelib.domain.flow_store import AccessTokenRecord, CodeState
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
 ITEM_IS_NEW = "attribute_not_exists(pk)"
 ITEM_EXISTS = "attribute_exists(pk)"
@@ -133,7 +134,7 @@ class DynamoStateStore:
 
     def _transact(self, items: list[dict[str, Any]], *, on_conflict: Exception) -> None:
         try:
-            self._client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]  # built from plain dicts
+            self._client.transact_write_items(TransactItems=cast("list[TransactWriteItemTypeDef]", items))
         except ClientError as exc:
             if error_code(exc) in ("TransactionCanceledException", "ConditionalCheckFailedException"):
                 raise on_conflict from None

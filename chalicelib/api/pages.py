@@ -124,8 +124,10 @@ def environment() -> Environment:
 
 
 def choose_language(request: Request, explicit: str | None) -> Lang:
-    if explicit in ("ja", "en"):
-        return explicit  # type: ignore[return-value]  # narrowed by the membership test
+    if explicit == "ja":
+        return "ja"
+    if explicit == "en":
+        return "en"
     accept = (request.headers.get("accept-language") or "").lower()
     first = accept.split(",")[0].strip()
     return "en" if first.startswith("en") else "ja"
