@@ -400,10 +400,13 @@ def _parse(interface: str, model: type[_Model], body: bytes) -> _Model:
         # The error's input may be the token or the data: name only where it failed.
         first = exc.errors(include_url=False, include_context=False, include_input=False)[0]
         where = ".".join(str(part) for part in first["loc"]) or "body"
-        raise PortalProtocolError(
-            f"{interface} answer does not follow the interface at {where}: {first['type']}",
-            check=f"{interface}.{where}",
-        ) from None
+        kind = first["type"]
+    # Raised outside the handler: ``from None`` only hides the ValidationError from tracebacks, it
+    # still rides along as ``__context__`` (with the token or data as its input).
+    raise PortalProtocolError(
+        f"{interface} answer does not follow the interface at {where}: {kind}",
+        check=f"{interface}.{where}",
+    )
 
 
 def _unexpected_status(interface: str, status: int) -> PortalProtocolError:

@@ -20,8 +20,9 @@ from typing import Final, Literal
 JST: Final = timezone(timedelta(hours=9), "JST")
 
 # -- Authorization (IF001-01..03) ------------------------------------------------------------------
-# [O] client_id = "SP" + 8 provider digits + "_AA" + 4 service digits.
-CLIENT_ID_PATTERN: Final = re.compile(r"^SP(?P<provider>\d{8})_AA(?P<service>\d{4})$")
+# [O] client_id = "SP" + 8 provider digits + "_AA" + 4 service digits. re.ASCII: \d alone would also
+# match full-width and other scripts' digits, which no portal id carries.
+CLIENT_ID_PATTERN: Final = re.compile(r"^SP(?P<provider>\d{8})_AA(?P<service>\d{4})$", re.ASCII)
 # [O] login_type=0 is what integrations send on IF001-01; its meaning is unknown.
 LOGIN_TYPE: Final = "0"
 # [O] the IF001-03 form grant type; no PKCE, no client secret (the TLS certificate authenticates).
@@ -72,8 +73,10 @@ ERROR_DUPLICATE_TELEGRAM: Final = "EE0003"  # IF001-04: this telegramId was alre
 DUPLICATE_TELEGRAM_ATTEMPTS: Final = 3
 
 # [O] TL-<8 provider digits>-<YYMMDDhhmmss>-<4-digit sequence>; [I] the stamp is Japan time.
-TELEGRAM_ID_PATTERN: Final = re.compile(r"^TL-(?P<provider>\d{8})-(?P<stamp>\d{12})-(?P<seq>\d{4})$")
-_PROVIDER_DIGITS: Final = re.compile(r"^\d{8}$")
+TELEGRAM_ID_PATTERN: Final = re.compile(
+    r"^TL-(?P<provider>\d{8})-(?P<stamp>\d{12})-(?P<seq>\d{4})$", re.ASCII
+)
+_PROVIDER_DIGITS: Final = re.compile(r"^\d{8}$", re.ASCII)
 
 
 def provider_digits(client_id: str) -> str:
