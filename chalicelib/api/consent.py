@@ -28,7 +28,8 @@ from chalicelib.telemetry import logger
 bp = Blueprint(__name__)
 P = ParamSpec("P")
 CSRF_COOKIE = "relay_csrf"
-CSS = (Path(__file__).resolve().parent / "static" / "relay.css").read_bytes()
+# Text, not bytes: a Lambda proxy response is JSON, so a bytes body of a non-binary type cannot be sent.
+CSS = (Path(__file__).resolve().parent / "static" / "relay.css").read_text(encoding="utf-8")
 
 
 def _lang() -> Lang:

@@ -11,47 +11,45 @@ import json
 from typing import Any
 
 from chalice.app import Blueprint, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from chalicelib.api.errors import problem, problem_responses
 from chalicelib.api.forms import query_fields, single_header
+from chalicelib.api.schemas import MAX_NOTICE_BYTES, Notice
 from chalicelib.container import get_container
 from chalicelib.domain.delivery import Pending
 from chalicelib.domain.oauth.errors import InvalidDpopProof, OAuthError
+from chalicelib.domain.oauth.jose_parsing import no_duplicates
 from chalicelib.telemetry import logger
 
 bp = Blueprint(__name__)
-MAX_NOTICE_BYTES = 8 * 1024
 
 
-class NoticeHeader(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    telegramId: str = Field(max_length=64)  # the portal's own names
-    telegramType: str = Field(max_length=32)
-    mode: str = Field(max_length=8)
-    processId: str = Field(max_length=64)
-    errorCode: str = Field(default="", max_length=16)
-
-
-class Notice(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    commonHeader: NoticeHeader
-
-
-@bp.route("/portal/notice", methods=["POST"], content_types=["application/json"])
+@bp.route("/portal/notice", methods=["POST"], content_types=["*/*"])
 @problem_responses
 def completion_notice() -> Response:
-    """IF001-05."""
+    """IF001-05. Every media type reaches the view, so that a wrong one is refused with a problem
+    document (415) rather than Chalice's own body; none at all is taken as JSON, as Chalice would."""
     from chalicelib.adapters.mynaportal_inferred import NOTICE_ANSWER_TELEGRAM
 
+    content_type = bp.current_request.headers.get("content-type") or "application/json"
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        return problem(
+            415,
+            "unsupported-media-type",
+            "Unsupported media type",
+            "the notice must be application/json",
+            check="content-type",
+        )
     body = bp.current_request.raw_body or b""
     if len(body) > MAX_NOTICE_BYTES:
         return problem(413, "notice-too-large", "Notice too large", "the notice exceeds 8 KiB", check="body")
     try:
         notice = Notice.model_validate_json(body)
-    except ValidationError:
+        # RFC 7493 (I-JSON) section 2.3: no duplicate member names. pydantic keeps the last of
+        # them, another reader the first: one notice must not say two things.
+        json.loads(body, object_pairs_hook=no_duplicates)
+    except (ValidationError, ValueError, RecursionError):
         return problem(
             400, "invalid-notice", "Invalid notice", "the body is not a commonHeader telegram", check="body"
         )

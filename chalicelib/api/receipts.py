@@ -134,7 +134,8 @@ def revoke(interaction_id: str) -> Response:
     lang = _lang(one("lang") or None)
     expires, token, csrf = one("e"), one("t"), one("csrf_token")
     presented = cookie(request, CSRF_COOKIE)
-    if not csrf or not presented or not secrets.compare_digest(csrf, presented):
+    # As bytes: compare_digest refuses str with non-ASCII characters (TypeError, a 500).
+    if not csrf or not presented or not secrets.compare_digest(csrf.encode(), presented.encode()):
         raise CsrfFailure("the form's CSRF token does not match; reload the page", check="csrf_token")
     try:
         get_container().receipts.revoke(interaction_id, expires=expires, token=token)

@@ -87,11 +87,17 @@ class ReceiptService:
         return f"/receipts/{flow.flow_id}?e={expires}&t={self._mac(flow.flow_id, expires)}"
 
     def _check(self, interaction_id: str, expires: str, token: str) -> None:
-        if not (interaction_id and len(interaction_id) <= 64 and expires.isdigit() and 0 < len(token) <= 128):
+        # ASCII digits only, and few of them: str.isdigit() also accepts "²" (int() refuses it) and
+        # int() refuses more than 4300 digits; either would be a 500 instead of "no receipt".
+        well_formed_expiry = expires.isascii() and expires.isdigit() and len(expires) <= 12
+        if not (
+            interaction_id and len(interaction_id) <= 64 and well_formed_expiry and 0 < len(token) <= 128
+        ):
             raise ReceiptNotFound("no receipt", check="receipt")
         if int(expires) <= int(self._clock.now().timestamp()):
             raise ReceiptNotFound("no receipt", check="receipt")
-        if not secrets.compare_digest(token, self._mac(interaction_id, int(expires))):
+        # As bytes: compare_digest refuses str with non-ASCII characters (TypeError, a 500).
+        if not secrets.compare_digest(token.encode(), self._mac(interaction_id, int(expires)).encode()):
             raise ReceiptNotFound("no receipt", check="receipt")
 
     def view(self, interaction_id: str, *, expires: str, token: str) -> ReceiptView:

@@ -7,13 +7,20 @@ one partner never silently overwrite each other.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
-from chalicelib.domain.errors import PartnerDisabled
-from chalicelib.domain.partners import Partner, PartnerJwks, invalid_document, parse_partner_document
+from chalicelib.domain.errors import PartnerDisabled, PartnerNotFound
+from chalicelib.domain.partners import (
+    PARTNER_ID_PATTERN,
+    Partner,
+    PartnerJwks,
+    invalid_document,
+    parse_partner_document,
+)
 from chalicelib.domain.ports import Clock, PartnerRecord, PartnerStore
 
 
@@ -51,7 +58,13 @@ class PartnerRegistry:
         return self._store.get(partner_id)
 
     def get_enabled(self, partner_id: str) -> Partner:
-        """The partner, refusing a disabled one: used on every partner-facing request."""
+        """The partner, refusing a disabled one: used on every partner-facing request.
+
+        The id comes from the request: one that no partner can have (empty, too long, other
+        characters) is not found without asking the store, which would refuse it as a malformed
+        key (DynamoDB: an empty or >2048-byte key is a ValidationException, i.e. a 503)."""
+        if not re.fullmatch(PARTNER_ID_PATTERN, partner_id):
+            raise PartnerNotFound("no partner can have this id", check="partner_id")
         partner = self._store.get(partner_id).partner
         if not partner.enabled:
             raise PartnerDisabled(f"partner {partner_id} is disabled", check="client_id")

@@ -1,0 +1,149 @@
+"""Attacks from the portal's side of the relay: forged or late callbacks and forged completion
+notices (docs/standards.md "Toward Mynaportal"; RFC 9700 §4.7; RFC 7493; OWASP API8:2023).
+
+The callback is trusted only through a single-use, unguessable state bound to one flow; the
+completion notice carries no authentication at all, so its body is never trusted: at most it
+brings a poll forward. Refusals change nothing in the state or audit tables.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+
+from tests.fakes import ShiftedClock
+from tests.functional.conftest import Journey
+from tests.functional.test_authorization_refusals import at_the_portal
+from tests.functional.test_delivery import redeemed, run_due
+from tests.security.helpers import Tables, assert_error_page, assert_problem
+
+Snapshot = Callable[[], Tables]
+JSON = {"Content-Type": "application/json"}
+
+
+def the_flow(tables: Tables) -> dict[str, Any]:
+    flows: list[dict[str, Any]] = [
+        json.loads(item["document"]["S"])
+        for item in tables["RELAY_STATE_TABLE"]
+        if item["pk"]["S"].startswith("FLOW#")
+    ]
+    (flow,) = flows
+    return flow
+
+
+def notice_header(flow: dict[str, Any], **changes: str) -> dict[str, str]:
+    return {
+        "telegramId": flow["portal_process"]["telegram_id"],
+        "telegramType": "IFA0302-R01",
+        "mode": "1",
+        "processId": flow["portal_process"]["process_id"],
+        "errorCode": "",
+        **changes,
+    }
+
+
+@pytest.mark.attack(
+    source="RFC 9700 §4.7.1 / RFC 6749 §10.12",
+    threat="state confusion: the partner's own state value replayed as the portal's state",
+)
+def test_a_callback_with_the_partners_state_is_an_error_page(journey: Journey, tables: Snapshot) -> None:
+    at_the_portal(journey)
+    before = tables()
+    response = journey.callback(urlencode({"code": "portal-code", "state": journey.state}))
+    assert_error_page(response, 400, "state")
+    assert tables() == before
+    assert the_flow(tables())["status"] == "at_portal"
+
+
+@pytest.mark.attack(
+    source="RFC 9700 §4.7.1 / RFC 6819 §4.4.1.1",
+    threat="a genuine callback held back and delivered after the portal state expired",
+)
+def test_a_callback_after_the_portal_state_expired_is_an_error_page(
+    journey: Journey, clock: ShiftedClock, tables: Snapshot
+) -> None:
+    at_the_portal(journey)
+    journey.at_portal()  # the portal answered; the attacker holds the callback URL
+    clock.advance(minutes=16)  # the portal state lives 15 minutes
+    before = tables()
+    assert_error_page(journey.callback(), 400, "state")
+    assert tables() == before
+
+
+def _post_notice(journey: Journey, body: str | bytes, **headers: str) -> Any:
+    return journey.client.http.post("/portal/notice", body=body, headers={**JSON, **headers})
+
+
+@pytest.mark.attack(
+    source="RFC 7493 §2.3 / RFC 8259 §4",
+    threat="parser differential: a notice naming two processIds through duplicate keys",
+)
+def test_a_notice_with_duplicate_keys_is_refused_and_changes_nothing(
+    journey: Journey, clock: ShiftedClock, tables: Snapshot
+) -> None:
+    redeemed(journey)
+    before = tables()
+    header = notice_header(the_flow(before))
+    body = json.dumps({"commonHeader": header})[:-2] + ', "processId": "PRFORGED"}}'
+    response = _post_notice(journey, body)
+    assert_problem(response, 400, "invalid-notice", "body")
+    assert tables() == before
+
+
+@pytest.mark.attack(
+    source="OWASP API4:2023 / CWE-674",
+    threat="a notice nested 3000 levels deep to exhaust the parser",
+)
+def test_a_deeply_nested_notice_is_refused_and_changes_nothing(
+    journey: Journey, clock: ShiftedClock, tables: Snapshot
+) -> None:
+    redeemed(journey)
+    before = tables()
+    header = notice_header(the_flow(before))
+    body = json.dumps({"commonHeader": header})[:-1] + ', "x": ' + "[" * 3000 + "]" * 3000 + "}"
+    response = _post_notice(journey, body)
+    assert_problem(response, 400, "invalid-notice", "body")
+    assert tables() == before
+
+
+@pytest.mark.attack(
+    source="OWASP API4:2023", threat="an oversized notice (64 KiB) to the unauthenticated endpoint"
+)
+def test_an_oversized_notice_is_refused_with_413(
+    journey: Journey, clock: ShiftedClock, tables: Snapshot
+) -> None:
+    redeemed(journey)
+    before = tables()
+    header = notice_header(the_flow(before), telegramId="T" * 64)
+    body = json.dumps({"commonHeader": header, "padding": "x" * (64 * 1024)})
+    response = _post_notice(journey, body)
+    assert_problem(response, 413, "notice-too-large", "body")
+    assert tables() == before
+
+
+@pytest.mark.attack(
+    source="docs/standards.md (notice is a hint) / OWASP API8:2023",
+    threat="a forged notice claiming a portal error and pointing at another result URL",
+)
+def test_a_notice_body_is_never_trusted(journey: Journey, clock: ShiftedClock, tables: Snapshot) -> None:
+    # GIVEN a flow whose retrieval is under way
+    redeemed(journey)
+    before = tables()
+    # WHEN a forged notice for its real process claims an error and offers another result location
+    header = notice_header(the_flow(before), errorCode="EE0100")
+    body = {
+        "commonHeader": header,
+        "resultUrl": "https://attacker.example/result",
+        "result": {"total_income": 99999999},
+    }
+    response = _post_notice(journey, json.dumps(body))
+    # THEN the portal gets its echo, nothing is written, and the real result is still fetched
+    assert response.status_code == 200
+    assert json.loads(response.body)["commonHeader"]["errorCode"] == ""
+    assert tables() == before
+    assert run_due() == {"ready": 1}
+    assert "99999999" not in json.dumps(tables())
