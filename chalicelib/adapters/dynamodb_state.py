@@ -9,6 +9,7 @@ parts; ``ConditionalCheckFailed`` and cancelled transactions become domain error
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -32,6 +33,7 @@ NOT_EXPIRED = "expires_at > :now"
 VERSION_UNCHANGED = "attribute_exists(pk) AND version = :expected"
 CODE_UNUSED = "attribute_exists(pk) AND used = :false AND code_expires_at > :now"
 JTI_FREE = "attribute_not_exists(pk) OR expires_at <= :now"
+NOT_USED = "attribute_not_exists(used_by)"
 
 # Flows outlive their last step by this much, so that a late or replayed request still finds
 # the flow (and is refused by its state) rather than nothing.
@@ -62,6 +64,18 @@ def audit_sort_key(occurred: datetime, position: int, record_id: str) -> str:
 
 def flow_key(flow_id: str) -> dict[str, Any]:
     return _key(f"FLOW#{flow_id}", "FLOW")
+
+
+def _condition_failed(exc: ClientError) -> bool:
+    """A transaction cancelled because one of its conditions failed: someone else moved first.
+    DynamoDB also cancels for throttling (``ThrottlingError``, ``ProvisionedThroughputExceeded``)
+    or a conflicting transaction in flight (``TransactionConflict``); those changed nothing and
+    are worth retrying, so they must not read as a lost race (a "replayed" code, a "picked up"
+    delivery)."""
+    if error_code(exc) != "TransactionCanceledException":
+        return False
+    reasons = exc.response.get("CancellationReasons", [])
+    return any(reason.get("Code") == "ConditionalCheckFailed" for reason in reasons)
 
 
 class DynamoStateStore:
@@ -136,7 +150,7 @@ class DynamoStateStore:
         try:
             self._client.transact_write_items(TransactItems=cast("list[TransactWriteItemTypeDef]", items))
         except ClientError as exc:
-            if error_code(exc) in ("TransactionCanceledException", "ConditionalCheckFailedException"):
+            if error_code(exc) == "ConditionalCheckFailedException" or _condition_failed(exc):
                 raise on_conflict from None
             raise unavailable("dynamodb", "TransactWriteItems", exc) from exc
         except BotoCoreError as exc:
@@ -244,22 +258,38 @@ class DynamoStateStore:
         self._transact(items, on_conflict=ConcurrentUpdate("request_uri already used", check="request_uri"))
 
     def consume_portal_state(self, portal_state_hash: str, *, now: datetime) -> Flow | None:
+        """Mark the pointer used (it stays until its TTL) rather than delete it: a deleted pointer
+        could not tell a retried call its own earlier attempt from a concurrent callback."""
+        key = _key(f"PSTATE#{portal_state_hash}", "PTR")
+        marker = secrets.token_hex(8)
         try:
-            answer = self._client.delete_item(
+            answer = self._client.update_item(
                 TableName=self._table,
-                Key=_key(f"PSTATE#{portal_state_hash}", "PTR"),
-                ConditionExpression=f"{ITEM_EXISTS} AND {NOT_EXPIRED}",
-                ExpressionAttributeValues={":now": _n(epoch(now))},
-                ReturnValues="ALL_OLD",
+                Key=key,
+                UpdateExpression="SET used_by = :marker",
+                ConditionExpression=f"{ITEM_EXISTS} AND {NOT_EXPIRED} AND {NOT_USED}",
+                ExpressionAttributeValues={":now": _n(epoch(now)), ":marker": _s(marker)},
+                ReturnValues="ALL_NEW",
             )
+            pointer: dict[str, Any] | None = dict(answer.get("Attributes", {}))
         except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return None
-            raise unavailable("dynamodb", "DeleteItem", exc) from exc
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise unavailable("dynamodb", "UpdateItem", exc) from exc
+            pointer = self._own_write(key, marker, exc)
         except BotoCoreError as exc:
-            raise unavailable("dynamodb", "DeleteItem", exc) from exc
-        old = answer.get("Attributes")
-        return self.get(old["flow_id"]["S"], now=now) if old else None
+            raise unavailable("dynamodb", "UpdateItem", exc) from exc
+        return self.get(pointer["flow_id"]["S"], now=now) if pointer else None
+
+    def _own_write(self, key: dict[str, Any], marker: str, exc: ClientError) -> dict[str, Any] | None:
+        """After a failed condition, the item if the write that failed it was this call's own.
+
+        botocore retries a write whose answer was lost (a 5xx or a timeout, after which DynamoDB
+        may have applied it); the retry then fails on that earlier attempt's effect. Only a
+        retried call can meet itself, and only its own random marker on the item proves it."""
+        if not exc.response.get("ResponseMetadata", {}).get("RetryAttempts"):
+            return None
+        item = self._get(key)
+        return item if item is not None and item.get("used_by", {}).get("S") == marker else None
 
     def start_retrieval(
         self,
@@ -360,19 +390,22 @@ class DynamoStateStore:
     def remember(self, namespace: str, value: str, *, until: datetime, now: datetime) -> bool:
         """One conditional put: True the first time ``value`` is seen in ``namespace`` before it
         expires, False on a replay. ``value`` is fingerprinted by the caller."""
+        key = _key(f"JTI#{namespace}#{value}", "JTI")
+        marker = secrets.token_hex(8)
         try:
             self._client.put_item(
                 TableName=self._table,
                 Item={
-                    **_key(f"JTI#{namespace}#{value}", "JTI"),
+                    **key,
                     "expires_at": _n(max(epoch(until), epoch(now)) + 1),
+                    "used_by": _s(marker),
                 },
                 ConditionExpression=JTI_FREE,
                 ExpressionAttributeValues={":now": _n(epoch(now))},
             )
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
-                return False
+                return self._own_write(key, marker, exc) is not None
             raise unavailable("dynamodb", "PutItem", exc) from exc
         except BotoCoreError as exc:
             raise unavailable("dynamodb", "PutItem", exc) from exc

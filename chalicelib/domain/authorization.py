@@ -25,6 +25,7 @@ from chalicelib.domain.audit import AuditEvent, audit_record
 from chalicelib.domain.datasets import DATASETS
 from chalicelib.domain.errors import (
     ConcurrentUpdate,
+    DependencyUnavailable,
     ErrorCategory,
     PartnerDisabled,
     PartnerNotFound,
@@ -361,7 +362,8 @@ class AuthorizationService:
         if (
             not csrf_form
             or not csrf_cookie
-            or not secrets.compare_digest(csrf_form, csrf_cookie)
+            # as bytes: compare_digest refuses str with non-ASCII characters (TypeError, a 500)
+            or not secrets.compare_digest(csrf_form.encode(), csrf_cookie.encode())
             or flow.csrf_hash is None
             or not secrets.compare_digest(fingerprint(csrf_form), flow.csrf_hash)
         ):
@@ -466,17 +468,22 @@ class AuthorizationService:
             retrieval_deadline=now + self.config.retrieval_deadline,
             next_due_at=now,  # the poller looks at once; a pending result backs off from there
         )
-        self._flows.start_retrieval(
-            flow,
-            after,
-            code_hash=fingerprint(code),
-            code_expires_at=now + self.config.code_lifetime,
-            process_id=process.process_id,
-            audits=[
-                audit_record(flow, AuditEvent.PORTAL_AUTHORISED, at=now, outcome="authorised"),
-                audit_record(flow, AuditEvent.RETRIEVAL_STARTED, at=now, outcome="started"),
-            ],
-        )
+        try:
+            self._flows.start_retrieval(
+                flow,
+                after,
+                code_hash=fingerprint(code),
+                code_expires_at=now + self.config.code_lifetime,
+                process_id=process.process_id,
+                audits=[
+                    audit_record(flow, AuditEvent.PORTAL_AUTHORISED, at=now, outcome="authorised"),
+                    audit_record(flow, AuditEvent.RETRIEVAL_STARTED, at=now, outcome="started"),
+                ],
+            )
+        except DependencyUnavailable:
+            # The portal state is spent, so this callback can never come again: fail the flow
+            # (if the store takes that write) rather than leave it waiting at the portal.
+            return self._fail(flow, "dynamodb.unavailable", PARTNER_ERRORS["unavailable"])
         return self._to_partner(flow, code=code)
 
     def _fail(self, flow: Flow, reason: str, error: tuple[str, str]) -> RedirectTo:

@@ -69,7 +69,7 @@ class FlowStore(Protocol):
         ...
 
     def consume_portal_state(self, portal_state_hash: str, *, now: datetime) -> Flow | None:
-        """Delete the portal-state pointer and return its flow; None if unknown, used or expired.
+        """Use up the portal-state pointer and return its flow; None if unknown, used or expired.
         Concurrent callbacks with one state: exactly one gets the flow."""
         ...
 

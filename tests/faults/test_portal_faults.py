@@ -1,0 +1,253 @@
+"""Every way the sandbox portal misbehaves (each ``Scenario``, and the card faults of its personas)
+ends in a retried success or a definite failed state, with every invariant of ``harness`` holding:
+no partial delivery, no lost audit record, no stuck flow, no lost webhook, no personal data.
+
+IF001-03 and IF001-04 are never repeated by the relay (a spent code, a started process), so a fault
+there fails the flow at once and the partner's retry is a new flow; IF001-06 is a read, retried
+within a poll and across polls until the retrieval deadline.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+
+import pytest
+
+from sandbox.scenarios import Scenario
+from tests.fakes import ShiftedClock
+from tests.faults.conftest import Backoff
+from tests.faults.harness import (
+    Tables,
+    WebhookReceiver,
+    assert_consistent,
+    pick_up,
+    problem_of,
+    run_due,
+    to_portal,
+)
+from tests.functional.conftest import Journey, location_query
+from tests.partner_helpers import Pkce
+
+DEADLINE_S = 600  # Settings.retrieval_deadline_s
+
+
+@dataclass(frozen=True)
+class Case:
+    """A scenario (``times``: how many calls it breaks; None: all), what the partner's redirect
+    says, then each scheduler run as (seconds both clocks move first, the run's outcome)."""
+
+    scenario: Scenario
+    times: int | None = None
+    callback_error: str | None = None
+    runs: tuple[tuple[int, dict[str, int]], ...] = ((0, {"ready": 1}),)
+    failure: str | None = None  # the flow's failure_reason, if it fails
+    portal_backoff: tuple[float, ...] = ()  # the IF001-06 client's sleeps between its attempts
+
+
+CASES = [
+    Case(Scenario.NORMAL),
+    # the result takes 4 minutes: pending, backing off, then ready
+    Case(Scenario.SLOW_PROVIDER, runs=((0, {"pending": 1}), (10, {"pending": 1}), (240, {"ready": 1}))),
+    Case(Scenario.NEVER_NOTIFIES),
+    Case(Scenario.NOTIFIES_EARLY),
+    Case(Scenario.DUPLICATE_NOTICES),
+    Case(Scenario.TOKEN_5XX, 1, "temporarily_unavailable", (), "portal.unavailable"),
+    Case(Scenario.TOKEN_TIMEOUT, 1, "temporarily_unavailable", (), "portal.unavailable"),
+    Case(Scenario.REQUEST_5XX, 1, "temporarily_unavailable", (), "portal.unavailable"),
+    Case(Scenario.REQUEST_TIMEOUT, 1, "temporarily_unavailable", (), "portal.unavailable"),
+    # four broken answers: three within the first poll, one more in the second, then the data
+    Case(
+        Scenario.RESULT_5XX,
+        4,
+        runs=((0, {"portal.unavailable": 1}), (10, {"ready": 1})),
+        portal_backoff=(0.5, 1.0, 0.5),
+    ),
+    Case(
+        Scenario.RESULT_TIMEOUT,
+        4,
+        runs=((0, {"portal.unavailable": 1}), (10, {"ready": 1})),
+        portal_backoff=(0.5, 1.0, 0.5),
+    ),
+    Case(
+        Scenario.RESULT_5XX,
+        runs=((0, {"portal.unavailable": 1}), (DEADLINE_S, {"failed:retrieval.deadline": 1})),
+        failure="retrieval.deadline",
+        portal_backoff=(0.5, 1.0),
+    ),
+    Case(
+        Scenario.RESULT_TIMEOUT,
+        runs=((0, {"portal.unavailable": 1}), (DEADLINE_S, {"failed:retrieval.deadline": 1})),
+        failure="retrieval.deadline",
+        portal_backoff=(0.5, 1.0),
+    ),
+    Case(Scenario.MALFORMED_JSON, runs=((0, {"failed:result.json": 1}),), failure="result.json"),
+    Case(
+        Scenario.ERROR_CODE,
+        runs=((0, {"failed:portal.error_code.EE0100": 1}),),
+        failure="portal.error_code.EE0100",
+    ),
+    Case(Scenario.OVERSIZED_PAYLOAD, runs=((0, {"failed:result.size": 1}),), failure="result.size"),
+]
+
+
+def case_id(case: Case) -> str:
+    return f"{case.scenario.value}-{'always' if case.times is None else f'{case.times}x'}"
+
+
+def test_the_catalogue_covers_every_scenario_the_sandbox_knows() -> None:
+    assert {case.scenario for case in CASES} == set(Scenario)
+
+
+def deliver_due_notices(journey: Journey) -> None:
+    """What the portal sends to the relay's notice URL (IF001-05); the relay answers every one."""
+    for notice in journey.sandbox.portal.due_notices():
+        header = {
+            "telegramId": notice.telegram_id,
+            "telegramType": "IFA0302-R01",
+            "mode": notice.mode,
+            "processId": notice.process_id,
+            "errorCode": "",
+        }
+        answer = journey.client.http.post(
+            "/portal/notice",
+            body=json.dumps({"commonHeader": header}),
+            headers={"Content-Type": "application/json"},
+        )
+        assert answer.status_code == 200
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_every_portal_fault_ends_delivered_or_definitely_failed_with_every_invariant(
+    journey: Journey,
+    clock: ShiftedClock,
+    backoff: Backoff,
+    receiver: WebhookReceiver,
+    short_portal_timeouts: None,
+    tables: Tables,
+    case: Case,
+) -> None:
+    portal = journey.sandbox.portal
+    if case.scenario is Scenario.SLOW_PROVIDER:
+        portal.timing = replace(portal.timing, slow_result_delay_s=240)  # deterministic mode: 0
+    # GIVEN the portal misbehaves as the scenario says
+    portal.set_scenario(case.scenario, times=case.times)
+    # WHEN the partner starts a flow, the resident consents at the portal and comes back
+    to_portal(journey)
+    redirect = location_query(journey.callback())
+    if case.callback_error is not None:
+        # THEN a fault at the callback fails the flow and tells the partner at once
+        assert redirect["error"] == case.callback_error
+        assert "code" not in redirect
+        (flow,) = tables.flows()
+        assert (flow["status"], flow["failure_reason"]) == ("failed", case.failure)
+        assert_consistent(tables, webhooks=True)
+        # AND the partner's retry, a new flow, is delivered once the portal is back
+        journey = replace(journey, pkce=Pkce(), state="partner-state-2")
+        to_portal(journey)
+        redirect = location_query(journey.callback())
+        case = Case(Scenario.NORMAL)
+    issued = journey.redeem(redirect["code"])
+    assert issued.status_code == 200, issued.body
+    token = json.loads(issued.body)["access_token"]
+    # AND each scheduler run (after both clocks moved on) has the expected outcome
+    for seconds, outcome in case.runs:
+        clock.advance(seconds=seconds)
+        journey.sandbox.clock.advance(seconds)  # the sandbox's ManualClock (deterministic mode)
+        deliver_due_notices(journey)
+        pending = pick_up(journey, token) if "pending" in outcome else None
+        assert run_due(journey) == outcome
+        if pending is not None:
+            assert (pending.status_code, pending.headers["Retry-After"]) == (202, "5")
+    assert tuple(backoff.portal) == case.portal_backoff
+    # AND the partner gets the payload once, or a definite "failed"
+    picked = pick_up(journey, token)
+    if case.failure is None:
+        assert picked.status_code == 200
+        assert picked.headers["Content-Type"] == "application/jose"
+    else:
+        assert picked.status_code == 410
+        assert problem_of(picked)["check"] == "delivery.failed"
+        assert tables.flows()[-1]["failure_reason"] == case.failure
+    assert tables.statuses()[-1] == ("picked_up" if case.failure is None else "failed")
+    # AND the partner hears of it by webhook, once
+    assert run_due(journey) == {"webhook.delivered": 1}
+    assert [event[1] for event in receiver.events()][-1] == (
+        "delivery.ready" if case.failure is None else "delivery.failed"
+    )
+    deliver_due_notices(journey)  # a late notice changes nothing
+    assert run_due(journey) == {}
+    assert_consistent(tables, webhooks=True)
+
+
+@pytest.mark.parametrize(
+    ("persona", "agree", "error", "reason"),
+    [
+        ("expired-certificate", True, "access_denied", "portal.certificate_expired"),
+        ("salaried", False, "access_denied", "portal.cancelled"),
+    ],
+)
+def test_a_card_or_consent_refused_at_the_portal_fails_the_flow_and_tells_the_partner(
+    journey: Journey,
+    clock: ShiftedClock,
+    receiver: WebhookReceiver,
+    tables: Tables,
+    persona: str,
+    agree: bool,
+    error: str,
+    reason: str,
+) -> None:
+    # GIVEN the resident's card is refused, or the resident refuses, at the portal
+    assert journey.push().status_code == 201
+    assert journey.show_consent().status_code == 200
+    assert journey.decide().status_code == 303
+    journey.at_portal(persona, agree=agree)
+    # WHEN the portal sends the resident back
+    redirect = location_query(journey.callback())
+    # THEN the partner is told, the flow failed with its reason and record, nothing is due
+    assert redirect["error"] == error
+    assert set(redirect) == {"error", "error_description", "state", "iss"}
+    (flow,) = tables.flows()
+    assert (flow["status"], flow["failure_reason"]) == ("failed", reason)
+    assert run_due(journey) == {}
+    assert_consistent(tables, personas=(persona,), webhooks=True)
+    # AND a replayed callback changes nothing
+    before = tables.snapshot()
+    assert journey.callback().status_code == 400
+    assert tables.snapshot() == before
+
+
+def test_a_locked_card_fails_the_flow_and_tells_the_partner(
+    journey: Journey, clock: ShiftedClock, tables: Tables
+) -> None:
+    import re
+
+    import requests
+
+    # GIVEN the resident signs in with a locked card and goes back to the service
+    assert journey.push().status_code == 201
+    assert journey.show_consent().status_code == 200
+    assert journey.decide().status_code == 303
+    browser = requests.Session()
+    page = browser.get(journey.portal_url, timeout=10)
+    session = re.search(r'name="session" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    signed = browser.post(
+        f"{journey.sandbox.app_url}/online-authorization-web/login",
+        timeout=10,
+        data={"session": session, "persona": "locked-card", "pin": "1234", "action": "signin"},
+    )
+    assert signed.status_code == 403
+    back = browser.post(
+        f"{journey.sandbox.app_url}/online-authorization-web/locked",
+        timeout=10,
+        data={"session": session},
+        allow_redirects=False,
+    )
+    # WHEN the portal's redirect reaches the relay
+    redirect = location_query(journey.callback(back.headers["Location"].split("?", 1)[1]))
+    # THEN the partner hears "access_denied", and the flow failed with its record
+    assert redirect["error"] == "access_denied"
+    (flow,) = tables.flows()
+    assert (flow["status"], flow["failure_reason"]) == ("failed", "portal.card_locked")
+    assert_consistent(tables, personas=("locked-card",))
