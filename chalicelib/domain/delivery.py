@@ -220,7 +220,13 @@ class DeliveryService:
     def process_due(self, *, limit: int = 25) -> dict[str, int]:
         outcomes: dict[str, int] = {}
         for kind, key in self._store.due(now=self._clock.now(), limit=limit):
-            outcome = self._deliver_webhook(key) if kind == "webhook" else self._advance(key)
+            try:
+                outcome = self._deliver_webhook(key) if kind == "webhook" else self._advance(key)
+            except RelayError as error:
+                # One item whose dependency failed (a KMS Sign while sealing, a throttled write)
+                # must not hold back the others: it stays due and is tried again at the next run.
+                # A bug (anything else) still fails the run loudly.
+                outcome = f"{kind}.{error.code}"
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
         return outcomes
 
@@ -481,6 +487,9 @@ class DeliveryService:
             return Pending(self.config.retry_after_s)
         if flow.status is not FlowStatus.READY:
             raise DeliveryGone(f"the delivery is {flow.status.value}", check=f"delivery.{flow.status.value}")
+        # The handover happens once the flow is seen ready, not when the request arrived: a seal
+        # committed while this request was being checked must not be recorded after the pickup.
+        now = max(self._clock.now(), flow.updated_at)
         if flow.delivery_expires_at is not None and now >= flow.delivery_expires_at:
             with contextlib.suppress(ConcurrentUpdate):
                 self._expire(flow, now)

@@ -18,7 +18,10 @@ bp = Blueprint(__name__)
 @bp.schedule(Rate(1, unit=Rate.MINUTES), name="process_due")
 def process_due(event: Any) -> dict[str, int]:
     outcomes = get_container().delivery.process_due()
-    if outcomes:
+    failed = {outcome: n for outcome, n in outcomes.items() if outcome.endswith(".dependency-unavailable")}
+    if failed:
+        logger.warning("due items left for the next run: a dependency failed", extra={"outcomes": outcomes})
+    elif outcomes:
         logger.info("due work done", extra={"outcomes": outcomes})
     return outcomes
 

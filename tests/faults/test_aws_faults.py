@@ -387,11 +387,15 @@ def test_a_single_use_write_whose_answer_was_lost_is_not_mistaken_for_a_replay(
     ("operation", "fault", "outcome"),
     [
         ("dynamodb.Query", DYNAMODB_INTERNAL, None),  # the due index
-        ("dynamodb.GetItem", THROUGHPUT_EXCEEDED, None),  # the flow
+        ("dynamodb.GetItem", THROUGHPUT_EXCEEDED, {"flow.dependency-unavailable": 1}),  # the flow
         ("kms.Decrypt", KMS_KEY_UNAVAILABLE, {"kms.unavailable": 1}),  # the portal token
         ("kms.Decrypt", KMS_DISABLED, {"kms.unavailable": 1}),
-        ("kms.Sign", KMS_THROTTLED, None),  # the sealed payload's signature
-        ("dynamodb.TransactWriteItems", THROUGHPUT_EXCEEDED, None),  # delivery + records + webhook
+        ("kms.Sign", KMS_THROTTLED, {"flow.dependency-unavailable": 1}),  # the sealed payload's signature
+        (
+            "dynamodb.TransactWriteItems",
+            THROUGHPUT_EXCEEDED,
+            {"flow.dependency-unavailable": 1},
+        ),  # delivery + records + webhook
         (
             "dynamodb.TransactWriteItems",
             cancelled("ConditionalCheckFailed", "None", "None", "None"),
@@ -422,7 +426,7 @@ def test_a_poll_that_meets_an_aws_fault_leaves_the_flow_due_and_a_later_run_deli
     # WHEN the scheduled run meets the fault on every attempt
     aws_faults.fail(operation, fault)
     if outcome is None:
-        # the run fails as a whole (Lambda reports it; the next run starts afresh)
+        # without the due index the run fails as a whole (Lambda reports it; the next starts afresh)
         with pytest.raises(DependencyUnavailable):
             run_due(journey)
     else:
@@ -508,8 +512,7 @@ def test_an_expiry_sweep_the_store_cannot_write_expires_the_delivery_on_the_next
     clock.advance(minutes=10, seconds=1)
     # WHEN the sweep's transaction fails on every attempt
     aws_faults.fail("dynamodb.TransactWriteItems", THROUGHPUT_EXCEEDED)
-    with pytest.raises(DependencyUnavailable):
-        run_due(journey)
+    assert run_due(journey) == {"flow.dependency-unavailable": 1}
     # THEN the flow is still ready and due
     assert tables.statuses() == ["ready"]
     assert_consistent(tables)
@@ -542,8 +545,7 @@ def test_a_webhook_the_service_cannot_sign_or_record_is_sent_again_under_the_sam
     assert run_due(journey) == {"ready": 1}
     # WHEN signing the event, or recording that it was sent, fails on every attempt
     aws_faults.fail(operation, fault)
-    with pytest.raises(DependencyUnavailable):
-        run_due(journey)
+    assert run_due(journey) == {"webhook.dependency-unavailable": 1}
     assert len(receiver.bodies) == sent
     # THEN the next run sends it (again), under the same event id, and settles it
     aws_faults.heal()
@@ -554,3 +556,24 @@ def test_a_webhook_the_service_cannot_sign_or_record_is_sent_again_under_the_sam
     assert events[0][1] == "delivery.ready"
     assert run_due(journey) == {}
     assert_consistent(tables, webhooks=True)
+
+
+def test_an_item_whose_dependency_fails_does_not_hold_back_the_other_due_items(
+    journey: Journey, clock: ShiftedClock, aws_faults: AwsFaults, tables: Tables
+) -> None:
+    # GIVEN two retrieving flows whose results are ready at the portal
+    first = redeemed(journey)
+    second = redeemed(journey)
+    # WHEN KMS cannot sign once, for the first item the run seals
+    aws_faults.fail("kms.Sign", KMS_THROTTLED, times=4)  # every attempt botocore makes for one call
+    outcomes = run_due(journey)
+    # THEN the run went on: one flow was delivered, the other is still due
+    assert outcomes == {"flow.dependency-unavailable": 1, "ready": 1}
+    assert sorted(tables.statuses()) == ["ready", "retrieving"]
+    assert_consistent(tables)
+    # AND the next run delivers the other, and both are picked up
+    clock.advance(seconds=11)
+    assert run_due(journey) == {"ready": 1}
+    assert pick_up(journey, first).status_code == 200
+    assert pick_up(journey, second).status_code == 200
+    assert_consistent(tables)
