@@ -75,7 +75,74 @@ def make_kms_honour_digest() -> None:
     _KMS_PATCHED = True
 
 
+_TRANSACTION = threading.local()
+_TRANSACTIONS_PATCHED = False
+
+
+def make_transactions_back_up_items() -> None:
+    """moto backs up every table a TransactWriteItems names (``copy.deepcopy`` of the whole table,
+    once per item it names) so that it can roll back. Each transaction then costs time and memory in
+    proportion to the tables, and the local stack slows down with every request it has served: a
+    few hundred flows make a transaction take seconds and leave gigabytes of cyclic garbage. A
+    transaction writes only the items it names, so back up and restore those items instead (what
+    moto applies, its conditions and its errors are unchanged). Idempotent; local runs and tests only."""
+    global _TRANSACTIONS_PATCHED  # a process-wide patch of the emulator, applied once
+    if _TRANSACTIONS_PATCHED:
+        return
+    import copy
+
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.table import Table
+
+    original = DynamoDBBackend.transact_write_items
+
+    def table_deepcopy(self: Any, memo: dict[int, Any]) -> Any:
+        if getattr(_TRANSACTION, "items_backed_up", False):
+            return self  # the transaction's own items are backed up; the table is not copied
+        clone = object.__new__(type(self))  # otherwise what copy.deepcopy does for any object
+        memo[id(self)] = clone
+        clone.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return clone
+
+    def item_key(self: Any, operation: dict[str, Any]) -> tuple[Any, DynamoType, DynamoType | None]:
+        table = self.tables[operation["TableName"]]
+        key = operation["Key"] if "Key" in operation else operation["Item"]
+        range_value = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
+        return table, DynamoType(key[table.hash_key_attr]), range_value
+
+    def restore(table: Any, hash_value: DynamoType, range_value: DynamoType | None, item: Any) -> None:
+        if item is None:
+            table.delete_item(hash_value, range_value)
+        elif range_value is None:
+            table.items[hash_value] = item
+        else:
+            table.items[hash_value][range_value] = item
+
+    @functools.wraps(original)
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        try:
+            keys = [item_key(self, next(iter(entry.values()))) for entry in transact_items]
+        except (KeyError, TypeError, AttributeError, StopIteration):
+            return original(self, transact_items)  # malformed: moto's own checks answer it
+        backups = [(*key, copy.deepcopy(key[0].get_item(key[1], key[2]))) for key in keys]
+        _TRANSACTION.items_backed_up = True
+        try:
+            original(self, transact_items)
+        except Exception:
+            for backup in reversed(backups):  # the first backup of an item is its state before
+                restore(*backup)
+            raise
+        finally:
+            _TRANSACTION.items_backed_up = False
+
+    Table.__deepcopy__ = table_deepcopy  # type: ignore[attr-defined]
+    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    _TRANSACTIONS_PATCHED = True
+
+
 def make_emulator_faithful() -> None:
     """Every emulator fix above, for the launcher and the test suite."""
     make_dynamodb_requests_atomic()
     make_kms_honour_digest()
+    make_transactions_back_up_items()

@@ -416,7 +416,11 @@ def main(argv: list[str] | None = None) -> int:
             },
             "demo": dict(demo_apps.urls),
         }
-        stack_file.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        # Written aside, then renamed: whoever waits for the record (tests, relayctl --local) never
+        # reads half of it.
+        pending_record = stack_file.with_name(stack_file.name + ".tmp")
+        pending_record.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        pending_record.replace(stack_file)
         print(banner(api, endpoint, stack_file, sandbox, demo_apps.urls), flush=True)
         status = child.wait()
         print(f"chalice local exited with status {status}", file=sys.stderr)
