@@ -7,6 +7,7 @@ only during a request). One ``Container`` lives per Lambda container and caches 
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -235,12 +236,15 @@ class Container:
 
 
 _container: Container | None = None
+_container_lock = threading.Lock()  # `chalice local` serves requests on threads; Lambda does not
 
 
 def get_container() -> Container:
     global _container  # one composition root per Lambda container, by design
     if _container is None:
-        _container = Container()
+        with _container_lock:
+            if _container is None:
+                _container = Container()
     return _container
 
 

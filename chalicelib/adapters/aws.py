@@ -6,6 +6,7 @@ needs AWS. The endpoint comes from settings (``AWS_ENDPOINT_URL``: moto locally,
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -35,6 +36,9 @@ class AwsClients:
         )
         self._dynamodb: DynamoDBClient | None = None
         self._kms: KMSClient | None = None
+        # A boto3 Session is not thread-safe while it creates clients (the clients themselves
+        # are). Lambda runs one request at a time; `chalice local` serves requests on threads.
+        self._lock = threading.Lock()
 
     def _client(self, service: str) -> Any:
         return self._session.client(
@@ -46,13 +50,17 @@ class AwsClients:
     @property
     def dynamodb(self) -> DynamoDBClient:
         if self._dynamodb is None:
-            self._dynamodb = self._client("dynamodb")
+            with self._lock:
+                if self._dynamodb is None:
+                    self._dynamodb = self._client("dynamodb")
         return self._dynamodb
 
     @property
     def kms(self) -> KMSClient:
         if self._kms is None:
-            self._kms = self._client("kms")
+            with self._lock:
+                if self._kms is None:
+                    self._kms = self._client("kms")
         return self._kms
 
 
