@@ -20,6 +20,10 @@ from infra.local_aws import make_emulator_faithful
 # moto applies conditional writes without a lock and ignores KMS MessageType=DIGEST; AWS does neither.
 make_emulator_faithful()
 
+# After the session, nothing the relay logged, answered as an error or stored may hold a persona value,
+# an Individual Number, a token or a private key (tests/leakscan.py; report in test-artifacts/).
+pytest_plugins = ["tests.leakscan"]
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_PARTNERS = REPO_ROOT / "local" / "partners"
 REGION = "ap-northeast-1"

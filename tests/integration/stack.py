@@ -10,13 +10,15 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
+from tests import leakscan
 from tests.conftest import REPO_ROOT
 
 START_TIMEOUT_S = 90
@@ -67,24 +69,39 @@ def get_json(url: str) -> tuple[int, dict[str, str], Any]:
 
 
 class Launcher:
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, *extra_args: str) -> None:
+        """``extra_args`` go to the launcher as they are (e.g. ``--schedule-interval 0.2``)."""
         self.state_dir = state_dir
+        self.extra_args = extra_args
         self.port = free_port()
         self.moto_port = free_port()
         self.sandbox_ports = (free_port(), free_port())
         self.api = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[str] | None = None
         self.output = ""
+        # The launcher's output (and the relay's log lines) go to a file, not a pipe: nobody reads a
+        # pipe while the stack runs, and a full one (64 KiB: a few hundred requests) blocks the relay.
+        self._log: IO[str] | None = None
+        self._leak_record: Path | None = None
 
     def start(self) -> None:
         env = without_aws_environment()
+        # The leak scan (tests/leakscan.py) records the secrets the stack makes and the relay's errors.
+        self._leak_record = Path(tempfile.mkdtemp(prefix="leakscan-stack-"))
+        env.update(leakscan.child_environment(self._leak_record))
+        self._log = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")  # noqa: SIM115  # closed in stop()
         self.process = subprocess.Popen(
             launcher_command(
-                self.port, self.moto_port, *self.sandbox_ports, self.state_dir, "--no-autoreload"
+                self.port,
+                self.moto_port,
+                *self.sandbox_ports,
+                self.state_dir,
+                "--no-autoreload",
+                *self.extra_args,
             ),
             cwd=REPO_ROOT,
             env=env,
-            stdout=subprocess.PIPE,
+            stdout=self._log,
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
@@ -92,9 +109,7 @@ class Launcher:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                pytest.fail(
-                    f"launcher exited early:\n{self.process.stdout.read() if self.process.stdout else ''}"
-                )
+                pytest.fail(f"launcher exited early:\n{self._read_log()}")
             if (self.state_dir / "stack.json").exists():
                 return
             time.sleep(0.2)
@@ -104,19 +119,42 @@ class Launcher:
     def stop(self) -> int:
         assert self.process is not None
         if self.process.poll() is None:
+            self._scan_tables()
             os.killpg(self.process.pid, signal.SIGINT)  # what Ctrl-C sends to the foreground group
         relay_pid = self._recorded_relay_pid()
         try:
-            self.output, _ = self.process.communicate(timeout=30)
+            self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
-            self._kill_orphan(relay_pid)  # chalice local runs in its own group and would hold our pipe
-            try:
-                self.output, _ = self.process.communicate(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.output = "(no output: the pipe stayed open)"
+            self._kill_orphan(relay_pid)  # chalice local runs in its own process group
+            self.process.wait(timeout=10)
+            self._close_log()
             pytest.fail("launcher did not stop within 30 s of Ctrl-C")
+        self._close_log()
         return self.process.returncode
+
+    def _close_log(self) -> None:
+        self.output = self._read_log()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        if self._leak_record is not None:
+            leakscan.collect_launched_output(self.output, self._leak_record, self.state_dir / "sandbox-tls")
+            self._leak_record = None
+
+    def _scan_tables(self) -> None:
+        """Every table of the stack's embedded AWS, for the leak scan, while the stack still runs."""
+        try:
+            record = json.loads((self.state_dir / "stack.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return
+        leakscan.collect_launched_tables(record["aws_endpoint_url"], record["region"])
+
+    def _read_log(self) -> str:
+        if self._log is None:
+            return self.output
+        self._log.seek(0)
+        return self._log.read()
 
     def _recorded_relay_pid(self) -> int | None:
         try:
