@@ -176,22 +176,29 @@ def with_a_number(
 
 # What the sandbox portal builds for each of its personas (one of them already holds three numbers),
 # on two inquiry dates: the documents the numbers are put into.
-documents = st.sampled_from(
-    [
-        build_self_personal_data(persona, BOTH, inquiry)
-        for persona in load_personas().values()
-        for inquiry in (date(2023, 7, 1), INQUIRY)
-    ]
-)
+BUILT = [
+    build_self_personal_data(persona, BOTH, inquiry)
+    for persona in load_personas().values()
+    for inquiry in (date(2023, 7, 1), INQUIRY)
+]
+documents = st.sampled_from(BUILT)
+# A number can go into a dataset or a record only where there is one: drawing those from every
+# document and discarding the empty ones would throw away most examples (a health-check failure).
+filled_documents = st.sampled_from([document for document in BUILT if document])
+
+
+def documents_for(place: str) -> st.SearchStrategy[list[dict[str, Any]]]:
+    return documents if place == "municipality" else filled_documents
 
 
 @pytest.mark.parametrize("place", PLACES + NUMERIC_VALUES)
 @settings(PROPERTY, max_examples=30)
-@given(st.data(), documents, st.sampled_from(["local_tax", "vaccination"]))
+@given(st.data(), st.sampled_from(["local_tax", "vaccination"]))
 def test_a_valid_number_anywhere_in_a_payload_removes_exactly_the_item_that_holds_it(
-    place: str, data: st.DataObject, document: list[dict[str, Any]], dataset: DatasetId
+    place: str, data: st.DataObject, dataset: DatasetId
 ) -> None:
     # GIVEN what the sandbox builds for a resident, and the same with one more item holding a number
+    document = data.draw(documents_for(place))
     changed = data.draw(with_a_number(document, spelled_valid_numbers, place))
     records, dropped, removed = read(document, dataset)
     # THEN reading it gives the same records and counts, and one more removal
@@ -200,9 +207,10 @@ def test_a_valid_number_anywhere_in_a_payload_removes_exactly_the_item_that_hold
 
 @pytest.mark.parametrize("place", PLACES)
 @settings(PROPERTY, max_examples=25)
-@given(st.data(), documents, st.sampled_from(["local_tax", "vaccination"]))
+@given(st.data(), st.sampled_from(["local_tax", "vaccination"]))
 def test_a_number_with_a_wrong_check_digit_removes_nothing(
-    place: str, data: st.DataObject, document: list[dict[str, Any]], dataset: DatasetId
+    place: str, data: st.DataObject, dataset: DatasetId
 ) -> None:
+    document = data.draw(documents_for(place))
     changed = data.draw(with_a_number(document, spelled_invalid_numbers, place))
     assert read(changed, dataset)[2] == read(document, dataset)[2]
