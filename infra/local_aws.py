@@ -141,8 +141,60 @@ def make_transactions_back_up_items() -> None:
     _TRANSACTIONS_PATCHED = True
 
 
+_IDEMPOTENCY_WINDOW_S = 600.0  # DynamoDB remembers a transaction's ClientRequestToken for 10 minutes
+_IDEMPOTENT: dict[str, tuple[float, str, Any]] = {}
+_IDEMPOTENT_PATCHED = False
+
+
+def make_transactions_idempotent() -> None:
+    """DynamoDB makes TransactWriteItems idempotent through its ``ClientRequestToken``: a call
+    repeated with the token of one that succeeded (within 10 minutes) succeeds again without
+    writing. botocore fills the token in and keeps it across its own retries, so a transaction
+    whose answer was lost (a read timeout) is retried safely in AWS. moto ignores the token: the
+    retry fails the conditions its own first attempt made true, which the relay must read as a
+    lost race (a "reused" code revokes the flow). Remember successful tokens as DynamoDB does.
+    Runs under the request lock of ``make_dynamodb_requests_atomic``. Idempotent; local runs and
+    tests only."""
+    global _IDEMPOTENT_PATCHED  # a process-wide patch of the emulator, applied once
+    if _IDEMPOTENT_PATCHED:
+        return
+    import hashlib
+    import json
+    import time
+
+    from moto.core.exceptions import JsonRESTError
+    from moto.dynamodb.responses import DynamoHandler
+
+    original = DynamoHandler.transact_write_items
+
+    @functools.wraps(original)
+    def transact_write_items(self: Any) -> Any:
+        token = self.body.get("ClientRequestToken")
+        if not token:
+            return original(self)
+        now = time.monotonic()
+        for stale in [key for key, (expires, _, _) in _IDEMPOTENT.items() if expires <= now]:
+            del _IDEMPOTENT[stale]
+        digest = hashlib.sha256(json.dumps(self.body["TransactItems"], sort_keys=True).encode()).hexdigest()
+        if token in _IDEMPOTENT:
+            _, seen_digest, result = _IDEMPOTENT[token]
+            if seen_digest != digest:
+                raise JsonRESTError(
+                    "IdempotentParameterMismatchException",
+                    "The request uses the same client token as a previous, but non-identical request.",
+                )
+            return result  # it succeeded before: succeed again, write nothing
+        result = original(self)  # raises (and is not remembered) when it fails
+        _IDEMPOTENT[token] = (now + _IDEMPOTENCY_WINDOW_S, digest, result)
+        return result
+
+    DynamoHandler.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    _IDEMPOTENT_PATCHED = True
+
+
 def make_emulator_faithful() -> None:
     """Every emulator fix above, for the launcher and the test suite."""
     make_dynamodb_requests_atomic()
     make_kms_honour_digest()
     make_transactions_back_up_items()
+    make_transactions_idempotent()

@@ -908,36 +908,103 @@ def report_path() -> Path:
     return Path(os.environ.get(REPORT_ENV) or DEFAULT_REPORT)
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+# Under pytest-xdist every worker scans what its own tests did and hands its report to the
+# controller, which merges them: the verdict and the file are the whole run's.
+_worker_reports: list[dict[str, Any]] = []
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    report = getattr(node, "workeroutput", {}).get("leakscan")
+    if report is not None:
+        _worker_reports.append(report)
+
+
+def merged(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report for the run from the controller's and the workers' reports."""
+    scanned: dict[str, int] = {}
+    for report in reports:
+        for name, count in report["scanned"].items():
+            if name in ("distinct tables", "secrets looked for"):
+                scanned[name] = max(scanned.get(name, 0), count)
+            else:
+                scanned[name] = scanned.get(name, 0) + count
+    return {
+        "clean": all(report["clean"] for report in reports),
+        "scanned": scanned,
+        "seconds": round(sum(report["seconds"] for report in reports), 2),
+        "findings": [finding for report in reports for finding in report["findings"]],
+        "scanner_errors": [error for report in reports for error in report["scanner_errors"]],
+        "workers": len(reports) - 1,
+    }
+
+
+def _run_report(session: pytest.Session) -> dict[str, Any] | None:
     scan = _active
     if scan is None:
-        return
+        return None
     if not moto_mock_active():
         snapshot_moto_tables(scan)
     scan.flush(scan.session)
     report = scan.report()
-    path = report_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    if hasattr(session.config, "workerinput"):  # a worker: the controller writes the file
+        session.config.workeroutput["leakscan"] = report
+        return report
+    return merged([report, *_worker_reports]) if _worker_reports else report
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    report = _run_report(session)
+    if report is None:
+        return
+    session.config.stash[_REPORT_KEY] = report
+    if not hasattr(session.config, "workerinput"):
+        path = report_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     if not report["clean"] and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+_REPORT_KEY = pytest.StashKey[dict[str, Any]]()
+
+
+def _summary(report: dict[str, Any]) -> str:
+    c = {
+        key: report["scanned"].get(key, 0)
+        for key in (
+            "log records",
+            "error bodies",
+            "table items",
+            "table scans",
+            "distinct tables",
+            "launched stacks",
+            "secrets looked for",
+        )
+    }
+    workers = f" over {report['workers']} workers" if report.get("workers") else ""
+    return (
+        f"{c['log records']} log records, {c['error bodies']} error bodies, {c['table items']} table items "
+        f"({c['table scans']} scans of {c['distinct tables']} tables), {c['launched stacks']} launched stacks; "
+        f"{c['secrets looked for']} secrets looked for; {report['seconds']:.1f} s{workers}"
+    )
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    scan = _active
-    if scan is None:
+    report = terminalreporter.config.stash.get(_REPORT_KEY, None)
+    if report is None:
         return
-    report = scan.report()
     if report["clean"]:
-        terminalreporter.write_line(f"leak scan: clean: {scan.summary()}")
+        terminalreporter.write_line(f"leak scan: clean: {_summary(report)}")
         return
     terminalreporter.section("leak scan FAILED", sep="=", red=True, bold=True)
-    for finding in scan.findings:
+    for finding in report["findings"]:
         terminalreporter.write_line(
-            f"{finding.kind} ({finding.what}) {finding.masked} in {finding.where} [{finding.test}]", red=True
+            f"{finding['kind']} ({finding['what']}) {finding['masked']} in {finding['where']} [{finding['test']}]",
+            red=True,
         )
-    for error in scan.errors:
+    for error in report["scanner_errors"]:
         terminalreporter.write_line(f"scanner error: {error}", red=True)
     terminalreporter.write_line(
-        f"leak scan: {len(scan.findings)} findings; scanned {scan.summary()}; see {report_path()}"
+        f"leak scan: {len(report['findings'])} findings; scanned {_summary(report)}; see {report_path()}"
     )

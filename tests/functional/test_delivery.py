@@ -321,7 +321,9 @@ def test_a_delivery_expires_after_its_data_life(
 def test_expiry_is_enforced_on_read_before_the_sweeper_runs(journey: Journey, clock: ShiftedClock) -> None:
     token, _ = redeemed(journey)
     run_due()
-    clock.advance(minutes=9, seconds=59)
+    # Ten seconds short of the data life: the shifted clock still runs, and a loaded machine (the
+    # suite runs on two workers) can take more than a second between the seal and the pickup.
+    clock.advance(minutes=9, seconds=50)
     assert pick_up(journey, token).status_code == 200
 
 

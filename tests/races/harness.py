@@ -11,7 +11,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qs, urlsplit
@@ -19,7 +19,16 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 import requests
 
-from partner_kit import Delivery, DeliveryTimeout, PartnerKeys, RelayClient, SealedDelivery
+from partner_kit import (
+    AuthorizationError,
+    Delivery,
+    DeliveryGone,
+    DeliveryTimeout,
+    PartnerKeys,
+    RelayClient,
+    RelayError,
+    SealedDelivery,
+)
 from tests.conftest import DEMO_PARTNERS
 from tests.integration.stack import Launcher
 
@@ -87,10 +96,13 @@ class Stack:
     def redirect_uri(self, partner: Partner) -> str:
         return f"{self.demo[partner].rstrip('/')}/callback"
 
-    def partner(self, partner: Partner) -> RelayClient:
+    def partner(self, partner: Partner, session: requests.Session | None = None) -> RelayClient:
+        """The demo partner's client, on ``session`` (by default a new loopback session)."""
         client_id = PARTNERS[partner][0]
         keys = PartnerKeys.load(DEMO_PARTNERS / f"{client_id}.DEMO-ONLY-private-jwks.json")
-        return RelayClient(self.api, client_id, keys, session=loopback_session(), timeout_s=HTTP_TIMEOUT_S)
+        return RelayClient(
+            self.api, client_id, keys, session=session or loopback_session(), timeout_s=HTTP_TIMEOUT_S
+        )
 
     def sandbox_history(self) -> list[dict[str, Any]]:
         """The portal's provision history: one record per retrieval the portal started (IF001-04)."""
@@ -128,7 +140,7 @@ class Tables:
         self._state = stack.state_table
         self._audit = stack.audit_table
 
-    def _pages(self, operation: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    def _pages(self, operation: Literal["query", "scan"], **kwargs: Any) -> Iterator[dict[str, Any]]:
         for page in self._dynamodb.get_paginator(operation).paginate(**kwargs):
             yield from page.get("Items", [])
 
@@ -175,8 +187,33 @@ class Tables:
             for item in items
         ]
 
+    def audit_records_outside(self, flow_ids: set[str]) -> list[str]:
+        """Audit records (not checkpoints) that belong to none of ``flow_ids``: pk, sort key, event."""
+        return [
+            f"{item['pk']['S']} {item['sk']['S']} {item.get('event', {}).get('S')}"
+            for item in self._pages(
+                "scan",
+                TableName=self._audit,
+                FilterExpression="pk <> :checkpoint",
+                ExpressionAttributeValues={":checkpoint": {"S": "CHECKPOINT"}},
+            )
+            if item["pk"]["S"].removeprefix("FLOW#") not in flow_ids
+        ]
+
     def audit_record_count(self) -> int:
-        return sum(1 for _ in self._pages("scan", TableName=self._audit, ProjectionExpression="pk"))
+        """The audit records in the table, not counting the signed checkpoints over them (the
+        launcher signs one every 30 scheduled runs over the records older than a minute, so a long
+        race may see one)."""
+        return sum(
+            1
+            for _ in self._pages(
+                "scan",
+                TableName=self._audit,
+                ProjectionExpression="pk",
+                FilterExpression="pk <> :checkpoint",
+                ExpressionAttributeValues={":checkpoint": {"S": "CHECKPOINT"}},
+            )
+        )
 
     def wait_for_status(self, flow_id: str, status: str, timeout_s: float = 60) -> dict[str, Any]:
         """The flow once the scheduler has moved it to ``status`` (the pickup is not used to wait:
@@ -273,15 +310,52 @@ def at_portal(browser: requests.Session, authorize_url: str, persona: str, choic
     return str(agreed.headers["Location"])
 
 
-def resident_journey(authorize_url: str, persona: str, choice: Choice = "agree") -> str:
-    """The whole browser part: the partner redirect URL the relay finally sends the resident to."""
-    with loopback_session() as browser:
+def resident_journey(
+    authorize_url: str, persona: str, choice: Choice = "agree", browser: requests.Session | None = None
+) -> str:
+    """The whole browser part: the partner redirect URL the relay finally sends the resident to.
+    ``browser`` is the resident's session (by default a new one, closed afterwards)."""
+    with ExitStack() as owned:
+        if browser is None:
+            browser = owned.enter_context(loopback_session())
         next_url = at_portal(browser, authorize_url, persona, choice)
         if choice == "cancel_here":
             return next_url
         back = browser.get(next_url, allow_redirects=False, timeout=HTTP_TIMEOUT_S)
         assert back.status_code == 303, back.text
         return str(back.headers["Location"])
+
+
+def onboarding(
+    stack: Stack,
+    kit: RelayClient,
+    persona: str,
+    state: str,
+    pickup_wait_s: float,
+    choice: Choice = "agree",
+    browser: requests.Session | None = None,
+) -> str:
+    """One onboarding end to end, as the partner (``kit``) and the resident (``browser``) do it;
+    what the partner saw: ``delivered:<dataset>``, ``refused:<error>``, ``gone:<check>`` or
+    ``broken:<why>``."""
+    partner = next(name for name, (client_id, _, _) in PARTNERS.items() if client_id == kit.client_id)
+    _, purpose, scope = PARTNERS[partner]
+    try:
+        pending = kit.start(stack.redirect_uri(partner), purpose, scope, state=state)
+        redirect = resident_journey(pending.authorize_url, persona, choice, browser)
+        try:
+            delivery = kit.finish(pending, query_of(redirect))
+        except AuthorizationError as refused:
+            return f"refused:{refused.error}"
+        try:
+            claims = kit.open(pick_up_when_ready(kit, delivery, pickup_wait_s))
+        except DeliveryGone as gone:
+            return f"gone:{gone.check}"
+    except (RelayError, AssertionError) as broken:  # reported with every other flow's outcome
+        return f"broken:{type(broken).__name__}:{broken}"
+    if claims["aud"] != kit.client_id or claims["purpose"] != purpose:
+        return f"broken:sealed for {claims['aud']}/{claims['purpose']}"
+    return f"delivered:{claims['data']['dataset']}"
 
 
 # -- many requests at once ---------------------------------------------------------------------------

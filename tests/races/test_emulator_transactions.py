@@ -84,3 +84,28 @@ def test_a_transaction_costs_the_same_whatever_the_size_of_its_tables(table: Any
     # THEN they take milliseconds, not the ~100 ms each that copying the table costs
     assert elapsed < 0.5, f"10 transactions took {elapsed:.2f} s"
     assert table.get_item(TableName=TABLE, Key=key("new-9-2"), ConsistentRead=True)["Item"] == key("new-9-2")
+
+
+def conditional_create(pk: str) -> list[dict[str, Any]]:
+    return [{"Put": {"TableName": TABLE, "Item": key(pk), "ConditionExpression": "attribute_not_exists(pk)"}}]
+
+
+def test_a_transaction_repeated_with_its_client_token_succeeds_again_without_writing(table: Any) -> None:
+    # GIVEN a conditional transaction that succeeded (botocore sends one token across its retries)
+    table.transact_write_items(TransactItems=conditional_create("once"), ClientRequestToken="token-1")
+    table.delete_item(TableName=TABLE, Key=key("once"))
+    # WHEN it is sent again with the same token (its answer was lost and botocore retried)
+    table.transact_write_items(TransactItems=conditional_create("once"), ClientRequestToken="token-1")
+    # THEN it succeeds as in DynamoDB, and writes nothing
+    assert table.scan(TableName=TABLE, ConsistentRead=True)["Items"] == []
+    # AND the same request under a new token is a new transaction whose condition is checked
+    table.put_item(TableName=TABLE, Item=key("once"))
+    with pytest.raises(table.exceptions.TransactionCanceledException):
+        table.transact_write_items(TransactItems=conditional_create("once"), ClientRequestToken="token-2")
+
+
+def test_a_client_token_reused_for_another_transaction_is_refused(table: Any) -> None:
+    table.transact_write_items(TransactItems=conditional_create("first"), ClientRequestToken="token-3")
+    with pytest.raises(table.exceptions.IdempotentParameterMismatchException):
+        table.transact_write_items(TransactItems=conditional_create("second"), ClientRequestToken="token-3")
+    assert [item["pk"]["S"] for item in table.scan(TableName=TABLE)["Items"]] == ["first"]

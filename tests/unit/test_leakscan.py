@@ -358,7 +358,10 @@ def test_plants_one_leak_of_each_kind():
 """
 
 
-def test_a_session_with_planted_leaks_fails_and_reports_them_masked(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one-process", "xdist-workers"])
+def test_a_session_with_planted_leaks_fails_and_reports_them_masked(
+    tmp_path: Path, workers: list[str]
+) -> None:
     # GIVEN a session whose only test passes but makes the relay's collectors see one leak of each kind
     pem = private_pem()
     (tmp_path / "test_planted.py").write_text(
@@ -384,6 +387,7 @@ def test_a_session_with_planted_leaks_fails_and_reports_them_masked(tmp_path: Pa
             "-p",
             "no:cacheprovider",
             "-q",
+            *workers,  # under pytest-xdist the workers' reports reach the controller's verdict
         ],
         cwd=REPO_ROOT,
         env=env,
