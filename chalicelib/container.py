@@ -13,7 +13,6 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.domain.clock import SystemClock
-from chalicelib.domain.registry import PartnerRegistry
 from chalicelib.settings import Settings, SettingsError, get_settings
 
 if TYPE_CHECKING:
@@ -30,6 +29,7 @@ if TYPE_CHECKING:
     from chalicelib.domain.delivery import DeliveryService
     from chalicelib.domain.ports import Clock
     from chalicelib.domain.receipts import ReceiptService
+    from chalicelib.domain.registry import PartnerRegistry
 
 
 class Container:
@@ -57,6 +57,8 @@ class Container:
 
     @cached_property
     def partners(self) -> PartnerRegistry:
+        from chalicelib.domain.registry import PartnerRegistry
+
         return PartnerRegistry(
             self.partner_store, self.clock, allow_loopback=self.settings.allows_loopback_urls
         )

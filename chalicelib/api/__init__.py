@@ -7,7 +7,16 @@ from chalice.app import Chalice
 
 
 def register(app: Chalice) -> None:
-    from chalicelib.api import consent, delivery, health, oauth, openapi, partner_audit, receipts, wellknown
+    from chalicelib.api import (
+        consent,
+        delivery,
+        health,
+        oauth,
+        openapi_route,
+        partner_audit,
+        receipts,
+        wellknown,
+    )
     from chalicelib.api.middleware import register_middleware
     from chalicelib.events import scheduled
 
@@ -19,5 +28,5 @@ def register(app: Chalice) -> None:
     app.register_blueprint(delivery.bp)
     app.register_blueprint(partner_audit.bp)
     app.register_blueprint(receipts.bp)
-    app.register_blueprint(openapi.bp)
+    app.register_blueprint(openapi_route.bp)
     app.register_blueprint(scheduled.bp)

@@ -12,18 +12,20 @@ import contextlib
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import ParamSpec
+from typing import TYPE_CHECKING, ParamSpec
 
 from chalice.app import Blueprint, Response
 
 from chalicelib.api.forms import cookie, form_fields, query_fields
 from chalicelib.api.pages import STATIC_PATH, TEXT, Lang, choose_language, error_page, format_duration, render
 from chalicelib.container import get_container
-from chalicelib.domain.authorization import CsrfFailure, PageError, RedirectTo
 from chalicelib.domain.datasets import DATASETS, DERIVED_CLAIMS
-from chalicelib.domain.errors import RelayError
+from chalicelib.domain.errors import CsrfFailure, PageError, RelayError
 from chalicelib.settings import SettingsError
 from chalicelib.telemetry import logger
+
+if TYPE_CHECKING:  # the domain's services load with the first request that needs them, not at import
+    from chalicelib.domain.authorization import RedirectTo
 
 bp = Blueprint(__name__)
 P = ParamSpec("P")

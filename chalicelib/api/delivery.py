@@ -15,14 +15,15 @@ from pydantic import ValidationError
 
 from chalicelib.api.errors import problem, problem_responses
 from chalicelib.api.forms import query_fields, single_header
-from chalicelib.api.schemas import MAX_NOTICE_BYTES, Notice
 from chalicelib.container import get_container
-from chalicelib.domain.delivery import Pending
 from chalicelib.domain.oauth.errors import InvalidDpopProof, OAuthError
 from chalicelib.domain.oauth.jose_parsing import no_duplicates
 from chalicelib.telemetry import logger
 
 bp = Blueprint(__name__)
+
+# chalicelib.api.schemas (every endpoint's pydantic models) and chalicelib.domain.delivery are
+# imported by the views that use them, at their first request, not at cold start.
 
 
 @bp.route("/portal/notice", methods=["POST"], content_types=["*/*"])
@@ -31,6 +32,7 @@ def completion_notice() -> Response:
     """IF001-05. Every media type reaches the view, so that a wrong one is refused with a problem
     document (415) rather than Chalice's own body; none at all is taken as JSON, as Chalice would."""
     from chalicelib.adapters.mynaportal_inferred import NOTICE_ANSWER_TELEGRAM
+    from chalicelib.api.schemas import MAX_NOTICE_BYTES, Notice
 
     content_type = bp.current_request.headers.get("content-type") or "application/json"
     if content_type.split(";")[0].strip().lower() != "application/json":
@@ -71,6 +73,8 @@ def completion_notice() -> Response:
 @bp.route("/v1/self-info", methods=["GET"])
 @problem_responses
 def self_info() -> Response:
+    from chalicelib.domain.delivery import Pending
+
     request = bp.current_request
     params = query_fields(request)
     unexpected = sorted(set(params) - {"delivery_id"})

@@ -11,9 +11,6 @@ from chalice.app import Blueprint, Response
 from chalicelib.api.errors import oauth_responses, problem_responses
 from chalicelib.api.forms import form_fields, single_header
 from chalicelib.container import get_container
-from chalicelib.domain.authorization import SCOPES
-from chalicelib.domain.oauth.client_assertion import ALLOWED_ALGORITHMS as CLIENT_ASSERTION_ALGORITHMS
-from chalicelib.domain.oauth.dpop import ALLOWED_ALGORITHMS as DPOP_ALGORITHMS
 from chalicelib.domain.oauth.errors import InvalidDpopProof
 from chalicelib.telemetry import record_metric
 
@@ -33,6 +30,11 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str | list[str]]
 @bp.route("/.well-known/oauth-authorization-server", methods=["GET"])
 @problem_responses
 def metadata() -> Response:
+    # Imported here, not at cold start: they bring the domain's JOSE verification with them.
+    from chalicelib.domain.authorization import SCOPES
+    from chalicelib.domain.oauth.client_assertion import ALLOWED_ALGORITHMS as CLIENT_ASSERTION_ALGORITHMS
+    from chalicelib.domain.oauth.dpop import ALLOWED_ALGORITHMS as DPOP_ALGORITHMS
+
     config = get_container().authorization_config
     return _json(
         200,

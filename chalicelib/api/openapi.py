@@ -10,6 +10,8 @@ test compares the table with the routes registered on the app, both ways.
 What it must never do: describe an answer the code cannot give, or leave out one it gives (status,
 media type, required header): the fuzz suite holds the running service to this document. The
 document carries no secret; it is built once per container (the issuer is its only input).
+The route itself is ``chalicelib.api.openapi_route``, which imports this module at its first
+request: the table and the models behind it are not loaded at cold start.
 """
 
 from __future__ import annotations
@@ -22,20 +24,16 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal
 
-from chalice.app import Blueprint, Response
 from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaValue, models_json_schema
 from pydantic_core import core_schema
 
 from chalicelib.api import schemas
-from chalicelib.api.errors import PROBLEM_CONTENT_TYPE, problem_responses
+from chalicelib.api.errors import PROBLEM_CONTENT_TYPE
 from chalicelib.api.middleware import INTERACTION_HEADER
+from chalicelib.api.openapi_route import OPENAPI_PATH as OPENAPI_PATH
 from chalicelib.api.wellknown import JWKS_CONTENT_TYPE
-from chalicelib.container import get_container
 
-bp = Blueprint(__name__)
-
-OPENAPI_PATH = "/openapi.json"
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "1"
 REF_TEMPLATE = "#/components/schemas/{model}"
@@ -659,12 +657,6 @@ def build_document(issuer: str) -> dict[str, Any]:
 
 
 @lru_cache(maxsize=4)
-def _document_json(issuer: str) -> str:
+def document_json(issuer: str) -> str:
+    """The document as served by ``chalicelib.api.openapi_route``, built once per issuer."""
     return json.dumps(build_document(issuer), ensure_ascii=False)
-
-
-@bp.route(OPENAPI_PATH, methods=["GET"])
-@problem_responses
-def openapi() -> Response:
-    body = _document_json(get_container().authorization_config.issuer)
-    return Response(body=body, status_code=200, headers={"Content-Type": JSON, "Cache-Control": CACHEABLE})

@@ -9,13 +9,15 @@ from __future__ import annotations
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlencode, urlsplit
 
 from chalice.app import Request, Response
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from chalicelib.telemetry import current_interaction_id
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 Lang = Literal["ja", "en"]
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -115,7 +117,9 @@ TEXT: dict[Lang, dict[str, str]] = {
 
 @lru_cache(maxsize=1)
 def environment() -> Environment:
-    """Built on first use, once per container."""
+    """Built on first use, once per container (jinja2 is imported then: not at cold start)."""
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
     return Environment(
         loader=FileSystemLoader(str(TEMPLATES)),
         autoescape=select_autoescape(default=True, default_for_string=True),

@@ -9,6 +9,7 @@ answers (401, ``WWW-Authenticate: Bearer error="invalid_token"``, JSON ``error``
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from chalice.app import Blueprint, Response
 
@@ -16,8 +17,10 @@ from chalicelib.api.errors import problem_responses
 from chalicelib.api.forms import query_fields, single_header
 from chalicelib.container import get_container
 from chalicelib.domain.oauth.errors import InvalidToken
-from chalicelib.domain.partner_audit import PartnerAuditService
 from chalicelib.telemetry import logger
+
+if TYPE_CHECKING:  # imported by _service(): at the first audit request, not at cold start
+    from chalicelib.domain.partner_audit import PartnerAuditService
 
 bp = Blueprint(__name__)
 
@@ -25,6 +28,8 @@ AUDIT_PATH = "/v1/audit"
 
 
 def _service() -> PartnerAuditService:
+    from chalicelib.domain.partner_audit import PartnerAuditService
+
     container = get_container()
     issuer = container.authorization_config.issuer
     return PartnerAuditService(

@@ -15,9 +15,11 @@ from chalicelib.api.forms import cookie, form_fields
 from chalicelib.api.pages import TEXT, Lang, choose_language, error_page, render
 from chalicelib.container import get_container
 from chalicelib.domain.audit import AuditEvent, AuditRecord
-from chalicelib.domain.authorization import CsrfFailure, RedirectTo
-from chalicelib.domain.receipts import ReceiptNotFound, RevocationRefused
+from chalicelib.domain.errors import CsrfFailure
 from chalicelib.telemetry import logger
+
+# The domain's services (chalicelib.domain.receipts, .authorization) are imported by the views
+# that use them: at the first such request, not at cold start.
 
 bp = Blueprint(__name__)
 CSRF_COOKIE = "relay_receipt_csrf"
@@ -91,6 +93,8 @@ def _not_found(lang: Lang) -> Response:
 @bp.route("/receipts/{interaction_id}", methods=["GET"])
 @page_responses
 def receipt(interaction_id: str) -> Response:
+    from chalicelib.domain.receipts import ReceiptNotFound
+
     params: dict[str, str] = dict(bp.current_request.query_params or {})
     lang = _lang()
     try:
@@ -103,6 +107,8 @@ def receipt(interaction_id: str) -> Response:
 @bp.route("/receipts/{interaction_id}/signed", methods=["GET"])
 @page_responses
 def signed_receipt(interaction_id: str) -> Response:
+    from chalicelib.domain.receipts import ReceiptNotFound
+
     params: dict[str, str] = dict(bp.current_request.query_params or {})
     try:
         jws = get_container().receipts.signed(
@@ -124,6 +130,9 @@ def signed_receipt(interaction_id: str) -> Response:
 @bp.route("/receipts/{interaction_id}/revoke", methods=["POST"], content_types=["*/*"])
 @page_responses
 def revoke(interaction_id: str) -> Response:
+    from chalicelib.domain.authorization import RedirectTo
+    from chalicelib.domain.receipts import ReceiptNotFound, RevocationRefused
+
     request = bp.current_request
     form = form_fields(request)
 

@@ -18,15 +18,16 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import ClassVar, Literal
+from typing import Literal
 from urllib.parse import urlencode
 
 from chalicelib.domain.audit import AuditEvent, audit_record
 from chalicelib.domain.datasets import DATASETS
 from chalicelib.domain.errors import (
     ConcurrentUpdate,
+    CsrfFailure,
     DependencyUnavailable,
-    ErrorCategory,
+    PageError,
     PartnerDisabled,
     PartnerNotFound,
     RelayError,
@@ -115,23 +116,6 @@ PARTNER_ERRORS: dict[str, tuple[str, str]] = {
     "unavailable": ("temporarily_unavailable", "Mynaportal is unavailable; try again later"),
     "failed": ("server_error", "the retrieval could not be started"),
 }
-
-
-class PageError(RelayError):
-    """A browser step that cannot continue and must not redirect (unknown client, unusable
-    request_uri, forged or replayed callback): shown as an error page."""
-
-    code = "invalid-authorization-request"
-    category: ClassVar[ErrorCategory] = "invalid_input"
-    title = "This sign-in link cannot be used"
-
-
-class CsrfFailure(PageError):
-    """The form was not posted from our own page (missing or wrong CSRF token)."""
-
-    code = "csrf-check-failed"
-    category: ClassVar[ErrorCategory] = "forbidden"
-    title = "The form could not be verified"
 
 
 @dataclass(frozen=True)

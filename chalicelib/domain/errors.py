@@ -82,3 +82,20 @@ class DependencyUnavailable(RelayError):
     code = "dependency-unavailable"
     category = "unavailable"
     title = "A dependency is unavailable"
+
+
+class PageError(RelayError):
+    """A browser step that cannot continue and must not redirect (unknown client, unusable
+    request_uri, forged or replayed callback): shown as an error page."""
+
+    code = "invalid-authorization-request"
+    category: ClassVar[ErrorCategory] = "invalid_input"
+    title = "This sign-in link cannot be used"
+
+
+class CsrfFailure(PageError):
+    """The form was not posted from our own page (missing or wrong CSRF token)."""
+
+    code = "csrf-check-failed"
+    category: ClassVar[ErrorCategory] = "forbidden"
+    title = "The form could not be verified"

@@ -76,3 +76,26 @@ def test_settings_are_read_once_until_reset(stage, monkeypatch: pytest.MonkeyPat
     assert get_settings() is first
     get_settings.cache_clear()
     assert get_settings().state_table == "other"
+
+
+def test_dict_and_tuple_settings_are_read_as_json(stage, monkeypatch: pytest.MonkeyPatch) -> None:
+    stage("dev")
+    monkeypatch.setenv("RELAY_PORTAL_SERVICES", '{"local_tax": "SP00000001_AA0001"}')
+    monkeypatch.setenv("RELAY_PREVIOUS_SIGNING_KEY_IDS", '["alias/myna-relay-dev-signing-2025"]')
+    settings = get_settings()
+    assert settings.portal_services == {"local_tax": "SP00000001_AA0001"}
+    assert settings.previous_signing_key_ids == ("alias/myna-relay-dev-signing-2025",)
+
+
+def test_a_setting_that_is_not_json_names_its_field(stage, monkeypatch: pytest.MonkeyPatch) -> None:
+    stage("dev")
+    monkeypatch.setenv("RELAY_PORTAL_SERVICES", "local_tax=SP00000001_AA0001")
+    with pytest.raises(SettingsError, match='error parsing value for field "portal_services"'):
+        get_settings()
+
+
+def test_the_region_falls_back_to_aws_default_region(stage, monkeypatch: pytest.MonkeyPatch) -> None:
+    stage("dev")
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "ap-northeast-3")
+    assert get_settings().aws_region == "ap-northeast-3"
