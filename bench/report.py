@@ -1,0 +1,124 @@
+"""The shape every benchmark returns, and the results files `make bench` writes.
+
+Each benchmark module has ``measure() -> Section``: its headline figures (the keys of
+``bench/results.json``), its detail for ``bench/RESULTS.md`` (markdown), and its raw data."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+
+
+@dataclass(frozen=True)
+class Target:
+    key: str
+    label: str
+    limit: float
+    unit: str
+    at_most: bool = True  # every target is "at most", except none so far
+
+    def met(self, value: float) -> bool:
+        return value <= self.limit if self.at_most else value >= self.limit
+
+
+TARGETS: tuple[Target, ...] = (
+    Target("cold_start_ratio", "Cold start (import + first request) vs bare Chalice + boto3", 1.5, "x"),
+    Target("cpu_floor_ratio", "CPU per complete flow vs the JOSE/KMS floor", 3.0, "x"),
+    Target("aws_calls_per_flow", "AWS calls per complete flow", 12, "calls"),
+    Target("usd_per_10k_flows", "Cost of 10,000 onboardings (portal excluded)", 0.50, "USD"),
+    Target("errors_at_64", "Errors at 64 concurrent flows", 0, "errors"),
+    Target("peak_rss_mib", "Peak resident memory after a complete flow", 128, "MiB"),
+)
+
+
+@dataclass
+class Section:
+    title: str
+    figures: dict[str, float] = field(default_factory=dict)
+    detail: str = ""  # markdown
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def machine() -> dict[str, Any]:
+    packages = ("chalice", "boto3", "botocore", "moto", "joserfc", "cryptography", "pydantic")
+    versions = {}
+    for name in packages:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "commit": commit,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "load_average_at_start": [round(x, 2) for x in load],
+        "versions": versions,
+    }
+
+
+def write(sections: list[Section], info: dict[str, Any], elapsed_s: float) -> dict[str, Any]:
+    figures: dict[str, float] = {}
+    for section in sections:
+        figures.update(section.figures)
+    results: dict[str, Any] = dict(figures)
+    results["targets"] = {
+        t.key: {"limit": t.limit, "met": t.key in figures and t.met(figures[t.key])} for t in TARGETS
+    }
+    results["machine"] = info
+    results["elapsed_s"] = round(elapsed_s, 1)
+    results["detail"] = {section.title: section.data for section in sections}
+    (BENCH / "results.json").write_text(
+        json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+
+    lines = [
+        "# Benchmark results",
+        "",
+        "Written by `make bench` (`python -m bench.run`). Every figure is a ratio or a count measured",
+        "in this one run, on a shared and noisy machine: compare ratios, not absolute times.",
+        "",
+        f"- date: {info['date']}, commit `{info['commit']}`, run took {elapsed_s:.0f} s",
+        f"- machine: {info['platform']} ({info['machine']}), {info['cpus']} CPUs, "
+        f"load average at start {info['load_average_at_start']}",
+        f"- Python {info['python']}; " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()),
+        "",
+        "| figure | measured | target | met |",
+        "|---|---|---|---|",
+    ]
+    for target in TARGETS:
+        value = figures.get(target.key)
+        shown = "not measured" if value is None else f"{value:g} {target.unit}"
+        met = "—" if value is None else ("yes" if target.met(value) else "**no**")
+        lines.append(
+            f"| {target.label} (`{target.key}`) | {shown} | ≤ {target.limit:g} {target.unit} | {met} |"
+        )
+    lines.append("")
+    for section in sections:
+        lines += [f"## {section.title}", "", section.detail.strip(), ""]
+    (BENCH / "RESULTS.md").write_text("\n".join(lines), encoding="utf-8")
+    return results
