@@ -218,39 +218,53 @@ class DeliveryService:
     # -- the scheduled work: poll, expire, send webhooks ---------------------------------------------
 
     def process_due(self, *, limit: int = 25) -> dict[str, int]:
+        """One scheduled run. A webhook event written by this run (with the state change that
+        caused it) is also sent by this run, right after that change is committed; it stays in the
+        outbox until sent, so a failed send or a crash leaves it due for the next run."""
         outcomes: dict[str, int] = {}
+
+        def count(outcome: str) -> None:
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+
         for kind, key in self._store.due(now=self._clock.now(), limit=limit):
+            fresh: list[WebhookEvent] = []
             try:
-                outcome = self._deliver_webhook(key) if kind == "webhook" else self._advance(key)
+                outcome = self._deliver_webhook(key) if kind == "webhook" else self._advance(key, fresh)
             except RelayError as error:
                 # One item whose dependency failed (a KMS Sign while sealing, a throttled write)
                 # must not hold back the others: it stays due and is tried again at the next run.
                 # A bug (anything else) still fails the run loudly.
                 outcome = f"{kind}.{error.code}"
-            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            count(outcome)
+            for event in fresh:
+                try:
+                    count(self._send_webhook(event, self._clock.now()))
+                except RelayError as error:  # the event stays in the outbox, due: the next run sends it
+                    count(f"webhook.{error.code}")
         return outcomes
 
-    def _advance(self, flow_id: str) -> str:
+    def _advance(self, flow_id: str, fresh: list[WebhookEvent] | None = None) -> str:
         now = self._clock.now()
         flow = self._store.get(flow_id, now=now)
         if flow is None or flow.next_due_at is None or flow.next_due_at > now:
             return "skipped"
         try:
             if flow.status is FlowStatus.RETRIEVING:
-                return self.poll(flow)
+                return self.poll(flow, fresh)
             if flow.status is FlowStatus.READY:
-                return self._expire(flow, now)
+                return self._expire(flow, now, fresh)
         except ConcurrentUpdate:
             return "raced"
         return "skipped"
 
-    def poll(self, flow: Flow) -> str:
-        """One look at the portal for a retrieving flow (IF001-06)."""
+    def poll(self, flow: Flow, fresh: list[WebhookEvent] | None = None) -> str:
+        """One look at the portal for a retrieving flow (IF001-06). A webhook event this writes is
+        appended to ``fresh`` once committed, for the caller to send straight away."""
         now = self._clock.now()
         if flow.retrieval_deadline is not None and now >= flow.retrieval_deadline:
-            return self._fail(flow, "retrieval.deadline")
+            return self._fail(flow, "retrieval.deadline", fresh)
         if flow.portal_process is None or flow.portal_token_ciphertext is None:
-            return self._fail(flow, "retrieval.state_missing")
+            return self._fail(flow, "retrieval.state_missing", fresh)
         try:
             # Decrypted only for this call; the plaintext token lives in this frame alone.
             token = self._envelope.decrypt(
@@ -265,14 +279,14 @@ class DeliveryService:
         except PortalUnavailable:
             return self._later(flow, now, "portal.unavailable")
         except PortalRejected as error:
-            return self._fail(flow, f"portal.error_code.{error.error_code or error.http_status}")
+            return self._fail(flow, f"portal.error_code.{error.error_code or error.http_status}", fresh)
         except PortalError:
-            return self._fail(flow, "portal.protocol_error")
+            return self._fail(flow, "portal.protocol_error", fresh)
         except RelayError:  # KMS unavailable: try again at the next poll
             return self._later(flow, now, "kms.unavailable")
         if isinstance(result, ResultPending):
             return self._later(flow, now, "pending")
-        return self._seal(flow, result.self_personal_data, now)
+        return self._seal(flow, result.self_personal_data, now, fresh)
 
     def _later(self, flow: Flow, now: datetime, outcome: str) -> str:
         delay = min(
@@ -286,17 +300,19 @@ class DeliveryService:
         )
         return outcome
 
-    def _seal(self, flow: Flow, self_personal_data: str, now: datetime) -> str:
+    def _seal(
+        self, flow: Flow, self_personal_data: str, now: datetime, fresh: list[WebhookEvent] | None = None
+    ) -> str:
         partner = self._partner_or_none(flow.partner_id)
         purpose = partner.purpose(flow.purpose_id) if partner else None
         if partner is None or purpose is None:
-            return self._fail(flow, "partner.unavailable")
+            return self._fail(flow, "partner.unavailable", fresh)
         try:
             normalised = normalise(
                 self_personal_data, dataset=flow.dataset, max_bytes=self.config.max_result_bytes
             )
         except MalformedResult as error:
-            return self._fail(flow, f"result.{(error.check or 'malformed').removeprefix('result.')}")
+            return self._fail(flow, f"result.{(error.check or 'malformed').removeprefix('result.')}", fresh)
         released = release(normalised, purpose)
         expires_at = now + purpose.data_life
         sealed = seal(
@@ -311,7 +327,7 @@ class DeliveryService:
             expires_at=expires_at,
         )
         if len(sealed.compact) > MAX_DELIVERY_BYTES:
-            return self._fail(flow, "result.too_large")
+            return self._fail(flow, "result.too_large", fresh)
         municipalities = tuple(released.providers)
         audits = [
             audit_record(
@@ -344,13 +360,15 @@ class DeliveryService:
             delivery_expires_at=expires_at,
             next_due_at=expires_at,
         )
+        event = self._webhook(partner.webhook_url, partner.id, "delivery.ready", flow, now)
         self._store.finish(
             flow,
             after,
             audits=audits,
             delivery=StoredDelivery(flow.flow_id, partner.id, sealed.compact, expires_at),
-            webhook=self._webhook(partner.webhook_url, partner.id, "delivery.ready", flow, now),
+            webhook=event,
         )
+        _announce(event, fresh)
         self._metric("flows_completed", 1)
         self._metric("time_to_ready", (now - flow.created_at).total_seconds() * 1000, unit="Milliseconds")
         return "ready"
@@ -359,37 +377,41 @@ class DeliveryService:
         if self._metrics is not None:
             self._metrics(name, value, unit=unit, **dimensions)
 
-    def _fail(self, flow: Flow, reason: str) -> str:
+    def _fail(self, flow: Flow, reason: str, fresh: list[WebhookEvent] | None = None) -> str:
         now = self._clock.now()
         partner = self._partner_or_none(flow.partner_id)
         after = flow.moved_to(
             FlowStatus.FAILED, now=now, failure_reason=reason, portal_token_ciphertext=None, next_due_at=None
         )
+        event = self._webhook(
+            partner.webhook_url if partner else None, flow.partner_id, "delivery.failed", flow, now
+        )
         self._store.finish(
             flow,
             after,
             audits=[audit_record(flow, AuditEvent.FAILED, at=now, outcome=reason)],
-            webhook=self._webhook(
-                partner.webhook_url if partner else None, flow.partner_id, "delivery.failed", flow, now
-            ),
+            webhook=event,
         )
+        _announce(event, fresh)
         self._metric("flows_failed", 1, reason=reason)
         return f"failed:{reason}"
 
-    def _expire(self, flow: Flow, now: datetime) -> str:
+    def _expire(self, flow: Flow, now: datetime, fresh: list[WebhookEvent] | None = None) -> str:
         partner = self._partner_or_none(flow.partner_id)
         after = flow.moved_to(
             FlowStatus.EXPIRED, now=now, failure_reason="delivery.expired", next_due_at=None
+        )
+        event = self._webhook(
+            partner.webhook_url if partner else None, flow.partner_id, "delivery.expired", flow, now
         )
         self._store.finish(
             flow,
             after,
             audits=[audit_record(flow, AuditEvent.EXPIRED, at=now, outcome="expired")],
             delete_delivery=True,
-            webhook=self._webhook(
-                partner.webhook_url if partner else None, flow.partner_id, "delivery.expired", flow, now
-            ),
+            webhook=event,
         )
+        _announce(event, fresh)
         return "expired"
 
     def _partner_or_none(self, partner_id: str) -> Partner | None:
@@ -420,6 +442,10 @@ class DeliveryService:
         now = self._clock.now()
         if event is None or event.next_due_at > now:
             return "skipped"
+        return self._send_webhook(event, now)
+
+    def _send_webhook(self, event: WebhookEvent, now: datetime) -> str:
+        """One signed attempt at an outbox event, recorded (delivered, retry later or abandoned)."""
         body = sign_jwt(
             {
                 "iss": self.config.issuer,
@@ -500,3 +526,10 @@ class DeliveryService:
             return Picked(self._store.pick_up(flow, after, audit=audit, now=now))
         except ConcurrentUpdate:
             raise DeliveryGone("the delivery was picked up", check="delivery.picked_up") from None
+
+
+def _announce(event: WebhookEvent | None, fresh: list[WebhookEvent] | None) -> None:
+    """After the transaction that wrote ``event`` to the outbox is committed: hand it to the
+    scheduled run to send straight away (the outbox entry stays until the send is recorded)."""
+    if event is not None and fresh is not None:
+        fresh.append(event)
