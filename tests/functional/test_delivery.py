@@ -505,10 +505,8 @@ def test_a_signed_webhook_says_the_delivery_is_ready_and_is_retried_with_backoff
     # GIVEN the partner registered a webhook URL
     container.get_container().partners.update(journey.partner.document(webhook_url=receiver.url))
     token, delivery_id = redeemed(journey)
-    # WHEN the flow becomes ready and the outbox is worked
-    assert run_due() == {"ready": 1}
-    first = run_due()
-    assert first == {"webhook.retry": 1}  # the receiver answered 503 once
+    # WHEN the flow becomes ready: the run that seals also sends, and the outbox is worked after
+    assert run_due() == {"ready": 1, "webhook.retry": 1}  # the receiver answered 503 once
     assert run_due() == {}  # backoff: not due again yet
     clock.advance(seconds=31)
     assert run_due() == {"webhook.delivered": 1}
@@ -523,6 +521,39 @@ def test_a_signed_webhook_says_the_delivery_is_ready_and_is_retried_with_backoff
     assert events[0]["event"]["delivery_id"] == delivery_id
     assert events[0]["aud"] == "acme-bank"
     assert pick_up(journey, token).status_code == 200
+
+
+@pytest.mark.parametrize("failures", [0, 1], ids=["receiver-up", "receiver-busy-once"])
+def test_the_partner_is_told_in_the_run_that_seals_and_a_failed_send_waits_for_a_later_run(
+    journey: Journey, clock: ShiftedClock, failures: int
+) -> None:
+    # GIVEN a partner whose webhook receiver is up, or answers 503 once
+    receiver = WebhookReceiver(failures=failures)
+    try:
+        container.get_container().partners.update(journey.partner.document(webhook_url=receiver.url))
+        token, delivery_id = redeemed(journey)
+        # WHEN one scheduled run seals the delivery
+        sealing_run = run_due()
+        # THEN that same run already sent the event (no second run needed to tell the partner)
+        if failures == 0:
+            assert sealing_run == {"ready": 1, "webhook.delivered": 1}
+        else:
+            assert sealing_run == {"ready": 1, "webhook.retry": 1}
+        assert len(receiver.bodies) == 1
+        # AND a failed send stays in the outbox and is sent by a later run under the same event id
+        clock.advance(seconds=31)
+        assert run_due() == ({} if failures == 0 else {"webhook.delivered": 1})
+        clock.advance(seconds=120)  # past every backoff, within the data life
+        assert run_due() == {}  # delivered once: nothing is sent again
+        payloads = [json.loads(jws.extract_compact(body.encode()).payload) for body in receiver.bodies]
+        assert len(payloads) == 1 + failures
+        assert {p["jti"] for p in payloads} == {payloads[0]["event"]["id"]}
+        assert {(p["event"]["type"], p["event"]["delivery_id"]) for p in payloads} == {
+            ("delivery.ready", delivery_id)
+        }
+        assert pick_up(journey, token).status_code == 200
+    finally:
+        receiver.stop()
 
 
 def notice_for(journey: Journey, dynamodb_client: Any, table: str) -> Any:
