@@ -99,6 +99,7 @@ class _Body(io.BytesIO):
 class _Plan:
     fault: AwsFault
     remaining: int | None  # None: every attempt
+    passing: int = 0  # attempts let through before the fault starts
 
 
 @dataclass
@@ -121,11 +122,11 @@ class AwsFaults:
         for service in ("dynamodb", "kms"):
             getattr(clients, service).meta.events.register_first(f"before-send.{service}", self._before_send)
 
-    def fail(self, operation: str, fault: AwsFault, *, times: int | None = None) -> None:
-        """Answer ``fault`` to the next ``times`` attempts of ``operation``, or to all of them.
-        The counts start again from here."""
+    def fail(self, operation: str, fault: AwsFault, *, times: int | None = None, after: int = 0) -> None:
+        """Answer ``fault`` to the next ``times`` attempts of ``operation``, or to all of them,
+        once ``after`` attempts have gone through. The counts start again from here."""
         with self._lock:
-            self._plans[operation] = _Plan(fault, times)
+            self._plans[operation] = _Plan(fault, times, after)
             self.attempts.clear()
             self.injected.clear()
 
@@ -175,6 +176,9 @@ class AwsFaults:
 
     def _fault_for(self, key: str, service: str, request: AWSPreparedRequest) -> AwsFault | None:
         plan = self._plans.get(key)
+        if plan is not None and plan.passing > 0:
+            plan.passing -= 1
+            return None
         if plan is not None and plan.remaining != 0:
             if plan.remaining is not None:
                 plan.remaining -= 1

@@ -99,8 +99,7 @@ def test_a_whole_flow_is_delivered_when_every_aws_call_fails_before_it_succeeds(
     aws_faults.fail_first_attempts("kms", kms_fault, failures)
     # WHEN the partner and the resident go through the whole flow and the scheduler runs
     token = redeemed(journey)
-    assert run_due(journey) == {"ready": 1}
-    assert run_due(journey) == {"webhook.delivered": 1}
+    assert run_due(journey) == {"ready": 1, "webhook.delivered": 1}  # sealed, and the partner told
     picked = pick_up(journey, token)
     # THEN the partner gets its delivery, each call having been retried past its failures
     assert picked.status_code == 200, picked.body
@@ -526,8 +525,9 @@ def test_an_expiry_sweep_the_store_cannot_write_expires_the_delivery_on_the_next
 
 
 @pytest.mark.parametrize(
-    ("operation", "fault", "sent"),
-    [("kms.Sign", KMS_INTERNAL, 0), ("dynamodb.PutItem", THROUGHPUT_EXCEEDED, 1)],
+    ("operation", "fault", "passing", "sent"),
+    # Sealing signs once (the first kms.Sign of the run) and commits with TransactWriteItems.
+    [("kms.Sign", KMS_INTERNAL, 1, 0), ("dynamodb.PutItem", THROUGHPUT_EXCEEDED, 0, 1)],
     ids=["signing", "recording-the-attempt"],
 )
 def test_a_webhook_the_service_cannot_sign_or_record_is_sent_again_under_the_same_id(
@@ -538,15 +538,17 @@ def test_a_webhook_the_service_cannot_sign_or_record_is_sent_again_under_the_sam
     tables: Tables,
     operation: str,
     fault: AwsFault,
+    passing: int,
     sent: int,
 ) -> None:
-    # GIVEN a delivery whose "ready" webhook is due
+    # GIVEN a retrieving flow whose result is ready at the portal
     redeemed(journey)
-    assert run_due(journey) == {"ready": 1}
-    # WHEN signing the event, or recording that it was sent, fails on every attempt
-    aws_faults.fail(operation, fault)
-    assert run_due(journey) == {"webhook.dependency-unavailable": 1}
+    # WHEN the run that seals it cannot sign the "ready" event, or record that it was sent
+    aws_faults.fail(operation, fault, after=passing)
+    assert run_due(journey) == {"ready": 1, "webhook.dependency-unavailable": 1}
     assert len(receiver.bodies) == sent
+    assert tables.statuses() == ["ready"]
+    assert_consistent(tables, webhooks=True)  # the event is in the outbox, still due
     # THEN the next run sends it (again), under the same event id, and settles it
     aws_faults.heal()
     assert run_due(journey) == {"webhook.delivered": 1}
