@@ -129,13 +129,13 @@ CLEAN_FLOW = [
     "MynaportalClient.fetch_result#1",  # IF001-06
     "KmsSigner.sign#1",  # the sealed payload's JWS
     "DynamoStateStore.finish#1",  # delivery + records + webhook outbox
-    # pickup (the scheduler's run before it, to no effect)
-    "DynamoStateStore.remember#4",  # the DPoP proof's jti
-    "DynamoStateStore.pick_up#1",  # delivery deleted + "picked_up"
-    # webhook (the scheduler's next run)
+    # webhook (the same run, once the seal is committed)
     "KmsSigner.sign#2",
     "HttpWebhookSender.send#1",
     "DynamoStateStore.webhook_attempted#1",
+    # pickup
+    "DynamoStateStore.remember#4",  # the DPoP proof's jti
+    "DynamoStateStore.pick_up#1",  # delivery deleted + "picked_up"
 ]
 
 
@@ -169,15 +169,16 @@ EXPECTED: dict[str, tuple[list[str], int]] = {
     "KmsEnvelope.decrypt#1": DELIVERED,
     "MynaportalClient.fetch_result#1": DELIVERED,
     "KmsSigner.sign#1": DELIVERED,
-    "DynamoStateStore.finish#1": DELIVERED,
+    "DynamoStateStore.finish#1": DELIVERED,  # the event stays due: the next run sends it
+    "KmsSigner.sign#2": DELIVERED,
+    "HttpWebhookSender.send#1": DELIVERED,  # sent again by the next run, under the same id
+    "DynamoStateStore.webhook_attempted#1": DELIVERED,
     "DynamoStateStore.remember#4": DELIVERED,
     "DynamoStateStore.pick_up#1": (["picked_up"], 0),
-    "KmsSigner.sign#2": DELIVERED,
-    "HttpWebhookSender.send#1": DELIVERED,
-    "DynamoStateStore.webhook_attempted#1": DELIVERED,
 }
 
-# A delivery never picked up: after the "ready" webhook, the expiry sweep and its webhook.
+# A delivery never picked up: after the "ready" webhook, the expiry sweep and its webhook (sent by
+# the run that expires it).
 CLEAN_UNCLAIMED_TAIL = [
     "DynamoStateStore.finish#2",  # expired: delivery deleted + "expired" + webhook outbox
     "KmsSigner.sign#3",
