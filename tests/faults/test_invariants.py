@@ -33,7 +33,7 @@ def test_each_kind_of_damage_is_caught(
 ) -> None:
     # GIVEN a sealed delivery waiting for pickup, consistent in every respect
     redeemed(journey)
-    assert run_due(journey) == {"ready": 1}
+    assert run_due(journey) == {"ready": 1, "webhook.delivered": 1}  # sealed, partner told
     assert_consistent(tables, webhooks=True)
     flow = only(tables.state_items("FLOW#"))
     delivery = only(tables.state_items("DELIVERY#"))
