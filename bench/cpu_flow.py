@@ -500,8 +500,8 @@ def world() -> Iterator[World]:
     from chalicelib.telemetry import logger
     from infra.bootstrap import ensure_resources
     from infra.local_aws import make_emulator_faithful
-    from sandbox.portal import ServiceRegistration
-    from sandbox.server import SandboxServer
+    from sandbox.server import SandboxServer, load_services
+    from scripts.dev import SANDBOX_SERVICES
     from tests.partner_helpers import TestPartner
 
     meter = Meter()
@@ -581,22 +581,7 @@ def world() -> Iterator[World]:
         stack.callback(webhook_server.shutdown)
 
         # the sandbox portal, deterministic: zero delays, notices only when asked
-        services = (
-            ServiceRegistration(
-                "SP00000001_AA0001",
-                "myna-relay（所得・個人住民税）",
-                CALLBACK,
-                f"{ISSUER}/portal/notice",
-                ("地方税関係情報",),
-            ),
-            ServiceRegistration(
-                "SP00000001_AA0002",
-                "myna-relay（予防接種）",
-                CALLBACK,
-                f"{ISSUER}/portal/notice",
-                ("予防接種関係情報",),
-            ),
-        )
+        services = load_services(SANDBOX_SERVICES, ISSUER)
         tls_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-cpu-flow-")))
         sandbox = SandboxServer(services, tls_dir=tls_dir / "tls", deterministic=True).start()
         stack.callback(sandbox.stop)

@@ -110,19 +110,11 @@ class RelayProcess:
 @contextmanager
 def sandbox_portal(tls_dir: Path) -> Iterator[Any]:
     """The sandbox as the functional tests run it: deterministic, sp side over mutual TLS."""
-    from sandbox.portal import ServiceRegistration
-    from sandbox.server import SandboxServer
-    from tests.functional.conftest import CALLBACK, ISSUER
+    from sandbox.server import SandboxServer, load_services
+    from scripts.dev import SANDBOX_SERVICES
+    from tests.functional.conftest import ISSUER
 
-    services = (
-        ServiceRegistration(
-            "SP00000001_AA0001",
-            "myna-relay（所得・個人住民税）",
-            CALLBACK,
-            f"{ISSUER}/portal/notice",
-            ("地方税関係情報",),
-        ),
-    )
+    services = load_services(SANDBOX_SERVICES, ISSUER)[:1]  # the income service
     server = SandboxServer(services, tls_dir=tls_dir, deterministic=True).start()
     try:
         yield server

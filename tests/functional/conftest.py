@@ -18,8 +18,8 @@ from chalicelib import container
 from chalicelib.adapters.dynamodb_partners import DynamoPartnerStore
 from chalicelib.domain.clock import SystemClock
 from chalicelib.domain.registry import PartnerRegistry
-from sandbox.portal import ServiceRegistration
-from sandbox.server import SandboxServer
+from sandbox.server import SandboxServer, load_services
+from scripts.dev import SANDBOX_SERVICES
 from tests.fakes import ShiftedClock
 from tests.partner_helpers import Pkce, TestPartner
 
@@ -29,22 +29,8 @@ CALLBACK = f"{ISSUER}/portal/callback"
 
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Iterator[SandboxServer]:
-    services = (
-        ServiceRegistration(
-            "SP00000001_AA0001",
-            "myna-relay（所得・個人住民税）",
-            CALLBACK,
-            f"{ISSUER}/portal/notice",
-            ("地方税関係情報",),
-        ),
-        ServiceRegistration(
-            "SP00000001_AA0002",
-            "myna-relay（予防接種）",
-            CALLBACK,
-            f"{ISSUER}/portal/notice",
-            ("予防接種関係情報",),
-        ),
-    )
+    # the relay's registrations at the portal, as `make run` registers them
+    services = load_services(SANDBOX_SERVICES, ISSUER)
     server = SandboxServer(services, tls_dir=tmp_path / "tls", deterministic=True).start()
     yield server
     server.stop()
