@@ -239,31 +239,13 @@ def test_a_card_or_consent_refused_at_the_portal_fails_the_flow_and_tells_the_pa
 def test_a_locked_card_fails_the_flow_and_tells_the_partner(
     journey: Journey, clock: ShiftedClock, tables: Tables
 ) -> None:
-    import re
-
-    import requests
-
     # GIVEN the resident signs in with a locked card and goes back to the service
     assert journey.push().status_code == 201
     assert journey.show_consent().status_code == 200
     assert journey.decide().status_code == 303
-    browser = requests.Session()
-    page = browser.get(journey.portal_url, timeout=10)
-    session = re.search(r'name="session" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-    signed = browser.post(
-        f"{journey.sandbox.app_url}/online-authorization-web/login",
-        timeout=10,
-        data={"session": session, "persona": "locked-card", "pin": "1234", "action": "signin"},
-    )
-    assert signed.status_code == 403
-    back = browser.post(
-        f"{journey.sandbox.app_url}/online-authorization-web/locked",
-        timeout=10,
-        data={"session": session},
-        allow_redirects=False,
-    )
+    query = journey.with_locked_card()
     # WHEN the portal's redirect reaches the relay
-    redirect = location_query(journey.callback(back.headers["Location"].split("?", 1)[1]))
+    redirect = location_query(journey.callback(query))
     # THEN the partner hears "access_denied", and the flow failed with its record
     assert redirect["error"] == "access_denied"
     (flow,) = tables.flows()

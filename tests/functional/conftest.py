@@ -154,6 +154,27 @@ class Journey:
         self.callback_query = urlsplit(done.headers["Location"]).query
         return location_query(done)
 
+    def with_locked_card(self) -> str:
+        """The resident signs in with a locked card (refused) and goes back to the service; returns
+        the portal's callback query."""
+        browser = requests.Session()
+        page = browser.get(self.portal_url, timeout=10)
+        session = re.search(r'name="session" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+        locked = browser.post(
+            f"{self.sandbox.app_url}/online-authorization-web/login",
+            timeout=10,
+            data={"session": session, "persona": "locked-card", "pin": "1234", "action": "signin"},
+        )
+        assert locked.status_code == 403
+        back = browser.post(
+            f"{self.sandbox.app_url}/online-authorization-web/locked",
+            timeout=10,
+            data={"session": session},
+            allow_redirects=False,
+        )
+        self.callback_query = back.headers["Location"].split("?", 1)[1]
+        return self.callback_query
+
     def callback(self, query: str | None = None) -> Any:
         return self.client.http.get(f"/portal/callback?{self.callback_query if query is None else query}")
 

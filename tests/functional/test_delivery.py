@@ -640,30 +640,10 @@ def test_a_result_timeout_is_retried_then_ends_at_the_deadline(
 def test_a_locked_card_sends_the_resident_back_with_access_denied(
     journey: Journey, clock: ShiftedClock
 ) -> None:
-    import re
-
-    import requests
-
     journey.push()
     journey.show_consent()
     journey.decide()
-    browser = requests.Session()
-    page = browser.get(journey.portal_url, timeout=10)
-    session = re.search(r'name="session" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-    locked = browser.post(
-        f"{journey.sandbox.app_url}/online-authorization-web/login",
-        timeout=10,
-        data={"session": session, "persona": "locked-card", "pin": "1234", "action": "signin"},
-    )
-    assert locked.status_code == 403
-    back = browser.post(
-        f"{journey.sandbox.app_url}/online-authorization-web/locked",
-        timeout=10,
-        data={"session": session},
-        allow_redirects=False,
-    )
-    query = back.headers["Location"].split("?", 1)[1]
-    answer = location_query(journey.callback(query))
+    answer = location_query(journey.callback(journey.with_locked_card()))
     assert answer["error"] == "access_denied"
     assert "locked" in answer["error_description"]
 
