@@ -5,6 +5,7 @@ message. One stack for the session; the sandbox's scenarios and card locks are r
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 from playwright.sync_api import expect
@@ -123,9 +124,10 @@ def test_the_receipt_lists_the_records_and_revocation_works(
     expect(receipt_page.locator("h1")).to_have_text("受付ページ（やりとりの記録）")
     expect(receipt_page.locator("table")).to_contain_text("事業者が提供を求めました")
     revoke = receipt_page.get_by_role("button", name="提供を取り消す")
-    for _ in range(20):  # until the portal step has finished and the retrieval runs
-        if revoke.count():
-            break
+    # until the portal step has finished and the retrieval runs: a deadline, not a count of
+    # reloads, since under `make test` the other xdist worker may be running the race tests
+    deadline = time.monotonic() + 45
+    while not revoke.count() and time.monotonic() < deadline:
         receipt_page.wait_for_timeout(500)
         receipt_page.reload()
     expect(receipt_page.locator("table")).to_contain_text("マイナポータルで同意しました")
