@@ -10,7 +10,7 @@ parts; ``ConditionalCheckFailed`` and cancelled transactions become domain error
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -66,16 +66,17 @@ def flow_key(flow_id: str) -> dict[str, Any]:
     return _key(f"FLOW#{flow_id}", "FLOW")
 
 
-def _condition_failed(exc: ClientError) -> bool:
-    """A transaction cancelled because one of its conditions failed: someone else moved first.
-    DynamoDB also cancels for throttling (``ThrottlingError``, ``ProvisionedThroughputExceeded``)
-    or a conflicting transaction in flight (``TransactionConflict``); those changed nothing and
-    are worth retrying, so they must not read as a lost race (a "replayed" code, a "picked up"
-    delivery)."""
+def _failed_conditions(exc: ClientError) -> set[int]:
+    """The positions of the items whose condition cancelled a transaction: someone else moved
+    first. DynamoDB also cancels for throttling (``ThrottlingError``,
+    ``ProvisionedThroughputExceeded``) or a conflicting transaction in flight
+    (``TransactionConflict``); those changed nothing and are worth retrying, so they must not read
+    as a lost race (a "replayed" code, a "picked up" delivery). DynamoDB lists one reason per item,
+    in order (``None`` for an item that was not the cause)."""
     if error_code(exc) != "TransactionCanceledException":
-        return False
+        return set()
     reasons = exc.response.get("CancellationReasons", [])
-    return any(reason.get("Code") == "ConditionalCheckFailed" for reason in reasons)
+    return {i for i, reason in enumerate(reasons) if reason.get("Code") == "ConditionalCheckFailed"}
 
 
 class DynamoStateStore:
@@ -146,11 +147,24 @@ class DynamoStateStore:
             }
         }
 
-    def _transact(self, items: list[dict[str, Any]], *, on_conflict: Exception) -> None:
+    def _transact(
+        self,
+        items: list[dict[str, Any]],
+        *,
+        on_conflict: Exception,
+        item_conflicts: Mapping[int, Exception] | None = None,
+    ) -> None:
+        """One transaction. A failed condition raises ``on_conflict``, or the exception
+        ``item_conflicts`` names for the first failed item when a caller must tell its items'
+        conflicts apart (a used code is not a flow that merely moved on)."""
         try:
             self._client.transact_write_items(TransactItems=cast("list[TransactWriteItemTypeDef]", items))
         except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException" or _condition_failed(exc):
+            failed = _failed_conditions(exc)
+            named = [item_conflicts[i] for i in sorted(failed) if item_conflicts and i in item_conflicts]
+            if named:
+                raise named[0] from None
+            if error_code(exc) == "ConditionalCheckFailedException" or failed:
                 raise on_conflict from None
             raise unavailable("dynamodb", "TransactWriteItems", exc) from exc
         except BotoCoreError as exc:
@@ -364,7 +378,10 @@ class DynamoStateStore:
                 },
                 self._put_flow(after, before),
             ],
-            on_conflict=CodeAlreadyUsed("the code was already redeemed", check="code"),
+            # the flow's version condition fails when a scheduled run moved the flow on meanwhile
+            # (a poll, the seal): that is not a replay, and the caller reads the flow again
+            on_conflict=ConcurrentUpdate("the flow changed since it was read", check="flow.version"),
+            item_conflicts={0: CodeAlreadyUsed("the code was already redeemed", check="code")},
         )
 
     def token(self, token_hash: str, *, now: datetime) -> AccessTokenRecord | None:

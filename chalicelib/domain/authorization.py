@@ -75,6 +75,9 @@ SCOPES: tuple[str, ...] = tuple(DATASETS)
 JST = timezone(timedelta(hours=9), "JST")
 MAX_PARAMETER_LENGTH = 2048
 MAX_ASSERTION_LENGTH = 8192
+# A token request re-reads its flow when a scheduled run moved it on between read and write; a
+# poll takes seconds, so a third collision in a row means something else is wrong.
+REDEEM_ATTEMPTS = 3
 
 PAR_PARAMETERS = frozenset(
     {
@@ -495,16 +498,7 @@ class AuthorizationService:
             raise InvalidGrant("the code was already used; what it issued is revoked", check="code")
         if state != "unused" or flow_id is None:
             raise InvalidGrant("the code is unknown or expired", check="code")
-        flow = self._flows.get(flow_id, now=now)
-        if flow is None:
-            raise InvalidGrant("the code is unknown or expired", check="code")
-        if flow.partner_id != partner.id:
-            raise InvalidGrant("the code was issued to another client", check="client_id")
-        if params.get("redirect_uri") != flow.redirect_uri:
-            raise InvalidGrant("redirect_uri differs from the pushed request", check="redirect_uri")
-        verify_code_verifier(params.get("code_verifier"), flow.code_challenge)
-        if flow.status not in (FlowStatus.RETRIEVING, FlowStatus.READY):
-            raise InvalidGrant(f"the flow is {flow.status.value}", check="code")
+        flow = self._redeemable(flow_id, partner, params, now=now)
         partner_purpose = partner.purpose(flow.purpose_id)
         data_life = partner_purpose.data_life if partner_purpose else timedelta(minutes=10)
         self._remember_assertion(partner, jti, jti_until)
@@ -521,13 +515,39 @@ class AuthorizationService:
             jkt=proof.jkt,
             expires_at=expires_at,
         )
-        after = flow.updated(now=now, access_token_hash=record.token_hash, dpop_jkt=proof.jkt)
-        try:
-            self._flows.redeem_code(flow, after, code_hash=fingerprint(code), token=record, now=now)
-        except CodeAlreadyUsed:
-            self._revoke_after_code_replay(flow.flow_id)
-            raise InvalidGrant("the code was already used; what it issued is revoked", check="code") from None
+        for attempt in range(1, REDEEM_ATTEMPTS + 1):
+            after = flow.updated(now=now, access_token_hash=record.token_hash, dpop_jkt=proof.jkt)
+            try:
+                self._flows.redeem_code(flow, after, code_hash=fingerprint(code), token=record, now=now)
+                break
+            except CodeAlreadyUsed:
+                self._revoke_after_code_replay(flow.flow_id)
+                raise InvalidGrant(
+                    "the code was already used; what it issued is revoked", check="code"
+                ) from None
+            except ConcurrentUpdate:
+                # The scheduled run polled or sealed the flow between our read and our write: the
+                # code is still unused (its own condition held), so read the flow again and retry.
+                if attempt == REDEEM_ATTEMPTS:
+                    raise
+                flow = self._redeemable(flow_id, partner, params, now=now)
         return IssuedToken(access_token, int((expires_at - now).total_seconds()), flow.scope, flow.flow_id)
+
+    def _redeemable(
+        self, flow_id: str, partner: Partner, params: Mapping[str, str], *, now: datetime
+    ) -> Flow:
+        """The flow an unused code points at, once the token request matches what was pushed."""
+        flow = self._flows.get(flow_id, now=now)
+        if flow is None:
+            raise InvalidGrant("the code is unknown or expired", check="code")
+        if flow.partner_id != partner.id:
+            raise InvalidGrant("the code was issued to another client", check="client_id")
+        if params.get("redirect_uri") != flow.redirect_uri:
+            raise InvalidGrant("redirect_uri differs from the pushed request", check="redirect_uri")
+        verify_code_verifier(params.get("code_verifier"), flow.code_challenge)
+        if flow.status not in (FlowStatus.RETRIEVING, FlowStatus.READY):
+            raise InvalidGrant(f"the flow is {flow.status.value}", check="code")
+        return flow
 
     def _revoke_after_code_replay(self, flow_id: str) -> None:
         """RFC 6749 4.1.2 / RFC 9700 4.5: a second use of a code revokes what the first issued."""

@@ -94,7 +94,8 @@ class FlowStore(Protocol):
         self, before: Flow, after: Flow, *, code_hash: str, token: AccessTokenRecord, now: datetime
     ) -> None:
         """Mark the code used, store the token and update the flow, in one transaction;
-        ``CodeAlreadyUsed`` if another redemption won."""
+        ``CodeAlreadyUsed`` if another redemption won, ``ConcurrentUpdate`` if only the flow
+        changed since ``before`` was read (a scheduled run polled or sealed it)."""
         ...
 
     def token(self, token_hash: str, *, now: datetime) -> AccessTokenRecord | None: ...

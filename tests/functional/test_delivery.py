@@ -686,3 +686,32 @@ def test_pickup_refuses_unexpected_query_parameters_and_changes_nothing(
     assert refused.status_code == 400
     assert json.loads(refused.body)["check"] in ("other", "delivery_id")
     assert pick_up(journey, token).status_code == 200
+
+
+def test_a_scheduled_run_that_seals_while_the_partner_redeems_its_code_costs_nothing(
+    journey: Journey, clock: ShiftedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a partner holding its code while the portal's result is ready to be sealed
+    code = journey.to_partner_code()
+    store = container.get_container().state_store
+    redeem_code = store.redeem_code
+    runs: list[dict[str, int]] = []
+
+    def sealed_in_between(*args: Any, **kwargs: Any) -> None:
+        # the scheduled run commits between the token request's read of the flow and its write
+        if not runs:
+            runs.append(run_due())
+        redeem_code(*args, **kwargs)
+
+    monkeypatch.setattr(store, "redeem_code", sealed_in_between)
+
+    # WHEN the partner redeems the code
+    issued = journey.redeem(code)
+
+    # THEN the token is issued against the sealed flow, nothing is revoked, and the payload opens
+    assert runs, "the scheduled run did not happen"
+    assert issued.status_code == 200, issued.body
+    body = json.loads(issued.body)
+    picked = pick_up(journey, body["access_token"])
+    assert picked.status_code == 200, picked.body
+    assert open_sealed(journey, picked.body.decode())["aud"] == "acme-bank"
