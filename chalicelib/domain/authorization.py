@@ -75,9 +75,9 @@ SCOPES: tuple[str, ...] = tuple(DATASETS)
 JST = timezone(timedelta(hours=9), "JST")
 MAX_PARAMETER_LENGTH = 2048
 MAX_ASSERTION_LENGTH = 8192
-# A token request re-reads its flow when a scheduled run moved it on between read and write; a
-# poll takes seconds, so a third collision in a row means something else is wrong.
-REDEEM_ATTEMPTS = 3
+# A token request or a revocation re-reads its flow when a scheduled run moved it on between read
+# and write; a poll takes seconds, so a third collision in a row means something else is wrong.
+WRITE_ATTEMPTS = 3
 
 PAR_PARAMETERS = frozenset(
     {
@@ -515,7 +515,7 @@ class AuthorizationService:
             jkt=proof.jkt,
             expires_at=expires_at,
         )
-        for attempt in range(1, REDEEM_ATTEMPTS + 1):
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
             after = flow.updated(now=now, access_token_hash=record.token_hash, dpop_jkt=proof.jkt)
             try:
                 self._flows.redeem_code(flow, after, code_hash=fingerprint(code), token=record, now=now)
@@ -528,7 +528,7 @@ class AuthorizationService:
             except ConcurrentUpdate:
                 # The scheduled run polled or sealed the flow between our read and our write: the
                 # code is still unused (its own condition held), so read the flow again and retry.
-                if attempt == REDEEM_ATTEMPTS:
+                if attempt == WRITE_ATTEMPTS:
                     raise
                 flow = self._redeemable(flow_id, partner, params, now=now)
         return IssuedToken(access_token, int((expires_at - now).total_seconds()), flow.scope, flow.flow_id)
@@ -551,19 +551,34 @@ class AuthorizationService:
 
     def _revoke_after_code_replay(self, flow_id: str) -> None:
         """RFC 6749 4.1.2 / RFC 9700 4.5: a second use of a code revokes what the first issued."""
-        now = self._clock.now()
-        flow = self._flows.get(flow_id, now=now)
+        flow = self._flows.get(flow_id, now=self._clock.now())
         if flow is None:
             return
         if flow.access_token_hash:
             self._flows.delete_token(flow.access_token_hash)
-        if FlowStatus.REVOKED in TRANSITIONS[flow.status]:
-            self._flows.update(
-                flow,
-                flow.moved_to(FlowStatus.REVOKED, now=now, failure_reason="code.replayed", next_due_at=None),
-                audits=[audit_record(flow, AuditEvent.REVOKED, at=now, outcome="code.replayed")],
-                delete_delivery=flow.status is FlowStatus.READY,  # the sealed payload dies with it
-            )
+        self._revoke_flow(flow, "code.replayed")
+
+    def _revoke_flow(self, flow: Flow, reason: str) -> None:
+        """Move the flow to ``revoked`` and delete its sealed payload, re-reading the flow if a
+        scheduled run moved it on meanwhile: a revocation must not lose to a poll, or the run
+        would go on to seal data for a partner whose token is already gone."""
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            if FlowStatus.REVOKED not in TRANSITIONS[flow.status]:
+                return
+            now = self._clock.now()
+            try:
+                self._flows.update(
+                    flow,
+                    flow.moved_to(FlowStatus.REVOKED, now=now, failure_reason=reason, next_due_at=None),
+                    audits=[audit_record(flow, AuditEvent.REVOKED, at=now, outcome=reason)],
+                    delete_delivery=flow.status is FlowStatus.READY,  # the sealed payload dies with it
+                )
+                return
+            except ConcurrentUpdate:
+                again = self._flows.get(flow.flow_id, now=now)
+                if again is None or attempt == WRITE_ATTEMPTS:
+                    raise
+                flow = again
 
     # -- revocation (RFC 7009) ------------------------------------------------------------------------
 
@@ -582,12 +597,5 @@ class AuthorizationService:
             return  # RFC 7009 2.2: an invalid or expired token is answered 200 as well
         self._flows.delete_token(record.token_hash)
         flow = self._flows.get(record.flow_id, now=now)
-        if flow is not None and FlowStatus.REVOKED in TRANSITIONS[flow.status]:
-            self._flows.update(
-                flow,
-                flow.moved_to(
-                    FlowStatus.REVOKED, now=now, failure_reason="partner.revoked", next_due_at=None
-                ),
-                audits=[audit_record(flow, AuditEvent.REVOKED, at=now, outcome="partner.revoked")],
-                delete_delivery=flow.status is FlowStatus.READY,  # the sealed payload dies with it
-            )
+        if flow is not None:
+            self._revoke_flow(flow, "partner.revoked")

@@ -715,3 +715,40 @@ def test_a_scheduled_run_that_seals_while_the_partner_redeems_its_code_costs_not
     picked = pick_up(journey, body["access_token"])
     assert picked.status_code == 200, picked.body
     assert open_sealed(journey, picked.body.decode())["aud"] == "acme-bank"
+
+
+def test_a_revocation_that_meets_a_scheduled_run_still_revokes_and_leaves_no_payload(
+    journey: Journey,
+    clock: ShiftedClock,
+    monkeypatch: pytest.MonkeyPatch,
+    dynamodb_client: Any,
+    resources: dict[str, str],
+) -> None:
+    # GIVEN a partner holding a token for a flow the portal is still working on
+    token, _ = redeemed(journey)
+    store = container.get_container().state_store
+    update = store.update
+    runs: list[dict[str, int]] = []
+
+    def sealed_in_between(*args: Any, **kwargs: Any) -> None:
+        # the scheduled run seals the flow between the revocation's read of it and its write
+        if not runs:
+            runs.append(run_due())
+        update(*args, **kwargs)
+
+    monkeypatch.setattr(store, "update", sealed_in_between)
+
+    # WHEN the partner revokes the token
+    form = {"token": token, **journey.partner.authentication(ISSUER)}
+    revoked = journey.client.http.post("/revoke", **journey.form(form))
+
+    # THEN the revocation holds: the flow is revoked and the payload the run sealed is gone
+    assert runs, "the scheduled run did not happen"
+    assert revoked.status_code == 200, revoked.body
+    assert sealed_items(dynamodb_client, resources["RELAY_STATE_TABLE"]) == []
+    (flow,) = [
+        json.loads(i["document"]["S"])
+        for i in dynamodb_client.scan(TableName=resources["RELAY_STATE_TABLE"])["Items"]
+        if i["pk"]["S"].startswith("FLOW#")
+    ]
+    assert flow["status"] == "revoked"
