@@ -12,13 +12,13 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.adapters.aws import error_code, unavailable
 from chalicelib.domain.audit import AuditRecord
-from chalicelib.domain.delivery import DUE_SHARDS, StoredDelivery, WebhookEvent, due_shard
+from chalicelib.domain.delivery import DUE_SHARDS, DueItem, StoredDelivery, WebhookEvent, due_shard
 from chalicelib.domain.errors import ConcurrentUpdate
 from chalicelib.domain.flow import CodeAlreadyUsed, Flow, FlowStatus
 from chalicelib.domain.flow_store import AccessTokenRecord, CodeState
@@ -433,8 +433,8 @@ class DynamoStateStore:
     def flow_for_process(self, process_id: str, *, now: datetime) -> Flow | None:
         return self._pointed_flow(f"PROC#{process_id}", now=now)
 
-    def due(self, *, now: datetime, limit: int) -> list[tuple[Literal["flow", "webhook"], str]]:
-        found: list[tuple[Literal["flow", "webhook"], str]] = []
+    def due(self, *, now: datetime, limit: int) -> list[DueItem]:
+        found: list[DueItem] = []
         for shard in range(DUE_SHARDS):
             try:
                 answer = self._client.query(
@@ -448,11 +448,15 @@ class DynamoStateStore:
                 raise unavailable("dynamodb", "Query", exc) from exc
             for item in answer.get("Items", []):
                 pk = item["pk"]["S"]
+                # KEYS_ONLY still projects the index's own keys: due_at comes with every item.
+                due_at = datetime.fromtimestamp(int(item["due_at"]["N"]), UTC)
                 if pk.startswith("FLOW#"):
-                    found.append(("flow", pk.removeprefix("FLOW#")))
+                    found.append(DueItem("flow", pk.removeprefix("FLOW#"), due_at))
                 elif pk.startswith("WEBHOOK#"):
-                    found.append(("webhook", pk.removeprefix("WEBHOOK#")))
-        return found[:limit]
+                    found.append(DueItem("webhook", pk.removeprefix("WEBHOOK#"), due_at))
+        # Most overdue first across the shards: cutting in shard order would starve the later
+        # shards whenever the first ones hold ``limit`` items.
+        return sorted(found, key=lambda item: item.due_at)[:limit]
 
     def _audit_put(self, record: AuditRecord, position: int = 0) -> dict[str, Any]:
         occurred = record.occurred_at

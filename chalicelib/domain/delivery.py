@@ -16,7 +16,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import ClassVar, Literal, Protocol
+from typing import ClassVar, Literal, NamedTuple, Protocol
 
 from chalicelib.domain.audit import AuditEvent, AuditRecord, audit_record
 from chalicelib.domain.errors import (
@@ -74,6 +74,15 @@ class WebhookEvent:
     attempts: int = 0
 
 
+class DueItem(NamedTuple):
+    """One entry of the due index: a flow to poll or expire, or an outbox webhook, and since when
+    it has been due (the index keeps whole seconds)."""
+
+    kind: Literal["flow", "webhook"]
+    key: str
+    due_at: datetime
+
+
 class DeliveryStore(Protocol):
     def flow_for_process(self, process_id: str, *, now: datetime) -> Flow | None: ...
 
@@ -83,7 +92,7 @@ class DeliveryStore(Protocol):
         self, before: Flow, after: Flow, *, audits: Sequence[AuditRecord] = (), delete_delivery: bool = False
     ) -> None: ...
 
-    def due(self, *, now: datetime, limit: int) -> list[tuple[Literal["flow", "webhook"], str]]:
+    def due(self, *, now: datetime, limit: int) -> list[DueItem]:
         """Flows (retrieving: poll; ready: expiry) and webhooks whose ``due_at`` has come."""
         ...
 
@@ -220,13 +229,17 @@ class DeliveryService:
     def process_due(self, *, limit: int = 25) -> dict[str, int]:
         """One scheduled run. A webhook event written by this run (with the state change that
         caused it) is also sent by this run, right after that change is committed; it stays in the
-        outbox until sent, so a failed send or a crash leaves it due for the next run."""
+        outbox until sent, so a failed send or a crash leaves it due for the next run. Each run
+        records once how late its most overdue item was (``poller_lag``)."""
         outcomes: dict[str, int] = {}
 
         def count(outcome: str) -> None:
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
 
-        for kind, key in self._store.due(now=self._clock.now(), limit=limit):
+        now = self._clock.now()
+        due = self._store.due(now=now, limit=limit)
+        self._metric("poller_lag", _lag_ms(due, now), unit="Milliseconds")
+        for kind, key, _ in due:
             fresh: list[WebhookEvent] = []
             try:
                 outcome = self._deliver_webhook(key) if kind == "webhook" else self._advance(key, fresh)
@@ -471,8 +484,11 @@ class DeliveryService:
             replace(event, attempts=attempts), delivered=delivered, next_due_at=next_due
         )
         if delivered:
+            self._metric("webhooks_delivered", 1)
             return "webhook.delivered"
-        return "webhook.retry" if next_due else "webhook.abandoned"
+        outcome: Literal["retry", "abandoned"] = "retry" if next_due else "abandoned"
+        self._metric("webhooks_failed", 1, outcome=outcome)
+        return f"webhook.{outcome}"
 
     # -- pickup (GET /v1/self-info) --------------------------------------------------------------------
 
@@ -526,6 +542,13 @@ class DeliveryService:
             return Picked(self._store.pick_up(flow, after, audit=audit, now=now))
         except ConcurrentUpdate:
             raise DeliveryGone("the delivery was picked up", check="delivery.picked_up") from None
+
+
+def _lag_ms(due: Sequence[DueItem], now: datetime) -> float:
+    """How late the most overdue item of a scheduled run is (0 when nothing is due): what an
+    alarm on a poller that stopped running, or cannot keep up, watches."""
+    oldest = min((item.due_at for item in due), default=now)
+    return max((now - oldest).total_seconds() * 1000, 0.0)
 
 
 def _announce(event: WebhookEvent | None, fresh: list[WebhookEvent] | None) -> None:
