@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run test lint typecheck cfn-lint package pytest bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ run: $(STAMP)
 	$(PY) -m scripts.dev $(ARGS)
 
 ## make test: lint, types, then every test.
-test: lint typecheck pytest
+test: lint typecheck cfn-lint pytest
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -27,6 +27,17 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(PY) -m mypy
+
+## make package STAGE=dev|prod: build/<stage>/sam.json (Chalice's SAM template merged with infra/'s
+## tables, keys, alarms...) and build/<stage>/deployment.zip. Deploying it: docs/deploy.md.
+package: $(STAMP)
+	$(PY) -m infra.package --stage "$(STAGE)"
+
+# Both deployable stages packaged and linted, informational checks included.
+cfn-lint: $(STAMP)
+	$(PY) -m infra.package --stage dev
+	$(PY) -m infra.package --stage prod
+	$(VENV)/bin/cfn-lint --include-checks I -- build/dev/sam.json build/prod/sam.json
 
 # Two workers (this machine and CI have 2 cores; much of the suite waits on launched stacks and
 # the browser). A test file stays on one worker: module- and session-scoped stacks are started once.
@@ -40,4 +51,4 @@ bench: $(STAMP)
 	$(PY) -m bench.run $(ARGS)
 
 clean:
-	rm -rf $(VENV) .local .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .local .mypy_cache .ruff_cache .pytest_cache build

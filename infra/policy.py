@@ -1,0 +1,186 @@
+"""Least-privilege IAM policies, one per deployed stage and Lambda function.
+
+``"autogen_policy": false`` in .chalice/config.json: Chalice's generator reads only app.py and
+grants ``"Resource": "*"``. Each function instead gets ``.chalice/policy-<stage>-<function>.json``,
+generated from the grants below (``python -m infra.policy`` rewrites them; a test fails when a
+committed file differs). Every grant names the action the code makes and the exact resource: a
+table or one of its indexes, a key, the portal secret, the function's own log group. The
+resources are CloudFormation expressions (``Fn::GetAtt``/``Fn::Sub``) resolved inside the packaged
+template, so the policy names the very table and key that template creates.
+
+DynamoDB has no IAM action for TransactWriteItems: each item of a transaction is authorised as
+its PutItem, UpdateItem, DeleteItem or ConditionCheckItem on its table.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from infra.deployment import (
+    API_HANDLER,
+    AUDIT_CHECKPOINT,
+    DEPLOYED_STAGES,
+    FUNCTIONS,
+    PROCESS_DUE,
+    FunctionSpec,
+    deployment,
+)
+from infra.resources import AUDIT_TABLE, DATA_KEY, PARTNERS_TABLE, PSEUDONYM_KEY, SIGNING_KEY, STATE_TABLE
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / ".chalice"
+
+Target = Literal[
+    "state",
+    "state/index/by_due",
+    "partners",
+    "audit",
+    "audit/index/by_day",
+    "audit/index/by_partner",
+    "signing",
+    "data",
+    "pseudonym",
+    "portal-secret",
+    "logs",
+]
+
+
+@dataclass(frozen=True)
+class Grant:
+    target: Target
+    actions: tuple[str, ...]
+    why: str
+
+
+FLOW_STATE = Grant(
+    "state",
+    ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
+    "flows, single-use pointers, replay store, sealed deliveries, webhook outbox (conditional writes)",
+)
+PARTNER_READ = Grant("partners", ("dynamodb:GetItem",), "the partner registration on each partner request")
+AUDIT_APPEND = Grant("audit", ("dynamodb:PutItem",), "audit records, inside the step's transaction")
+SIGN = Grant("signing", ("kms:Sign", "kms:GetPublicKey"), "ES256 signatures; the public key for kid and JWKS")
+PORTAL_SECRET = Grant(
+    "portal-secret", ("secretsmanager:GetSecretValue",), "the portal mTLS certificate and key"
+)
+LOGS = Grant(
+    "logs", ("logs:CreateLogStream", "logs:PutLogEvents"), "its own log group (created by the template)"
+)
+
+GRANTS: dict[str, tuple[Grant, ...]] = {
+    API_HANDLER.chalice_name: (
+        FLOW_STATE,
+        PARTNER_READ,
+        Grant(
+            "audit", ("dynamodb:PutItem", "dynamodb:Query"), "audit records; a flow's records for receipts"
+        ),
+        Grant("audit/index/by_partner", ("dynamodb:Query",), "the partner audit endpoint (its own month)"),
+        SIGN,
+        Grant("data", ("kms:Encrypt",), "encrypts the portal access token at the callback"),
+        Grant("pseudonym", ("kms:GenerateMac",), "the resident's pseudonym and the receipt link"),
+        PORTAL_SECRET,
+        LOGS,
+    ),
+    PROCESS_DUE.chalice_name: (
+        FLOW_STATE,
+        Grant("state/index/by_due", ("dynamodb:Query",), "the flows and webhooks due now"),
+        PARTNER_READ,
+        AUDIT_APPEND,
+        SIGN,
+        Grant("data", ("kms:Decrypt",), "decrypts the portal access token to poll"),
+        PORTAL_SECRET,
+        LOGS,
+    ),
+    AUDIT_CHECKPOINT.chalice_name: (
+        Grant(
+            "audit",
+            ("dynamodb:Query", "dynamodb:Scan", "dynamodb:PutItem"),
+            "checkpoints; the first checkpoint reads every record",
+        ),
+        Grant("audit/index/by_day", ("dynamodb:Query",), "the records of each day since the last checkpoint"),
+        SIGN,
+        LOGS,
+    ),
+}
+
+TABLE_IDS = {
+    "state": STATE_TABLE.logical_name,
+    "partners": PARTNERS_TABLE.logical_name,
+    "audit": AUDIT_TABLE.logical_name,
+}
+KEY_IDS = {"signing": SIGNING_KEY, "data": DATA_KEY, "pseudonym": PSEUDONYM_KEY}
+
+
+def table_logical_id(logical_name: str) -> str:
+    return f"{logical_name.capitalize()}Table"
+
+
+def key_logical_id(logical_name: str) -> str:
+    return f"{logical_name.capitalize()}Key"
+
+
+def resource(target: Target, stage: str, function: FunctionSpec) -> Any:
+    """The CloudFormation expression of one grant's resource."""
+    table, _, index = target.partition("/index/")
+    if table in TABLE_IDS:
+        logical = table_logical_id(TABLE_IDS[table])
+        if index:
+            return {"Fn::Sub": f"${{{logical}.Arn}}/index/{index}"}
+        return {"Fn::GetAtt": [logical, "Arn"]}
+    if target in KEY_IDS:
+        return {"Fn::GetAtt": [key_logical_id(KEY_IDS[target].logical_name), "Arn"]}
+    if target == "portal-secret":
+        # Secrets Manager appends six random characters to a secret's ARN.
+        name = deployment(stage).portal_secret_name
+        return {
+            "Fn::Sub": f"arn:${{AWS::Partition}}:secretsmanager:${{AWS::Region}}:${{AWS::AccountId}}:secret:{name}-??????"
+        }
+    # The function's name is generated (<stack>-<logical id>-<suffix>); naming its log group by
+    # reference would make the role depend on the function that depends on the role.
+    return {
+        "Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:"
+        f"/aws/lambda/${{AWS::StackName}}-{function.logical_id}-*:*"
+    }
+
+
+def policy_document(stage: str, function: FunctionSpec) -> dict[str, Any]:
+    statements = []
+    for grant in GRANTS[function.chalice_name]:
+        words = re.split(
+            r"[^A-Za-z0-9]+", f"{grant.target} {' '.join(a.split(':')[1] for a in grant.actions)}"
+        )
+        statements.append(
+            {
+                "Sid": "".join(word[:1].upper() + word[1:] for word in words),  # IAM: alphanumeric only
+                "Effect": "Allow",
+                "Action": list(grant.actions),
+                "Resource": resource(grant.target, stage, function),
+            }
+        )
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def policy_file(stage: str, function: FunctionSpec) -> Path:
+    return CONFIG_DIR / f"policy-{stage}-{function.chalice_name.replace('_', '-')}.json"
+
+
+def rendered(stage: str, function: FunctionSpec) -> str:
+    return json.dumps(policy_document(stage, function), indent=2) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    """Rewrite every committed policy file from the grants above."""
+    del argv
+    for stage in DEPLOYED_STAGES:
+        for function in FUNCTIONS:
+            policy_file(stage, function).write_text(rendered(stage, function), encoding="utf-8")
+            print(policy_file(stage, function).relative_to(CONFIG_DIR.parent))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

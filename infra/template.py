@@ -1,0 +1,366 @@
+"""The resources ``chalice package`` does not make, generated from the same specifications the
+local stack is built from (``infra.resources``, ``infra.deployment``), and merged into Chalice's
+SAM template with ``--merge-template`` (a deep merge: these values win).
+
+Chalice makes the functions, their roles (one per function: each has its own policy file), the
+REST API and the schedules. This adds:
+- the three DynamoDB tables: on demand, encrypted with the stage's data key, TTL, point-in-time
+  recovery and deletion protection where the specification asks, retained when the stack goes;
+- the three KMS keys with their aliases and key policies (usage only by this stack's roles);
+- a log group per function with the stage's retention (Chalice would name the API's wrongly);
+- API Gateway stage throttling, with data tracing and execution logging off (they would log
+  request bodies: codes, tokens, personal data);
+- reserved concurrency, and the settings resolved from SSM plus the portal secret's name in every
+  function's environment;
+- alarms (5xx rate, poller lag, webhooks failing or abandoned, scheduled function errors) that
+  notify an optional SNS topic; and the outputs an operator needs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infra.deployment import (
+    AUDIT_CHECKPOINT,
+    FUNCTIONS,
+    PROCESS_DUE,
+    StageDeployment,
+    deployment,
+    function_environment,
+)
+from infra.policy import key_logical_id, table_logical_id
+from infra.resources import APP_NAME, DATA_KEY, KEYS, TABLES, KmsKeySpec, TableSpec
+
+METRICS_NAMESPACE = "MynaRelay"  # chalicelib.telemetry.METRICS_NAMESPACE (infra never imports chalicelib)
+SERVICE_DIMENSION = {"Name": "service", "Value": APP_NAME}
+API_STAGE = "api"  # .chalice/config.json api_gateway_stage
+# The stack's own roles are named <stack>-<logical id>-<suffix> by CloudFormation.
+STACK_ROLES = "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/${AWS::StackName}-*"
+ACCOUNT_ROOT = {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}
+
+KEY_USAGE_ACTIONS: dict[str, list[str]] = {
+    "SIGN_VERIFY": ["kms:Sign", "kms:GetPublicKey", "kms:DescribeKey"],
+    "ENCRYPT_DECRYPT": ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey"],
+    "GENERATE_VERIFY_MAC": ["kms:GenerateMac", "kms:VerifyMac", "kms:DescribeKey"],
+}
+KEY_ADMIN_ACTIONS = [
+    "kms:Create*",
+    "kms:Describe*",
+    "kms:Enable*",
+    "kms:List*",
+    "kms:Put*",
+    "kms:Update*",
+    "kms:Revoke*",
+    "kms:Disable*",
+    "kms:Get*",
+    "kms:TagResource",
+    "kms:UntagResource",
+    "kms:ScheduleKeyDeletion",
+    "kms:CancelKeyDeletion",
+    "kms:RotateKeyOnDemand",
+]
+
+
+def _tags(stage: str) -> list[dict[str, str]]:
+    return [{"Key": "app", "Value": APP_NAME}, {"Key": "stage", "Value": stage}]
+
+
+def table_resource(table: TableSpec, stage: str) -> dict[str, Any]:
+    key_schema = [{"AttributeName": table.keys.partition_key, "KeyType": "HASH"}]
+    if table.keys.sort_key:
+        key_schema.append({"AttributeName": table.keys.sort_key, "KeyType": "RANGE"})
+    properties: dict[str, Any] = {
+        "TableName": table.physical_name(stage),
+        "BillingMode": "PAY_PER_REQUEST",
+        "KeySchema": key_schema,
+        "AttributeDefinitions": [
+            {"AttributeName": name, "AttributeType": kind} for name, kind in table.attributes.items()
+        ],
+        "SSESpecification": {
+            "SSEEnabled": True,
+            "SSEType": "KMS",
+            "KMSMasterKeyId": {"Fn::GetAtt": [key_logical_id(DATA_KEY.logical_name), "Arn"]},
+        },
+        "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": table.point_in_time_recovery},
+        "DeletionProtectionEnabled": table.deletion_protection,
+        "Tags": _tags(stage),
+    }
+    if table.ttl_attribute:
+        properties["TimeToLiveSpecification"] = {"AttributeName": table.ttl_attribute, "Enabled": True}
+    if table.indexes:
+        properties["GlobalSecondaryIndexes"] = [
+            {
+                "IndexName": index.name,
+                "KeySchema": [
+                    {"AttributeName": index.keys.partition_key, "KeyType": "HASH"},
+                    *(
+                        [{"AttributeName": index.keys.sort_key, "KeyType": "RANGE"}]
+                        if index.keys.sort_key
+                        else []
+                    ),
+                ],
+                "Projection": {"ProjectionType": index.projection},
+            }
+            for index in table.indexes
+        ]
+    # Long-lived tables (partners, audit) outlive the stack; flow state is minutes old at most.
+    policy = "Retain" if table.point_in_time_recovery else "Delete"
+    return {
+        "Type": "AWS::DynamoDB::Table",
+        "DeletionPolicy": policy,
+        "UpdateReplacePolicy": policy,
+        "Properties": properties,
+    }
+
+
+def key_policy(key: KmsKeySpec) -> dict[str, Any]:
+    statements: list[dict[str, Any]] = [
+        {
+            # Administration through IAM, never use: the account's administrators can manage,
+            # rotate and schedule the deletion of the key but not sign, decrypt or MAC with it.
+            "Sid": "AccountAdministersTheKey",
+            "Effect": "Allow",
+            "Principal": {"AWS": ACCOUNT_ROOT},
+            "Action": KEY_ADMIN_ACTIONS,
+            "Resource": "*",
+        },
+        {
+            # Use only by this stack's function roles, and only what the key type allows; each
+            # role's own policy then narrows it to the operations that function makes.
+            "Sid": "StackRolesUseTheKey",
+            "Effect": "Allow",
+            "Principal": {"AWS": ACCOUNT_ROOT},
+            "Action": KEY_USAGE_ACTIONS[key.key_usage],
+            "Resource": "*",
+            "Condition": {"ArnLike": {"aws:PrincipalArn": {"Fn::Sub": STACK_ROLES}}},
+        },
+    ]
+    if key is DATA_KEY:
+        statements.append(
+            {
+                # DynamoDB encrypts the tables with this key on behalf of the account's principals
+                # (AWS's documented key policy for a customer managed table key).
+                "Sid": "DynamoDbEncryptsTheTables",
+                "Effect": "Allow",
+                "Principal": {"AWS": ACCOUNT_ROOT},
+                "Action": [
+                    "kms:Encrypt",
+                    "kms:Decrypt",
+                    "kms:ReEncrypt*",
+                    "kms:GenerateDataKey*",
+                    "kms:CreateGrant",
+                    "kms:DescribeKey",
+                ],
+                "Resource": "*",
+                "Condition": {
+                    "StringEquals": {
+                        "kms:ViaService": {"Fn::Sub": "dynamodb.${AWS::Region}.amazonaws.com"},
+                        "kms:CallerAccount": {"Ref": "AWS::AccountId"},
+                    }
+                },
+            }
+        )
+        statements.append(
+            {
+                # The portal secret is encrypted with this key; Secrets Manager decrypts it for
+                # the stack's roles when they read it.
+                "Sid": "SecretsManagerDecryptsThePortalSecret",
+                "Effect": "Allow",
+                "Principal": {"AWS": ACCOUNT_ROOT},
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey*", "kms:DescribeKey"],
+                "Resource": "*",
+                "Condition": {
+                    "StringEquals": {
+                        "kms:ViaService": {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"},
+                        "kms:CallerAccount": {"Ref": "AWS::AccountId"},
+                    }
+                },
+            }
+        )
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def key_resources(key: KmsKeySpec, stage: str) -> dict[str, Any]:
+    logical = key_logical_id(key.logical_name)
+    properties: dict[str, Any] = {
+        "Description": f"{APP_NAME} {stage} {key.logical_name}: {key.purpose}",
+        "KeySpec": key.key_spec,
+        "KeyUsage": key.key_usage,
+        "Enabled": True,
+        "PendingWindowInDays": 30,
+        "KeyPolicy": key_policy(key),
+        "Tags": _tags(stage),
+    }
+    if key.key_spec == "SYMMETRIC_DEFAULT":
+        # Automatic yearly rotation exists for symmetric keys only; the signing and HMAC keys
+        # rotate by replacement (docs/deploy.md).
+        properties["EnableKeyRotation"] = True
+    return {
+        logical: {
+            "Type": "AWS::KMS::Key",
+            "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain",
+            "Properties": properties,
+        },
+        f"{logical}Alias": {
+            "Type": "AWS::KMS::Alias",
+            "Properties": {"AliasName": key.alias(stage), "TargetKeyId": {"Ref": logical}},
+        },
+    }
+
+
+def _alarm(
+    description: str,
+    *,
+    namespace: str,
+    metric: str,
+    dimensions: list[dict[str, Any]],
+    statistic: str,
+    threshold: float,
+    periods: int = 1,
+    period_s: int = 300,
+    missing: str = "notBreaching",
+) -> dict[str, Any]:
+    return {
+        "Type": "AWS::CloudWatch::Alarm",
+        "Properties": {
+            "AlarmDescription": description,
+            "Namespace": namespace,
+            "MetricName": metric,
+            "Dimensions": dimensions,
+            "Statistic": statistic,
+            "Period": period_s,
+            "EvaluationPeriods": periods,
+            "DatapointsToAlarm": periods,
+            "Threshold": threshold,
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+            "TreatMissingData": missing,
+            "AlarmActions": {
+                "Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
+            },
+            "OKActions": {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]},
+        },
+    }
+
+
+def alarms(spec: StageDeployment) -> dict[str, Any]:
+    api = [{"Name": "ApiName", "Value": APP_NAME}, {"Name": "Stage", "Value": API_STAGE}]
+    return {
+        "Api5xxRateAlarm": _alarm(
+            f"More than {spec.api_5xx_rate:.0%} of API requests answered 5xx for 10 minutes",
+            namespace="AWS/ApiGateway",
+            metric="5XXError",
+            dimensions=api,
+            statistic="Average",
+            threshold=spec.api_5xx_rate,
+            periods=2,
+        ),
+        "PollerLagAlarm": _alarm(
+            f"The most overdue flow waited more than {spec.poller_lag_ms // 1000} s for the scheduled run "
+            "(or the run stopped reporting) for 3 minutes",
+            namespace=METRICS_NAMESPACE,
+            metric="poller_lag",
+            dimensions=[SERVICE_DIMENSION],
+            statistic="Maximum",
+            threshold=spec.poller_lag_ms,
+            periods=3,
+            period_s=60,
+            missing="breaching",  # no metric means process_due is not running
+        ),
+        "WebhooksAbandonedAlarm": _alarm(
+            "A partner webhook was abandoned after its last retry",
+            namespace=METRICS_NAMESPACE,
+            metric="webhooks_failed",
+            dimensions=[SERVICE_DIMENSION, {"Name": "outcome", "Value": "abandoned"}],
+            statistic="Sum",
+            threshold=1,
+        ),
+        "WebhooksFailingAlarm": _alarm(
+            "Ten or more webhook sends failed (and will be retried) within 5 minutes",
+            namespace=METRICS_NAMESPACE,
+            metric="webhooks_failed",
+            dimensions=[SERVICE_DIMENSION, {"Name": "outcome", "Value": "retry"}],
+            statistic="Sum",
+            threshold=10,
+        ),
+        **{
+            f"{function.logical_id}ErrorsAlarm": _alarm(
+                f"The scheduled function {function.chalice_name} failed",
+                namespace="AWS/Lambda",
+                metric="Errors",
+                dimensions=[{"Name": "FunctionName", "Value": {"Ref": function.logical_id}}],
+                statistic="Sum",
+                threshold=1,
+            )
+            for function in (PROCESS_DUE, AUDIT_CHECKPOINT)
+        },
+    }
+
+
+def extras(stage: str) -> dict[str, Any]:
+    """The template fragment merged into ``chalice package``'s output for ``stage``."""
+    spec = deployment(stage)
+    resources: dict[str, Any] = {}
+    for key in KEYS:
+        resources.update(key_resources(key, stage))
+    for table in TABLES:
+        resources[table_logical_id(table.logical_name)] = table_resource(table, stage)
+    environment = function_environment(stage)
+    for function in FUNCTIONS:
+        resources[f"{function.logical_id}LogGroup"] = {
+            "Type": "AWS::Logs::LogGroup",
+            # kept when the stack goes (incident evidence); they expire by their retention
+            "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain",
+            "Properties": {
+                "LogGroupName": {"Fn::Sub": f"/aws/lambda/${{{function.logical_id}}}"},
+                "RetentionInDays": spec.log_retention_days,
+            },
+        }
+        resources[function.logical_id] = {
+            "Properties": {
+                "ReservedConcurrentExecutions": spec.reserved_concurrency[function.chalice_name],
+                "Environment": {"Variables": environment},
+            }
+        }
+    resources["RestAPI"] = {
+        "Properties": {
+            "MethodSettings": [
+                {
+                    "ResourcePath": "/*",
+                    "HttpMethod": "*",
+                    "ThrottlingRateLimit": spec.api_rate_limit,
+                    "ThrottlingBurstLimit": spec.api_burst_limit,
+                    "MetricsEnabled": True,
+                    "DataTraceEnabled": False,
+                    "LoggingLevel": "OFF",
+                }
+            ],
+            "Tags": {"app": APP_NAME, "stage": stage},
+        }
+    }
+    resources.update(alarms(spec))
+    outputs: dict[str, Any] = {}
+    for table in TABLES:
+        logical = table_logical_id(table.logical_name)
+        outputs[f"{logical}Name"] = {"Value": {"Ref": logical}}
+        outputs[f"{logical}Arn"] = {"Value": {"Fn::GetAtt": [logical, "Arn"]}}
+    for key in KEYS:
+        logical = key_logical_id(key.logical_name)
+        outputs[f"{logical}Arn"] = {"Value": {"Fn::GetAtt": [logical, "Arn"]}}
+        outputs[f"{logical}Alias"] = {"Value": key.alias(stage)}
+    outputs["PortalSecretName"] = {"Value": spec.portal_secret_name}
+    outputs["SettingsParameterPath"] = {"Value": spec.parameter("")}
+    return {
+        "Parameters": {
+            "AlarmTopicArn": {
+                "Type": "String",
+                "Default": "",
+                "Description": "SNS topic that the alarms notify (empty: alarms without notification)",
+                "AllowedPattern": "^$|^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]+$",
+            }
+        },
+        "Conditions": {"HasAlarmTopic": {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]}},
+        "Resources": resources,
+        "Outputs": outputs,
+    }

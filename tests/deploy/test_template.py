@@ -1,0 +1,279 @@
+"""The packaged template (``make package STAGE=dev|prod``) holds what infra/ specifies, hardened as a
+bank's cloud team expects, and nothing secret."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.deployment import DEPLOYED_STAGES, FUNCTIONS, SSM_SETTINGS, deployment
+from infra.package import PackageError, check_zip, package
+from infra.policy import key_logical_id, table_logical_id
+from infra.resources import AUDIT_TABLE, DATA_KEY, KEYS, TABLES, stage_environment
+from infra.template import KEY_USAGE_ACTIONS
+from tests.conftest import REPO_ROOT, stage_config_environment
+from tests.deploy.cloud import resources_of
+
+STAGES = pytest.mark.parametrize("stage", DEPLOYED_STAGES)
+
+
+def function_env(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
+    variables: dict[str, Any] = template["Resources"][logical_id]["Properties"]["Environment"]["Variables"]
+    return variables
+
+
+@STAGES
+def test_every_table_of_the_specification_is_on_demand_encrypted_with_the_data_key_and_expiring(
+    templates: dict[str, dict[str, Any]], stage: str
+) -> None:
+    # GIVEN the packaged template of the stage
+    tables = resources_of(templates[stage], "AWS::DynamoDB::Table")
+    # THEN it holds exactly the specified tables, each as specified and hardened
+    assert set(tables) == {table_logical_id(table.logical_name) for table in TABLES}
+    for spec in TABLES:
+        body = tables[table_logical_id(spec.logical_name)]
+        props = body["Properties"]
+        assert props["TableName"] == spec.physical_name(stage)
+        assert props["BillingMode"] == "PAY_PER_REQUEST"
+        assert {
+            a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]
+        } == spec.attributes
+        assert props["KeySchema"][0] == {"AttributeName": spec.keys.partition_key, "KeyType": "HASH"}
+        assert props["SSESpecification"] == {
+            "SSEEnabled": True,
+            "SSEType": "KMS",
+            "KMSMasterKeyId": {"Fn::GetAtt": [key_logical_id(DATA_KEY.logical_name), "Arn"]},
+        }
+        assert (
+            props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"]
+            is spec.point_in_time_recovery
+        )
+        assert props["DeletionProtectionEnabled"] is spec.deletion_protection
+        if spec.ttl_attribute:
+            assert props["TimeToLiveSpecification"] == {"AttributeName": spec.ttl_attribute, "Enabled": True}
+        assert {index["IndexName"] for index in props.get("GlobalSecondaryIndexes", [])} == {
+            index.name for index in spec.indexes
+        }
+        expected_policy = "Retain" if spec.point_in_time_recovery else "Delete"
+        assert body["DeletionPolicy"] == body["UpdateReplacePolicy"] == expected_policy
+    audit = tables[table_logical_id(AUDIT_TABLE.logical_name)]["Properties"]
+    assert audit["DeletionProtectionEnabled"] is True
+    assert audit["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+
+
+@STAGES
+def test_every_key_has_its_spec_its_alias_and_a_policy_that_gives_use_only_to_the_stack_roles(
+    templates: dict[str, dict[str, Any]], stage: str
+) -> None:
+    template = templates[stage]
+    keys = resources_of(template, "AWS::KMS::Key")
+    aliases = resources_of(template, "AWS::KMS::Alias")
+    assert set(keys) == {key_logical_id(key.logical_name) for key in KEYS}
+    for spec in KEYS:
+        logical = key_logical_id(spec.logical_name)
+        props = keys[logical]["Properties"]
+        assert (props["KeySpec"], props["KeyUsage"]) == (spec.key_spec, spec.key_usage)
+        assert aliases[f"{logical}Alias"]["Properties"] == {
+            "AliasName": spec.alias(stage),
+            "TargetKeyId": {"Ref": logical},
+        }
+        assert props.get("EnableKeyRotation", False) is (spec.key_spec == "SYMMETRIC_DEFAULT")
+        assert keys[logical]["DeletionPolicy"] == "Retain"
+        statements = {statement["Sid"]: statement for statement in props["KeyPolicy"]["Statement"]}
+        # administrators cannot use the key
+        usage = {"kms:Sign", "kms:Decrypt", "kms:Encrypt", "kms:GenerateMac", "kms:*"}
+        assert not usage & set(statements["AccountAdministersTheKey"]["Action"])
+        # use: only this stack's roles, only what the key type does
+        use = statements["StackRolesUseTheKey"]
+        assert use["Action"] == KEY_USAGE_ACTIONS[spec.key_usage]
+        assert use["Condition"] == {
+            "ArnLike": {
+                "aws:PrincipalArn": {
+                    "Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/${AWS::StackName}-*"
+                }
+            }
+        }
+        # every other statement is bound to an AWS service acting for the account
+        for sid, statement in statements.items():
+            if sid not in {"AccountAdministersTheKey", "StackRolesUseTheKey"}:
+                assert set(statement["Condition"]["StringEquals"]) == {"kms:ViaService", "kms:CallerAccount"}
+
+
+@STAGES
+def test_the_functions_name_the_resources_the_template_creates_and_read_the_rest_from_ssm(
+    templates: dict[str, dict[str, Any]], stage: str
+) -> None:
+    template = templates[stage]
+    spec = deployment(stage)
+    for function in FUNCTIONS:
+        env = function_env(template, function.logical_id)
+        # the tables and key aliases infra/ names (and the template creates)
+        for name, value in stage_environment(stage).items():
+            assert env[name] == value
+        assert env["RELAY_STAGE"] == stage
+        # per-account settings: resolved from SSM at deploy time, never literal in the package
+        for name, parameter in SSM_SETTINGS.items():
+            assert env[name] == f"{{{{resolve:ssm:/myna-relay/{stage}/{parameter}}}}}"
+        assert env["RELAY_PORTAL_CLIENT_SECRET_ID"] == spec.portal_secret_name
+        # no file-based credentials, no endpoint override
+        assert not {"RELAY_PORTAL_CLIENT_CERT", "RELAY_PORTAL_CLIENT_KEY", "RELAY_PORTAL_CA_BUNDLE"} & set(
+            env
+        )
+        assert not any(name.startswith("AWS_ENDPOINT_URL") for name in env)
+        props = template["Resources"][function.logical_id]["Properties"]
+        assert props["ReservedConcurrentExecutions"] == spec.reserved_concurrency[function.chalice_name]
+        assert props["MemorySize"] == 1024
+        log_group = template["Resources"][f"{function.logical_id}LogGroup"]["Properties"]
+        assert log_group == {
+            "LogGroupName": {"Fn::Sub": f"/aws/lambda/${{{function.logical_id}}}"},
+            "RetentionInDays": spec.log_retention_days,
+        }
+    # the config's own stage environment agrees with the template's
+    config_env = stage_config_environment(stage)
+    for name, value in config_env.items():
+        assert function_env(template, "APIHandler")[name] == value
+
+
+@STAGES
+def test_the_schedules_run_the_scheduled_functions(templates: dict[str, dict[str, Any]], stage: str) -> None:
+    resources = templates[stage]["Resources"]
+    schedules = {
+        logical: [
+            event["Properties"]["Schedule"] for event in resources[logical]["Properties"]["Events"].values()
+        ]
+        for logical in ("ProcessDue", "AuditCheckpoint")
+    }
+    assert schedules == {"ProcessDue": ["rate(1 minute)"], "AuditCheckpoint": ["rate(10 minutes)"]}
+
+
+@STAGES
+def test_the_api_stage_is_throttled_and_never_logs_request_bodies(
+    templates: dict[str, dict[str, Any]], stage: str
+) -> None:
+    spec = deployment(stage)
+    api = templates[stage]["Resources"]["RestAPI"]["Properties"]
+    (settings,) = api["MethodSettings"]
+    assert settings == {
+        "ResourcePath": "/*",
+        "HttpMethod": "*",
+        "ThrottlingRateLimit": spec.api_rate_limit,
+        "ThrottlingBurstLimit": spec.api_burst_limit,
+        "MetricsEnabled": True,
+        "DataTraceEnabled": False,
+        "LoggingLevel": "OFF",
+    }
+    assert api["EndpointConfiguration"] == "REGIONAL"
+
+
+@STAGES
+def test_alarms_watch_5xx_poller_lag_webhooks_and_the_scheduled_functions(
+    templates: dict[str, dict[str, Any]], stage: str
+) -> None:
+    alarms = resources_of(templates[stage], "AWS::CloudWatch::Alarm")
+    watched = {(a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in alarms.values()}
+    assert watched == {
+        ("AWS/ApiGateway", "5XXError"),
+        ("MynaRelay", "poller_lag"),
+        ("MynaRelay", "webhooks_failed"),
+        ("AWS/Lambda", "Errors"),
+    }
+    # a poller that stops reporting is itself an alarm
+    assert alarms["PollerLagAlarm"]["Properties"]["TreatMissingData"] == "breaching"
+    for alarm in alarms.values():
+        assert alarm["Properties"]["AlarmActions"] == {
+            "Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
+        }
+
+
+@STAGES
+def test_the_outputs_name_every_table_key_and_the_endpoint(
+    templates: dict[str, dict[str, Any]], stage: str
+) -> None:
+    outputs = templates[stage]["Outputs"]
+    assert "EndpointURL" in outputs
+    for table in TABLES:
+        assert {
+            f"{table_logical_id(table.logical_name)}Name",
+            f"{table_logical_id(table.logical_name)}Arn",
+        } <= set(outputs)
+    for key in KEYS:
+        assert outputs[f"{key_logical_id(key.logical_name)}Alias"] == {"Value": key.alias(stage)}
+    assert outputs["PortalSecretName"] == {"Value": deployment(stage).portal_secret_name}
+
+
+@STAGES
+def test_nothing_secret_or_local_is_in_the_template_or_the_zip(
+    packaged_dirs: dict[str, Path], stage: str
+) -> None:
+    text = (packaged_dirs[stage] / "sam.json").read_text(encoding="utf-8")
+    for marker in (
+        "PRIVATE KEY",
+        "BEGIN CERTIFICATE",
+        "127.0.0.1",
+        "localhost",
+        "sandbox",
+        "AWS_ENDPOINT_URL",
+    ):
+        assert marker not in text, marker
+    names = check_zip(packaged_dirs[stage] / "deployment.zip")
+    top = {name.split("/", 1)[0] for name in names}
+    assert {"app.py", "chalicelib", "boto3", "joserfc", "pydantic"} <= top
+    assert not {"sandbox", "tests", "infra", "scripts", "local", "moto", "flask", "pytest", "werkzeug"} & top
+    # Chalice ships only its small runtime module with the app, never the CLI or the local server
+    assert {n for n in names if n.startswith("chalice/")} == {"chalice/__init__.py", "chalice/app.py"}
+    with zipfile.ZipFile(packaged_dirs[stage] / "deployment.zip") as archive:
+        assert not [
+            n for n in archive.namelist() if n.startswith("chalicelib/") and n.endswith((".pyc", ".json"))
+        ]
+
+
+def test_only_dev_and_prod_can_be_packaged(tmp_path: Path) -> None:
+    for stage in ("local", "test", "", "staging"):
+        with pytest.raises(PackageError, match="STAGE must be one of dev, prod"):
+            package(stage, tmp_path / "out")
+
+
+def test_a_zip_with_a_key_or_a_sandbox_module_is_refused(tmp_path: Path) -> None:
+    for name, content in (
+        ("sandbox/server.py", b"x"),
+        ("chalicelib/portal.pem", b"x"),
+        ("vendor.txt", b"-----BEGIN PRIVATE KEY-----\n" + b"A" * 80 + b"\n-----END PRIVATE KEY-----\n"),
+    ):
+        path = tmp_path / "deployment.zip"
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("app.py", b"")
+            archive.writestr("chalicelib/__init__.py", b"")
+            archive.writestr(name, content)
+        with pytest.raises(PackageError):
+            check_zip(path)
+
+
+def test_cfn_lint_passes_on_both_packaged_templates_informational_checks_included(
+    packaged_dirs: dict[str, Path],
+) -> None:
+    cfn_lint = Path(sys.executable).with_name("cfn-lint")
+    templates = [str(packaged_dirs[stage] / "sam.json") for stage in DEPLOYED_STAGES]
+    result = subprocess.run(
+        [str(cfn_lint), "--include-checks", "I", "--", *templates],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_config_json_turns_off_chalice_policy_generation_for_deployed_stages() -> None:
+    config = json.loads((REPO_ROOT / ".chalice" / "config.json").read_text(encoding="utf-8"))
+    for stage in DEPLOYED_STAGES:
+        assert config["stages"][stage]["autogen_policy"] is False
+        assert set(config["stages"][stage]["lambda_functions"]) == {
+            function.chalice_name for function in FUNCTIONS
+        }
