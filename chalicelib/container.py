@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from chalicelib.adapters.kms_pseudonym import KmsPseudonymizer
     from chalicelib.adapters.kms_signer import KmsSigner
     from chalicelib.adapters.mynaportal import MynaportalClient
+    from chalicelib.adapters.portal_credentials import SecretsManagerPortalCredentials
     from chalicelib.domain.authorization import AuthorizationConfig, AuthorizationService
     from chalicelib.domain.checkpoints import CheckpointService
     from chalicelib.domain.delivery import DeliveryService
@@ -109,6 +110,9 @@ class Container:
         if any(endpoint is None for endpoint in endpoints):
             raise SettingsError("the Mynaportal endpoints (RELAY_PORTAL_*_URL) are not configured")
         authorize_url, token_url, request_url, result_url = (str(endpoint) for endpoint in endpoints)
+        # In AWS the mTLS credentials come from Secrets Manager (read here, on the first call that
+        # needs the portal); locally from the sandbox's PEM files. Settings allow only one of the two.
+        ssl_context = self.portal_credentials.ssl_context() if self.portal_credentials is not None else None
         return MynaportalClient(
             PortalClientConfig(
                 endpoints=PortalEndpoints(
@@ -122,8 +126,19 @@ class Container:
                 ca_bundle=settings.portal_ca_bundle,
                 connect_timeout_s=settings.portal_connect_timeout_s,
                 read_timeout_s=settings.portal_read_timeout_s,
+                ssl_context=ssl_context,
             )
         )
+
+    @cached_property
+    def portal_credentials(self) -> SecretsManagerPortalCredentials | None:
+        """The portal's mTLS credentials from Secrets Manager, or None where they are PEM files."""
+        secret_id = self.settings.portal_client_secret_id
+        if secret_id is None:
+            return None
+        from chalicelib.adapters.portal_credentials import SecretsManagerPortalCredentials
+
+        return SecretsManagerPortalCredentials(self.aws.secretsmanager, secret_id)
 
     @cached_property
     def authorization_config(self) -> AuthorizationConfig:

@@ -6,7 +6,8 @@ tests call ``get_settings.cache_clear()``.
 
 Guards: ``dev``/``prod`` refuse any ``AWS_ENDPOINT_URL*`` override (botocore would otherwise send
 every call, credentials included, wherever that variable points), and ``local`` refuses to start
-without one (it must never reach a real account).
+without one (it must never reach a real account). ``dev``/``prod`` also refuse the portal's mTLS
+credentials as file paths: there they come only from a Secrets Manager secret.
 """
 
 from __future__ import annotations
@@ -55,11 +56,27 @@ class Settings(BaseSettings):
     portal_token_url: str | None = None
     portal_request_url: str | None = None
     portal_result_url: str | None = None
+    # The mTLS credentials: files on the developer's machine (the sandbox's test PKI), a Secrets
+    # Manager secret in AWS. Never both, and never a file in a deployed stage: a path there would
+    # mean a private key shipped in or beside the package.
     portal_client_cert: str | None = Field(
-        default=None, description="PEM path of our mTLS client certificate"
+        default=None, description="PEM path of our mTLS client certificate (local and test stages only)"
     )
-    portal_client_key: str | None = None
-    portal_ca_bundle: str | None = Field(default=None, description="PEM path trusting the portal's server")
+    portal_client_key: str | None = Field(
+        default=None, description="PEM path of our mTLS client key (local and test stages only)"
+    )
+    portal_ca_bundle: str | None = Field(
+        default=None, description="PEM path trusting the portal's server (local and test stages only)"
+    )
+    portal_client_secret_id: str | None = Field(
+        default=None,
+        max_length=2048,
+        pattern=r"^[A-Za-z0-9/_+=.@:\-]+$",
+        description=(
+            "Secrets Manager secret id/ARN holding the portal mTLS credentials: JSON "
+            '{"certificate": PEM chain, "private_key": PEM, "ca_bundle": PEM (optional)}'
+        ),
+    )
     portal_services: dict[str, str] = Field(
         default_factory=dict,
         description='Approved portal service per dataset: {"local_tax": "SP########_AA####", ...}',
@@ -79,10 +96,18 @@ class Settings(BaseSettings):
     aws_read_timeout_s: float = Field(default=5.0, gt=0, le=30)
     aws_max_attempts: int = Field(default=3, ge=1, le=10)
 
-    @field_validator("aws_endpoint_url")
+    @field_validator(
+        "aws_endpoint_url",
+        "portal_client_cert",
+        "portal_client_key",
+        "portal_ca_bundle",
+        "portal_client_secret_id",
+        mode="before",
+    )
     @classmethod
-    def _blank_is_none(cls, value: str | None) -> str | None:
-        return value or None
+    def _blank_is_none(cls, value: object) -> object:
+        # An environment variable set to "" (an unset template parameter) means "not configured".
+        return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
     def _endpoint_matches_stage(self) -> Settings:
@@ -111,6 +136,26 @@ class Settings(BaseSettings):
                 value = getattr(self, name)
                 if value is not None and not value.startswith("https://"):
                     raise ValueError(f"{name} must be https in stage {self.stage!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _portal_credentials_from_one_source(self) -> Settings:
+        paths = [
+            name
+            for name in ("portal_client_cert", "portal_client_key", "portal_ca_bundle")
+            if getattr(self, name) is not None
+        ]
+        if paths and self.portal_client_secret_id is not None:
+            raise ValueError(
+                f"{', '.join(paths)} and portal_client_secret_id are both configured; the portal's"
+                " mTLS credentials come from one source (RELAY_PORTAL_CLIENT_SECRET_ID in AWS)"
+            )
+        if paths and self.stage in DEPLOYED_STAGES:
+            raise ValueError(
+                f"{', '.join(paths)} must not be set in stage {self.stage!r}: the portal's mTLS"
+                " credentials come only from the Secrets Manager secret named by"
+                " portal_client_secret_id (RELAY_PORTAL_CLIENT_SECRET_ID), never from a file"
+            )
         return self
 
     @property

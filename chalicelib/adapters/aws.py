@@ -18,6 +18,7 @@ from chalicelib.domain.errors import DependencyUnavailable
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_kms.client import KMSClient
+    from mypy_boto3_secretsmanager.client import SecretsManagerClient
 
     from chalicelib.settings import Settings
 
@@ -36,13 +37,14 @@ class AwsClients:
         )
         self._dynamodb: DynamoDBClient | None = None
         self._kms: KMSClient | None = None
+        self._secretsmanager: SecretsManagerClient | None = None
         # A boto3 Session is not thread-safe while it creates clients (the clients themselves
         # are). Lambda runs one request at a time; `chalice local` serves requests on threads.
         self._lock = threading.Lock()
 
     def _client(self, service: str) -> Any:
         return self._session.client(
-            service,  # type: ignore[call-overload]  # service is one of the two literals below
+            service,  # type: ignore[call-overload]  # service is one of the literals below
             config=self._config,
             endpoint_url=self._settings.aws_endpoint_url,
         )
@@ -62,6 +64,14 @@ class AwsClients:
                 if self._kms is None:
                     self._kms = self._client("kms")
         return self._kms
+
+    @property
+    def secretsmanager(self) -> SecretsManagerClient:
+        if self._secretsmanager is None:
+            with self._lock:
+                if self._secretsmanager is None:
+                    self._secretsmanager = self._client("secretsmanager")
+        return self._secretsmanager
 
 
 def error_code(exc: ClientError) -> str:

@@ -23,6 +23,7 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import urlencode, urlsplit
@@ -95,6 +96,10 @@ class PortalEndpoints:
 
 @dataclass(frozen=True)
 class PortalClientConfig:
+    """The portal's endpoints and how we authenticate to it: either PEM file paths (the sandbox's
+    test PKI, locally) or a ready ``ssl_context`` holding the client certificate and key (in AWS,
+    built from a Secrets Manager secret by ``portal_credentials``), never both."""
+
     endpoints: PortalEndpoints
     client_cert: str | None  # PEM path (mTLS); None only when the endpoint is plain http (tests)
     client_key: str | None
@@ -105,10 +110,26 @@ class PortalClientConfig:
     read_timeout_s: float = 10.0
     result_attempts: int = 3  # IF001-06 is a read: safe to retry
     backoff_base_s: float = 0.5
+    # Client certificate, key and trust already loaded; replaces the three paths above.
+    ssl_context: ssl.SSLContext | None = dataclass_field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if (self.client_cert is None) != (self.client_key is None):
             raise ValueError("client_cert and client_key are configured together or not at all")
+        if self.ssl_context is not None:
+            if self.client_cert is not None or self.ca_bundle is not None:
+                raise ValueError(
+                    "ssl_context replaces client_cert, client_key and ca_bundle: give one or the other"
+                )
+            context = self.ssl_context
+            if (
+                context.verify_mode != ssl.CERT_REQUIRED
+                or not context.check_hostname
+                or context.minimum_version < ssl.TLSVersion.TLSv1_2
+            ):
+                raise ValueError(
+                    "ssl_context must verify the portal (CERT_REQUIRED, hostname check, TLS >= 1.2)"
+                )
         if self.connect_timeout_s <= 0 or self.read_timeout_s <= 0:
             raise ValueError("timeouts must be positive")
         if self.result_attempts < 1:
@@ -206,15 +227,23 @@ class MynaportalClient:
         self._timeout = urllib3.Timeout(connect=config.connect_timeout_s, read=config.read_timeout_s)
         # retries=False: urllib3 never repeats a call on its own; what is safe to repeat is decided
         # per interface below. The TLS keywords apply to https pools only.
+        tls: dict[str, Any] = (
+            # The context carries the client certificate, the trust and the TLS floor itself.
+            {"ssl_context": config.ssl_context}
+            if config.ssl_context is not None
+            else {
+                "ca_certs": config.ca_bundle,
+                "cert_file": config.client_cert,
+                "key_file": config.client_key,
+                "ssl_minimum_version": ssl.TLSVersion.TLSv1_2,
+            }
+        )
         self._pool = urllib3.PoolManager(
             num_pools=4,
             timeout=self._timeout,
             retries=False,
             cert_reqs="CERT_REQUIRED",
-            ca_certs=config.ca_bundle,
-            cert_file=config.client_cert,
-            key_file=config.client_key,
-            ssl_minimum_version=ssl.TLSVersion.TLSv1_2,
+            **tls,
         )
 
     # -- IF001-03 -------------------------------------------------------------------------------------

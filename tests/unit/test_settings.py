@@ -18,6 +18,8 @@ def stage(monkeypatch: pytest.MonkeyPatch) -> object:
             monkeypatch.setenv(key, value)
         if name == "local":  # the launcher sets it: only it knows the port the relay listens on
             monkeypatch.setenv("RELAY_ISSUER", "http://127.0.0.1:8000")
+        elif name in ("dev", "prod"):  # resolved from SSM by the template (infra.deployment)
+            monkeypatch.setenv("RELAY_ISSUER", f"https://api.{name}.myna-relay.example")
         get_settings.cache_clear()
 
     return use
@@ -99,3 +101,108 @@ def test_the_region_falls_back_to_aws_default_region(stage, monkeypatch: pytest.
     monkeypatch.delenv("AWS_REGION", raising=False)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "ap-northeast-3")
     assert get_settings().aws_region == "ap-northeast-3"
+
+
+# -- the portal's mTLS credentials: a Secrets Manager secret in AWS, PEM files only off AWS ----------
+
+SECRET_ARN = "arn:aws:secretsmanager:ap-northeast-1:123456789012:secret:myna-relay/prod/portal-mtls-AbCdEf"
+PATH_SETTINGS = {
+    "RELAY_PORTAL_CLIENT_CERT": "portal_client_cert",
+    "RELAY_PORTAL_CLIENT_KEY": "portal_client_key",
+    "RELAY_PORTAL_CA_BUNDLE": "portal_ca_bundle",
+}
+
+
+def use_stage(stage, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """The stage's configuration (the fixture sets the issuer deployed stages take from SSM)."""
+    stage(name)
+
+
+@pytest.mark.parametrize("name", ["dev", "prod"])
+@pytest.mark.parametrize(("variable", "setting"), PATH_SETTINGS.items())
+def test_deployed_stages_refuse_portal_credentials_as_file_paths(
+    stage, monkeypatch: pytest.MonkeyPatch, name: str, variable: str, setting: str
+) -> None:
+    # GIVEN a deployed stage whose portal certificate, key or CA is a path (in or beside the package)
+    use_stage(stage, monkeypatch, name)
+    monkeypatch.setenv(variable, "/var/task/chalicelib/portal-client.pem")
+    # WHEN the settings are read
+    # THEN they are refused, naming the setting and where the credentials come from instead
+    with pytest.raises(SettingsError, match=rf"{setting} must not be set in stage '{name}'") as refused:
+        get_settings()
+    assert "RELAY_PORTAL_CLIENT_SECRET_ID" in str(refused.value)
+
+
+@pytest.mark.parametrize("name", ["dev", "prod"])
+def test_deployed_stages_accept_portal_credentials_from_a_secret(
+    stage, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    # GIVEN a deployed stage whose portal credentials are a Secrets Manager secret
+    use_stage(stage, monkeypatch, name)
+    monkeypatch.setenv("RELAY_PORTAL_CLIENT_SECRET_ID", SECRET_ARN)
+    # WHEN the settings are read
+    settings = get_settings()
+    # THEN the secret is the only source of the credentials
+    assert settings.portal_client_secret_id == SECRET_ARN
+    assert (settings.portal_client_cert, settings.portal_client_key, settings.portal_ca_bundle) == (
+        None,
+        None,
+        None,
+    )
+
+
+@pytest.mark.parametrize("name", ["local", "test", "dev", "prod"])
+def test_every_stage_refuses_a_secret_and_file_paths_together(
+    stage, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    # GIVEN a stage configured with both a secret and a client certificate file
+    use_stage(stage, monkeypatch, name)
+    if name == "local":
+        monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:8010")
+    monkeypatch.setenv("RELAY_PORTAL_CLIENT_SECRET_ID", "myna-relay/portal-mtls")
+    monkeypatch.setenv("RELAY_PORTAL_CLIENT_CERT", "/home/dev/tls/client.pem")
+    monkeypatch.setenv("RELAY_PORTAL_CLIENT_KEY", "/home/dev/tls/client.key")
+    # WHEN the settings are read
+    # THEN they are refused, naming both sources
+    with pytest.raises(
+        SettingsError, match="portal_client_cert, portal_client_key and portal_client_secret_id are both"
+    ):
+        get_settings()
+
+
+def test_the_test_stage_still_takes_the_sandbox_pem_files(stage, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the test stage with the sandbox's PEM files, as the functional tests configure it
+    use_stage(stage, monkeypatch, "test")
+    for variable in PATH_SETTINGS:
+        monkeypatch.setenv(variable, f"/home/dev/tls/{variable.lower()}.pem")
+    # WHEN the settings are read
+    settings = get_settings()
+    # THEN the paths are kept and no secret is configured
+    assert settings.portal_client_cert == "/home/dev/tls/relay_portal_client_cert.pem"
+    assert settings.portal_client_secret_id is None
+
+
+@pytest.mark.parametrize("name", ["dev", "prod"])
+def test_blank_portal_credential_settings_mean_not_configured(
+    stage, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    # GIVEN a deployed stage whose template left the path variables empty next to the secret
+    use_stage(stage, monkeypatch, name)
+    for variable in PATH_SETTINGS:
+        monkeypatch.setenv(variable, "")
+    monkeypatch.setenv("RELAY_PORTAL_CLIENT_SECRET_ID", SECRET_ARN)
+    # WHEN the settings are read
+    settings = get_settings()
+    # THEN the empty values are no path at all, and the secret is accepted
+    assert settings.portal_client_cert is None
+    assert settings.portal_client_secret_id == SECRET_ARN
+
+
+def test_a_secret_id_that_is_not_an_id_names_its_setting(stage, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a secret id with characters no Secrets Manager name or ARN has
+    use_stage(stage, monkeypatch, "prod")
+    monkeypatch.setenv("RELAY_PORTAL_CLIENT_SECRET_ID", "myna relay portal; mtls")
+    # WHEN the settings are read
+    # THEN they are refused, naming the setting
+    with pytest.raises(SettingsError, match="portal_client_secret_id"):
+        get_settings()
