@@ -21,7 +21,7 @@ from sandbox.clock import Clock, ManualClock, SystemClock
 from sandbox.personas import PERSONAS_DIR, load_personas
 from sandbox.portal import Portal, ServiceRegistration, Timing
 from sandbox.scenarios import Scenario, ScenarioBook
-from sandbox.tls import TlsFiles, create_test_pki, server_context
+from sandbox.tls import TlsFiles, browser_server_context, create_test_pki, server_context
 from sandbox.web import create_app_side, create_sp_side
 
 NOTICE_TIMEOUT_S = 5.0
@@ -72,6 +72,7 @@ class SandboxServer:
         app_port: int = 0,
         sp_port: int = 0,
         tls_dir: Path | None = None,
+        app_tls: bool = False,
         deterministic: bool = False,
         timing: Timing | None = None,
         clock: Clock | None = None,
@@ -90,8 +91,15 @@ class SandboxServer:
             scenarios=ScenarioBook(default_scenario),
             send_notice=post_json,
         )
+        # The browser side is plain HTTP locally (the resident's browser would not trust the test
+        # CA); app_tls serves it over TLS too, for stages whose settings accept https only.
+        self._app_tls = app_tls and self.tls is not None
         self._app_server: BaseWSGIServer = make_server(
-            host, app_port, create_app_side(self.portal), threaded=True
+            host,
+            app_port,
+            create_app_side(self.portal),
+            threaded=True,
+            ssl_context=browser_server_context(self.tls) if self.tls and app_tls else None,
         )
         self._sp_server: BaseWSGIServer = make_server(
             host,
@@ -106,7 +114,8 @@ class SandboxServer:
 
     @property
     def app_url(self) -> str:
-        return f"http://{self._host}:{self._app_server.server_port}"
+        scheme = "https" if self._app_tls else "http"
+        return f"{scheme}://{self._host}:{self._app_server.server_port}"
 
     @property
     def sp_url(self) -> str:

@@ -146,6 +146,14 @@ def server_context(files: TlsFiles) -> ssl.SSLContext:
     return context
 
 
+def browser_server_context(files: TlsFiles) -> ssl.SSLContext:
+    """TLS 1.2+ for the resident's browser side: the same server certificate, no client one."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(files.server_cert, files.server_key)
+    return context
+
+
 def client_common_name(pem: str) -> str | None:
     cert = x509.load_pem_x509_certificate(pem.encode())
     names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)

@@ -81,6 +81,9 @@ class Journey:
     csrf_token: str = ""
     portal_url: str = ""
     callback_query: str = ""
+    # what the resident's browser trusts: True (the system) for the sandbox's plain-HTTP side,
+    # the test CA when the sandbox serves that side over TLS
+    browser_verify: bool | str = True
 
     def form(self, fields: dict[str, str]) -> dict[str, Any]:
         return {"body": urlencode(fields), "headers": {"Content-Type": "application/x-www-form-urlencoded"}}
@@ -131,6 +134,8 @@ class Journey:
     def at_portal(self, persona: str = "salaried", *, agree: bool = True) -> dict[str, str]:
         """The resident signs in at the sandbox and agrees; returns the portal's callback query."""
         browser = requests.Session()
+        browser.trust_env = False  # REQUESTS_CA_BUNDLE would override the verify below
+        browser.verify = self.browser_verify
         page = browser.get(self.portal_url, timeout=10)
         assert page.status_code == 200, page.text
         session = re.search(r'name="session" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
