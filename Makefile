@@ -32,6 +32,7 @@ typecheck: $(STAMP)
 ## tables, keys, alarms...) and build/<stage>/deployment.zip. Deploying it: docs/deploy.md.
 package: $(STAMP)
 	$(PY) -m infra.package --stage "$(STAGE)"
+	$(VENV)/bin/cfn-lint --include-checks I -- build/$(STAGE)/sam.json
 
 # Both deployable stages packaged and linted, informational checks included.
 cfn-lint: $(STAMP)

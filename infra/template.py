@@ -52,6 +52,7 @@ KEY_ADMIN_ACTIONS = [
     "kms:Update*",
     "kms:Revoke*",
     "kms:Disable*",
+    "kms:Delete*",  # DeleteAlias: CloudFormation removes the aliases on stack deletion or rollback
     "kms:Get*",
     "kms:TagResource",
     "kms:UntagResource",
@@ -107,7 +108,8 @@ def table_resource(table: TableSpec, stage: str) -> dict[str, Any]:
     policy = "Retain" if table.point_in_time_recovery else "Delete"
     return {
         "Type": "AWS::DynamoDB::Table",
-        "DeletionPolicy": policy,
+        # RetainExceptOnCreate: a failed first deploy leaves nothing behind to block the retry.
+        "DeletionPolicy": f"{policy}ExceptOnCreate" if policy == "Retain" else policy,
         "UpdateReplacePolicy": policy,
         "Properties": properties,
     }
@@ -136,13 +138,16 @@ def key_policy(key: KmsKeySpec) -> dict[str, Any]:
         },
     ]
     if key is DATA_KEY:
+        via = {"Fn::Sub": "dynamodb.${AWS::Region}.amazonaws.com"}
         statements.append(
             {
-                # DynamoDB encrypts the tables with this key on behalf of the account's principals
-                # (AWS's documented key policy for a customer managed table key).
+                # AWS's documented key policy for a customer managed table key: DynamoDB uses the
+                # key for any principal of this account that DynamoDB itself authorised, and only
+                # through DynamoDB. (A statement naming the account would only delegate to IAM, and
+                # the function roles grant no DynamoDB-side KMS use.)
                 "Sid": "DynamoDbEncryptsTheTables",
                 "Effect": "Allow",
-                "Principal": {"AWS": ACCOUNT_ROOT},
+                "Principal": {"AWS": "*"},
                 "Action": [
                     "kms:Encrypt",
                     "kms:Decrypt",
@@ -153,8 +158,23 @@ def key_policy(key: KmsKeySpec) -> dict[str, Any]:
                 ],
                 "Resource": "*",
                 "Condition": {
+                    "StringEquals": {"kms:ViaService": via, "kms:CallerAccount": {"Ref": "AWS::AccountId"}}
+                },
+            }
+        )
+        secrets = {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}
+        statements.append(
+            {
+                # The operator stores the portal secret encrypted with this key (any principal of
+                # the account may encrypt through Secrets Manager; encrypting reveals nothing) ...
+                "Sid": "SecretsManagerEncryptsThePortalSecret",
+                "Effect": "Allow",
+                "Principal": {"AWS": "*"},
+                "Action": ["kms:GenerateDataKey*", "kms:DescribeKey"],
+                "Resource": "*",
+                "Condition": {
                     "StringEquals": {
-                        "kms:ViaService": {"Fn::Sub": "dynamodb.${AWS::Region}.amazonaws.com"},
+                        "kms:ViaService": secrets,
                         "kms:CallerAccount": {"Ref": "AWS::AccountId"},
                     }
                 },
@@ -162,18 +182,18 @@ def key_policy(key: KmsKeySpec) -> dict[str, Any]:
         )
         statements.append(
             {
-                # The portal secret is encrypted with this key; Secrets Manager decrypts it for
-                # the stack's roles when they read it.
+                # ... and only this stack's roles can have Secrets Manager decrypt it for them.
                 "Sid": "SecretsManagerDecryptsThePortalSecret",
                 "Effect": "Allow",
-                "Principal": {"AWS": ACCOUNT_ROOT},
-                "Action": ["kms:Decrypt", "kms:GenerateDataKey*", "kms:DescribeKey"],
+                "Principal": {"AWS": "*"},
+                "Action": ["kms:Decrypt"],
                 "Resource": "*",
                 "Condition": {
                     "StringEquals": {
-                        "kms:ViaService": {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"},
+                        "kms:ViaService": secrets,
                         "kms:CallerAccount": {"Ref": "AWS::AccountId"},
-                    }
+                    },
+                    "ArnLike": {"aws:PrincipalArn": {"Fn::Sub": STACK_ROLES}},
                 },
             }
         )
@@ -198,7 +218,7 @@ def key_resources(key: KmsKeySpec, stage: str) -> dict[str, Any]:
     return {
         logical: {
             "Type": "AWS::KMS::Key",
-            "DeletionPolicy": "Retain",
+            "DeletionPolicy": "RetainExceptOnCreate",
             "UpdateReplacePolicy": "Retain",
             "Properties": properties,
         },
@@ -310,7 +330,7 @@ def extras(stage: str) -> dict[str, Any]:
         resources[f"{function.logical_id}LogGroup"] = {
             "Type": "AWS::Logs::LogGroup",
             # kept when the stack goes (incident evidence); they expire by their retention
-            "DeletionPolicy": "Retain",
+            "DeletionPolicy": "RetainExceptOnCreate",
             "UpdateReplacePolicy": "Retain",
             "Properties": {
                 "LogGroupName": {"Fn::Sub": f"/aws/lambda/${{{function.logical_id}}}"},
@@ -320,7 +340,14 @@ def extras(stage: str) -> dict[str, Any]:
         resources[function.logical_id] = {
             "Properties": {
                 "ReservedConcurrentExecutions": spec.reserved_concurrency[function.chalice_name],
-                "Environment": {"Variables": environment},
+                "Environment": {
+                    "Variables": {
+                        **environment,
+                        # CloudFormation resolves {{resolve:ssm:...}} only when a function's
+                        # configuration changes: a new revision makes a deploy pick up new values.
+                        "RELAY_SETTINGS_REVISION": {"Ref": "SettingsRevision"},
+                    }
+                },
             }
         }
     resources["RestAPI"] = {
@@ -353,12 +380,18 @@ def extras(stage: str) -> dict[str, Any]:
     outputs["SettingsParameterPath"] = {"Value": spec.parameter("")}
     return {
         "Parameters": {
+            "SettingsRevision": {
+                "Type": "String",
+                "Default": "1",
+                "Description": "Change it (e.g. to the date) to make a deploy re-read the SSM settings",
+                "AllowedPattern": "^[A-Za-z0-9._-]{1,32}$",
+            },
             "AlarmTopicArn": {
                 "Type": "String",
                 "Default": "",
                 "Description": "SNS topic that the alarms notify (empty: alarms without notification)",
                 "AllowedPattern": "^$|^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]+$",
-            }
+            },
         },
         "Conditions": {"HasAlarmTopic": {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]}},
         "Resources": resources,

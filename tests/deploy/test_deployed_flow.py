@@ -118,7 +118,7 @@ def deployed(
                 region=REGION,
                 stack_name=STACK,
                 conditions={"HasAlarmTopic": False},
-                parameters={"AlarmTopicArn": ""},
+                parameters={"AlarmTopicArn": "", "SettingsRevision": "1"},
                 ssm=lambda name: str(ssm.get_parameter(Name=name)["Parameter"]["Value"]),
             )
             create_stack_resources(template, resolver, session.client("dynamodb"), session.client("kms"))

@@ -60,8 +60,11 @@ def test_every_table_of_the_specification_is_on_demand_encrypted_with_the_data_k
         assert {index["IndexName"] for index in props.get("GlobalSecondaryIndexes", [])} == {
             index.name for index in spec.indexes
         }
-        expected_policy = "Retain" if spec.point_in_time_recovery else "Delete"
-        assert body["DeletionPolicy"] == body["UpdateReplacePolicy"] == expected_policy
+        # long-lived tables outlive the stack, but not a failed first deploy (it would block the retry)
+        if spec.point_in_time_recovery:
+            assert (body["DeletionPolicy"], body["UpdateReplacePolicy"]) == ("RetainExceptOnCreate", "Retain")
+        else:
+            assert (body["DeletionPolicy"], body["UpdateReplacePolicy"]) == ("Delete", "Delete")
     audit = tables[table_logical_id(AUDIT_TABLE.logical_name)]["Properties"]
     assert audit["DeletionProtectionEnabled"] is True
     assert audit["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
@@ -84,7 +87,7 @@ def test_every_key_has_its_spec_its_alias_and_a_policy_that_gives_use_only_to_th
             "TargetKeyId": {"Ref": logical},
         }
         assert props.get("EnableKeyRotation", False) is (spec.key_spec == "SYMMETRIC_DEFAULT")
-        assert keys[logical]["DeletionPolicy"] == "Retain"
+        assert keys[logical]["DeletionPolicy"] == "RetainExceptOnCreate"
         statements = {statement["Sid"]: statement for statement in props["KeyPolicy"]["Statement"]}
         # administrators cannot use the key
         usage = {"kms:Sign", "kms:Decrypt", "kms:Encrypt", "kms:GenerateMac", "kms:*"}
@@ -99,10 +102,23 @@ def test_every_key_has_its_spec_its_alias_and_a_policy_that_gives_use_only_to_th
                 }
             }
         }
-        # every other statement is bound to an AWS service acting for the account
+        # administrators may delete the aliases (CloudFormation does, on deletion or rollback)
+        assert "kms:Delete*" in statements["AccountAdministersTheKey"]["Action"]
+        # every other statement is bound to an AWS service acting for this account
         for sid, statement in statements.items():
             if sid not in {"AccountAdministersTheKey", "StackRolesUseTheKey"}:
                 assert set(statement["Condition"]["StringEquals"]) == {"kms:ViaService", "kms:CallerAccount"}
+                assert statement["Condition"]["StringEquals"]["kms:CallerAccount"] == {
+                    "Ref": "AWS::AccountId"
+                }
+        if spec is DATA_KEY:
+            # DynamoDB's table encryption, and the portal secret decrypted only for this stack's roles
+            assert {"DynamoDbEncryptsTheTables", "SecretsManagerDecryptsThePortalSecret"} <= set(statements)
+            decrypt = statements["SecretsManagerDecryptsThePortalSecret"]
+            assert decrypt["Action"] == ["kms:Decrypt"]
+            assert decrypt["Condition"]["ArnLike"] == use["Condition"]["ArnLike"]
+        else:
+            assert set(statements) == {"AccountAdministersTheKey", "StackRolesUseTheKey"}
 
 
 @STAGES
@@ -121,6 +137,8 @@ def test_the_functions_name_the_resources_the_template_creates_and_read_the_rest
         for name, parameter in SSM_SETTINGS.items():
             assert env[name] == f"{{{{resolve:ssm:/myna-relay/{stage}/{parameter}}}}}"
         assert env["RELAY_PORTAL_CLIENT_SECRET_ID"] == spec.portal_secret_name
+        # a new SettingsRevision makes a deploy re-resolve the SSM references
+        assert env["RELAY_SETTINGS_REVISION"] == {"Ref": "SettingsRevision"}
         # no file-based credentials, no endpoint override
         assert not {"RELAY_PORTAL_CLIENT_CERT", "RELAY_PORTAL_CLIENT_KEY", "RELAY_PORTAL_CA_BUNDLE"} & set(
             env
