@@ -110,9 +110,10 @@ class Container:
         if any(endpoint is None for endpoint in endpoints):
             raise SettingsError("the Mynaportal endpoints (RELAY_PORTAL_*_URL) are not configured")
         authorize_url, token_url, request_url, result_url = (str(endpoint) for endpoint in endpoints)
-        # In AWS the mTLS credentials come from Secrets Manager (read here, on the first call that
-        # needs the portal); locally from the sandbox's PEM files. Settings allow only one of the two.
-        ssl_context = self.portal_credentials.ssl_context() if self.portal_credentials is not None else None
+        # In AWS the mTLS credentials come from Secrets Manager, read by the client on its first
+        # portal call (not when a service holding it is built); locally from the sandbox's PEM
+        # files. Settings allow only one of the two.
+        ssl_context = self.portal_credentials.ssl_context if self.portal_credentials is not None else None
         return MynaportalClient(
             PortalClientConfig(
                 endpoints=PortalEndpoints(

@@ -20,6 +20,7 @@ import ipaddress
 import json
 import re
 import ssl
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, f
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from chalicelib.adapters import mynaportal_inferred as inferred
+from chalicelib.domain.errors import RelayError
 from chalicelib.domain.portal import (
     PortalAuthorizationFailed,
     PortalProcess,
@@ -94,6 +96,16 @@ class PortalEndpoints:
                 raise ValueError(f"{name} must be https (plain http only on loopback)")
 
 
+def _require_verifying(context: ssl.SSLContext) -> ssl.SSLContext:
+    if (
+        context.verify_mode != ssl.CERT_REQUIRED
+        or not context.check_hostname
+        or context.minimum_version < ssl.TLSVersion.TLSv1_2
+    ):
+        raise ValueError("ssl_context must verify the portal (CERT_REQUIRED, hostname check, TLS >= 1.2)")
+    return context
+
+
 @dataclass(frozen=True)
 class PortalClientConfig:
     """The portal's endpoints and how we authenticate to it: either PEM file paths (the sandbox's
@@ -110,8 +122,12 @@ class PortalClientConfig:
     read_timeout_s: float = 10.0
     result_attempts: int = 3  # IF001-06 is a read: safe to retry
     backoff_base_s: float = 0.5
-    # Client certificate, key and trust already loaded; replaces the three paths above.
-    ssl_context: ssl.SSLContext | None = dataclass_field(default=None, repr=False, compare=False)
+    # Client certificate, key and trust already loaded; replaces the three paths above. A callable
+    # is called on the first portal call (in AWS it reads the secret: a container that never calls
+    # the portal never reads it, and one that cannot read it yet fails only its portal calls).
+    ssl_context: ssl.SSLContext | Callable[[], ssl.SSLContext] | None = dataclass_field(
+        default=None, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if (self.client_cert is None) != (self.client_key is None):
@@ -121,15 +137,8 @@ class PortalClientConfig:
                 raise ValueError(
                     "ssl_context replaces client_cert, client_key and ca_bundle: give one or the other"
                 )
-            context = self.ssl_context
-            if (
-                context.verify_mode != ssl.CERT_REQUIRED
-                or not context.check_hostname
-                or context.minimum_version < ssl.TLSVersion.TLSv1_2
-            ):
-                raise ValueError(
-                    "ssl_context must verify the portal (CERT_REQUIRED, hostname check, TLS >= 1.2)"
-                )
+            if isinstance(self.ssl_context, ssl.SSLContext):
+                _require_verifying(self.ssl_context)
         if self.connect_timeout_s <= 0 or self.read_timeout_s <= 0:
             raise ValueError("timeouts must be positive")
         if self.result_attempts < 1:
@@ -225,12 +234,27 @@ class MynaportalClient:
         self._config = config
         self._sleep = sleep
         self._timeout = urllib3.Timeout(connect=config.connect_timeout_s, read=config.read_timeout_s)
+        self._pool_manager: urllib3.PoolManager | None = None
+        self._pool_lock = threading.Lock()
+
+    @property
+    def _pool(self) -> urllib3.PoolManager:
+        """One pool manager per client, made on the first portal call."""
+        if self._pool_manager is None:
+            with self._pool_lock:
+                if self._pool_manager is None:
+                    self._pool_manager = self._make_pool()
+        return self._pool_manager
+
+    def _make_pool(self) -> urllib3.PoolManager:
+        config = self._config
+        context = config.ssl_context() if callable(config.ssl_context) else config.ssl_context
         # retries=False: urllib3 never repeats a call on its own; what is safe to repeat is decided
         # per interface below. The TLS keywords apply to https pools only.
         tls: dict[str, Any] = (
             # The context carries the client certificate, the trust and the TLS floor itself.
-            {"ssl_context": config.ssl_context}
-            if config.ssl_context is not None
+            {"ssl_context": _require_verifying(context)}
+            if context is not None
             else {
                 "ca_certs": config.ca_bundle,
                 "cert_file": config.client_cert,
@@ -238,7 +262,7 @@ class MynaportalClient:
                 "ssl_minimum_version": ssl.TLSVersion.TLSv1_2,
             }
         )
-        self._pool = urllib3.PoolManager(
+        return urllib3.PoolManager(
             num_pools=4,
             timeout=self._timeout,
             retries=False,
@@ -373,7 +397,17 @@ class MynaportalClient:
         """One POST, no redirects, the answer read up to ``MAX_ANSWER_BYTES``. Connection, TLS and
         timeout failures become ``PortalUnavailable`` here; statuses are the caller's to judge."""
         try:
-            response = self._pool.request(
+            pool = self._pool
+        except (RelayError, ValueError) as exc:
+            # The mTLS credentials could not be had (the secret missing, unreadable or refused):
+            # to the flow that is the portal being unreachable; it names only the failed check.
+            check = exc.check if isinstance(exc, RelayError) else "portal_credentials"
+            raise PortalUnavailable(
+                f"{interface} not sent: the portal credentials are unavailable ({check})",
+                check="portal_credentials",
+            ) from None
+        try:
+            response = pool.request(
                 "POST",
                 url,
                 body=body,

@@ -35,7 +35,7 @@ from tests.conftest import REGION, REPO_ROOT
 from tests.deploy.cloud import Resolver, allowed, create_stack_resources, dynamodb_permissions
 from tests.deploy.test_iam import role_policy
 from tests.fakes import ShiftedClock
-from tests.functional.conftest import ISSUER, Journey
+from tests.functional.conftest import ISSUER, Journey, location_query
 from tests.partner_helpers import Pkce, TestPartner
 
 STAGE = "prod"
@@ -275,3 +275,35 @@ def test_the_created_resources_carry_the_templates_hardening(deployed: DeployedS
     for key in KEYS:
         metadata = kms.describe_key(KeyId=key.alias(STAGE))["KeyMetadata"]
         assert (metadata["KeySpec"], metadata["KeyUsage"]) == (key.key_spec, key.key_usage)
+
+
+def test_before_the_portal_secret_exists_only_portal_calls_fail_and_the_partner_is_told(
+    deployed: DeployedStack,
+) -> None:
+    from chalice.test import Client
+
+    from app import app
+
+    # GIVEN a fresh deployment whose operator has not stored the portal secret yet
+    deployed.session.client("secretsmanager").delete_secret(
+        SecretId=deployment(STAGE).portal_secret_name, ForceDeleteWithoutRecovery=True
+    )
+    partner = register_partner(deployed)
+    partner.clock = deployed.clock.timestamp
+    with Client(app, stage_name=STAGE, project_dir=str(REPO_ROOT)) as client:
+        journey = Journey(
+            client=client,
+            partner=partner,
+            sandbox=deployed.sandbox,
+            pkce=Pkce(),
+            browser_verify=str(deployed.sandbox.tls.ca_cert) if deployed.sandbox.tls else True,
+        )
+        # WHEN a resident starts onboarding: the API answers every step before the portal
+        assert journey.push().status_code == 201
+        assert journey.show_consent().status_code == 200
+        assert journey.decide().status_code == 303
+        journey.at_portal()
+        # THEN the callback, which needs the portal, sends the resident back with a temporary error
+        back = journey.callback()
+    assert back.status_code == 303, back.body
+    assert location_query(back)["error"] == "temporarily_unavailable"

@@ -592,21 +592,25 @@ def test_the_secret_is_read_once_per_container(
     assert reads == [arn]
 
 
-def test_a_failed_read_is_not_kept_and_the_next_request_reads_again(
+def test_a_failed_read_is_not_kept_and_the_next_portal_call_reads_again(
     sandbox: SandboxServer,
     pki: Pki,
     secrets_client: Any,
     relay_with_secret: Callable[[str], container.Container],
 ) -> None:
-    # GIVEN a container whose secret does not exist yet
+    # GIVEN a container whose secret does not exist yet: building its portal client reads nothing
     relay = relay_with_secret(SECRET_NAME)
     reads = count_secret_reads(relay)
-    with pytest.raises(DependencyUnavailable, match="ResourceNotFoundException"):
-        _ = relay.portal
-    # WHEN the secret is created and the portal is needed again
+    portal = relay.portal
+    assert reads == []
+    # WHEN a portal call is made, it is the portal being unavailable, naming the failed check
+    with pytest.raises(PortalUnavailable, match="portal credentials are unavailable") as refused:
+        exchange(sandbox, portal)
+    assert refused.value.check == "portal_credentials"
+    # WHEN the secret is created and the portal is called again
     secrets_client.create_secret(Name=SECRET_NAME, SecretString=json.dumps(pki.document()))
-    token = exchange(sandbox, relay.portal)
-    # THEN the second request read it and worked, and later ones do not read it again
+    token = exchange(sandbox, portal)
+    # THEN that call read it and worked, and later ones do not read it again
     assert token.access_token
-    _ = relay.portal
+    assert exchange(sandbox, portal).access_token
     assert reads == [SECRET_NAME, SECRET_NAME]
