@@ -33,6 +33,10 @@ class KmsSigner:
         self._client = client
         self._key_id = key_id
         self._jwk: dict[str, Any] | None = None
+        # The key the alias named when the public key was fetched: every signature is made with
+        # that key, so the kid a container publishes always matches what it signs with, even while
+        # an operator moves the alias to a new key (docs/deploy.md, key rotation).
+        self._signing_key_arn: str | None = None
 
     def public_jwk(self) -> dict[str, Any]:
         """Calls KMS GetPublicKey on first use only."""
@@ -59,19 +63,24 @@ class KmsSigner:
         public_key = load_der_public_key(answer["PublicKey"])
         if not isinstance(public_key, EllipticCurvePublicKey) or not isinstance(public_key.curve, SECP256R1):
             raise DependencyUnavailable("the configured signing key is not P-256", check="signing_key")
+        self._signing_key_arn = str(answer.get("KeyId") or self._key_id)
         key = ECKey.import_key(public_key)
         jwk = dict(key.as_dict(private=False))
         jwk.update({"kid": key.thumbprint(), "use": "sig", "alg": "ES256"})
         return jwk
 
     def sign(self, message: bytes) -> bytes:
-        """Calls KMS Sign; returns the JWS form ``r || s`` (RFC 7518 section 3.4)."""
+        """Calls KMS Sign with the key whose public half this container publishes; returns the
+        JWS form ``r || s`` (RFC 7518 section 3.4)."""
+        self.public_jwk()  # cached after the first call; pins the key behind the alias
         if len(message) <= KMS_RAW_LIMIT:
             params: dict[str, Any] = {"Message": message, "MessageType": "RAW"}
         else:
             params = {"Message": hashlib.sha256(message).digest(), "MessageType": "DIGEST"}
         try:
-            answer = self._client.sign(KeyId=self._key_id, SigningAlgorithm=SIGNING_ALGORITHM, **params)
+            answer = self._client.sign(
+                KeyId=self._signing_key_arn or self._key_id, SigningAlgorithm=SIGNING_ALGORITHM, **params
+            )
         except (ClientError, BotoCoreError) as exc:
             raise unavailable("kms", "Sign", exc) from exc
         r, s = decode_dss_signature(answer["Signature"])

@@ -121,3 +121,22 @@ def test_a_misconfigured_signing_key_is_a_503_problem(
     problem = json.loads(response.body)
     assert problem["type"] == "urn:myna-relay:problem:dependency-unavailable"
     assert problem["check"] == "kms"
+
+
+def test_a_container_keeps_signing_with_the_key_it_publishes_while_the_alias_moves(
+    resources: dict[str, str], kms_client: Any
+) -> None:
+    from chalicelib.adapters.kms_signer import KmsSigner
+
+    # GIVEN a container that has published the signing key behind the alias
+    alias = resources["RELAY_SIGNING_KEY_ID"]
+    signer = KmsSigner(kms_client, alias)
+    published = ECKey.import_key(signer.public_jwk())
+    # WHEN an operator points the alias at a new key (a rotation) while the container is warm
+    new_key = kms_client.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+    kms_client.update_alias(AliasName=alias, TargetKeyId=new_key)
+    signing_input = b"eyJhbGciOiJFUzI1NiJ9.cm90YXRpb24"
+    signature = signer.sign(signing_input)
+    # THEN its signatures still verify against the key it publishes (kid and key never disagree)
+    compact = (signing_input + b"." + urlsafe_b64encode(signature)).decode()
+    assert jws.deserialize_compact(compact, published, algorithms=["ES256"]).payload == b"rotation"
