@@ -118,6 +118,7 @@ PARTNER_ERRORS: dict[str, tuple[str, str]] = {
     "other": ("server_error", "Mynaportal refused the authorization"),
     "unavailable": ("temporarily_unavailable", "Mynaportal is unavailable; try again later"),
     "failed": ("server_error", "the retrieval could not be started"),
+    "disabled": ("access_denied", "the client was disabled by the operator"),
 }
 
 
@@ -355,6 +356,9 @@ class AuthorizationService:
             or not secrets.compare_digest(fingerprint(csrf_form), flow.csrf_hash)
         ):
             raise CsrfFailure("the form's CSRF token does not match; reload the page", check="csrf_token")
+        if proceed and not self._partner_enabled(flow.partner_id):
+            # disabled while the resident had the page open: nobody goes to the portal for it
+            raise PageError("unknown or disabled client", check="client_id")
         now = self._clock.now()
         try:
             if not proceed:
@@ -420,6 +424,10 @@ class AuthorizationService:
             return self._fail(flow, f"portal.{refusal}", PARTNER_ERRORS[refusal])
         if len(codes) != 1 or not codes[0]:
             return self._fail(flow, "portal.no_code", PARTNER_ERRORS["other"])
+        if not self._partner_enabled(flow.partner_id):
+            # disabled while the resident was at the portal: the code is never exchanged, so no
+            # data is retrieved; the state is spent, so the flow ends here
+            return self._fail(flow, "partner.disabled", PARTNER_ERRORS["disabled"])
         try:
             token = self._portal.exchange_code(
                 client_id=flow.portal_client_id, code=codes[0], redirect_uri=self.config.portal_callback_url
@@ -472,6 +480,13 @@ class AuthorizationService:
             # (if the store takes that write) rather than leave it waiting at the portal.
             return self._fail(flow, "dynamodb.unavailable", PARTNER_ERRORS["unavailable"])
         return self._to_partner(flow, code=code)
+
+    def _partner_enabled(self, partner_id: str) -> bool:
+        try:
+            self._partners.get_enabled(partner_id)
+        except (PartnerNotFound, PartnerDisabled):
+            return False
+        return True
 
     def _fail(self, flow: Flow, reason: str, error: tuple[str, str]) -> RedirectTo:
         now = self._clock.now()

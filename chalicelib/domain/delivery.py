@@ -317,6 +317,9 @@ class DeliveryService:
         self, flow: Flow, self_personal_data: str, now: datetime, fresh: list[WebhookEvent] | None = None
     ) -> str:
         partner = self._partner_or_none(flow.partner_id)
+        if partner is not None and not partner.enabled:
+            # disabled by the operator: nothing is sealed to its keys any more
+            return self._fail(flow, "partner.disabled", fresh)
         purpose = partner.purpose(flow.purpose_id) if partner else None
         if partner is None or purpose is None:
             return self._fail(flow, "partner.unavailable", fresh)
