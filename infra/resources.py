@@ -118,7 +118,7 @@ SIGNING_KEY = KmsKeySpec(
     env_var="RELAY_SIGNING_KEY_ID",
     key_spec="ECC_NIST_P256",
     key_usage="SIGN_VERIFY",
-    purpose="ES256 signatures: sealed payloads, access tokens, audit checkpoints; public half in the JWKS.",
+    purpose="ES256 signatures: sealed payloads, webhook events, audit checkpoints; public half in the JWKS.",
 )
 
 DATA_KEY = KmsKeySpec(
