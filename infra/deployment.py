@@ -66,8 +66,18 @@ class StageDeployment:
     @property
     def portal_secret_name(self) -> str:
         """The Secrets Manager secret with the portal mTLS credentials (JSON: certificate,
-        private_key, optional ca_bundle), created by the operator before the first deploy."""
+        private_key, optional ca_bundle), created by the operator right after the first deploy,
+        encrypted with the stack's data key (docs/deploy.md)."""
         return f"{APP_NAME}/{self.stage}/portal-mtls"
+
+
+def portal_secret_arn(stage: str) -> dict[str, str]:
+    """The portal secret's ARN as a CloudFormation ``Fn::Sub`` pattern: Secrets Manager appends
+    six random characters to a secret's name, matched by ``??????``."""
+    return {
+        "Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"
+        f"{APP_NAME}/{stage}/portal-mtls-??????"
+    }
 
 
 DEPLOYMENTS: dict[str, StageDeployment] = {

@@ -28,7 +28,7 @@ from infra.deployment import (
     FUNCTIONS,
     PROCESS_DUE,
     FunctionSpec,
-    deployment,
+    portal_secret_arn,
 )
 from infra.resources import AUDIT_TABLE, DATA_KEY, PARTNERS_TABLE, PSEUDONYM_KEY, SIGNING_KEY, STATE_TABLE
 
@@ -134,11 +134,7 @@ def resource(target: Target, stage: str, function: FunctionSpec) -> Any:
     if target in KEY_IDS:
         return {"Fn::GetAtt": [key_logical_id(KEY_IDS[target].logical_name), "Arn"]}
     if target == "portal-secret":
-        # Secrets Manager appends six random characters to a secret's ARN.
-        name = deployment(stage).portal_secret_name
-        return {
-            "Fn::Sub": f"arn:${{AWS::Partition}}:secretsmanager:${{AWS::Region}}:${{AWS::AccountId}}:secret:{name}-??????"
-        }
+        return portal_secret_arn(stage)
     # The function's name is generated (<stack>-<logical id>-<suffix>); naming its log group by
     # reference would make the role depend on the function that depends on the role.
     return {

@@ -27,6 +27,7 @@ from infra.deployment import (
     StageDeployment,
     deployment,
     function_environment,
+    portal_secret_arn,
 )
 from infra.policy import key_logical_id, table_logical_id
 from infra.resources import APP_NAME, DATA_KEY, KEYS, TABLES, KmsKeySpec, TableSpec
@@ -115,7 +116,7 @@ def table_resource(table: TableSpec, stage: str) -> dict[str, Any]:
     }
 
 
-def key_policy(key: KmsKeySpec) -> dict[str, Any]:
+def key_policy(key: KmsKeySpec, stage: str) -> dict[str, Any]:
     statements: list[dict[str, Any]] = [
         {
             # Administration through IAM, never use: the account's administrators can manage,
@@ -162,7 +163,12 @@ def key_policy(key: KmsKeySpec) -> dict[str, Any]:
                 },
             }
         )
-        secrets = {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}
+        through_secrets_manager = {
+            "kms:ViaService": {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"},
+            "kms:CallerAccount": {"Ref": "AWS::AccountId"},
+        }
+        # Through Secrets Manager the key protects the portal secret and nothing else.
+        portal_secret = {"kms:EncryptionContext:SecretARN": portal_secret_arn(stage)}
         statements.append(
             {
                 # The operator stores the portal secret encrypted with this key (any principal of
@@ -172,11 +178,24 @@ def key_policy(key: KmsKeySpec) -> dict[str, Any]:
                 "Principal": {"AWS": "*"},
                 "Action": ["kms:GenerateDataKey*", "kms:DescribeKey"],
                 "Resource": "*",
+                "Condition": {"StringEquals": through_secrets_manager, "StringLike": portal_secret},
+            }
+        )
+        statements.append(
+            {
+                # ... Secrets Manager then checks the caller may use the key by a Decrypt whose
+                # encryption context marks it as that check (its result is discarded) ...
+                "Sid": "SecretsManagerValidatesKeyAccess",
+                "Effect": "Allow",
+                "Principal": {"AWS": "*"},
+                "Action": ["kms:Decrypt"],
+                "Resource": "*",
                 "Condition": {
                     "StringEquals": {
-                        "kms:ViaService": secrets,
-                        "kms:CallerAccount": {"Ref": "AWS::AccountId"},
-                    }
+                        **through_secrets_manager,
+                        "kms:EncryptionContext:SecretVersionId": "RequestToValidateKeyAccess",
+                    },
+                    "StringLike": portal_secret,
                 },
             }
         )
@@ -189,10 +208,8 @@ def key_policy(key: KmsKeySpec) -> dict[str, Any]:
                 "Action": ["kms:Decrypt"],
                 "Resource": "*",
                 "Condition": {
-                    "StringEquals": {
-                        "kms:ViaService": secrets,
-                        "kms:CallerAccount": {"Ref": "AWS::AccountId"},
-                    },
+                    "StringEquals": through_secrets_manager,
+                    "StringLike": portal_secret,
                     "ArnLike": {"aws:PrincipalArn": {"Fn::Sub": STACK_ROLES}},
                 },
             }
@@ -208,7 +225,7 @@ def key_resources(key: KmsKeySpec, stage: str) -> dict[str, Any]:
         "KeyUsage": key.key_usage,
         "Enabled": True,
         "PendingWindowInDays": 30,
-        "KeyPolicy": key_policy(key),
+        "KeyPolicy": key_policy(key, stage),
         "Tags": _tags(stage),
     }
     if key.key_spec == "SYMMETRIC_DEFAULT":

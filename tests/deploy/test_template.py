@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from infra.deployment import DEPLOYED_STAGES, FUNCTIONS, SSM_SETTINGS, deployment
+from infra.deployment import DEPLOYED_STAGES, FUNCTIONS, SSM_SETTINGS, deployment, portal_secret_arn
 from infra.package import PackageError, check_zip, package
 from infra.policy import key_logical_id, table_logical_id
 from infra.resources import AUDIT_TABLE, DATA_KEY, KEYS, TABLES, stage_environment
@@ -107,13 +107,34 @@ def test_every_key_has_its_spec_its_alias_and_a_policy_that_gives_use_only_to_th
         # every other statement is bound to an AWS service acting for this account
         for sid, statement in statements.items():
             if sid not in {"AccountAdministersTheKey", "StackRolesUseTheKey"}:
-                assert set(statement["Condition"]["StringEquals"]) == {"kms:ViaService", "kms:CallerAccount"}
-                assert statement["Condition"]["StringEquals"]["kms:CallerAccount"] == {
-                    "Ref": "AWS::AccountId"
-                }
+                equals = statement["Condition"]["StringEquals"]
+                assert {"kms:ViaService", "kms:CallerAccount"} <= set(equals)
+                assert equals["kms:CallerAccount"] == {"Ref": "AWS::AccountId"}
         if spec is DATA_KEY:
-            # DynamoDB's table encryption, and the portal secret decrypted only for this stack's roles
-            assert {"DynamoDbEncryptsTheTables", "SecretsManagerDecryptsThePortalSecret"} <= set(statements)
+            # DynamoDB's table encryption; through Secrets Manager only the portal secret, stored by
+            # the operator (after Secrets Manager's access check) and decrypted for this stack's roles
+            assert set(statements) == {
+                "AccountAdministersTheKey",
+                "StackRolesUseTheKey",
+                "DynamoDbEncryptsTheTables",
+                "SecretsManagerEncryptsThePortalSecret",
+                "SecretsManagerValidatesKeyAccess",
+                "SecretsManagerDecryptsThePortalSecret",
+            }
+            for sid in (
+                "SecretsManagerEncryptsThePortalSecret",
+                "SecretsManagerValidatesKeyAccess",
+                "SecretsManagerDecryptsThePortalSecret",
+            ):
+                condition = statements[sid]["Condition"]
+                assert condition["StringLike"] == {
+                    "kms:EncryptionContext:SecretARN": portal_secret_arn(stage)
+                }
+            validates = statements["SecretsManagerValidatesKeyAccess"]
+            assert validates["Action"] == ["kms:Decrypt"]
+            assert validates["Condition"]["StringEquals"]["kms:EncryptionContext:SecretVersionId"] == (
+                "RequestToValidateKeyAccess"
+            )
             decrypt = statements["SecretsManagerDecryptsThePortalSecret"]
             assert decrypt["Action"] == ["kms:Decrypt"]
             assert decrypt["Condition"]["ArnLike"] == use["Condition"]["ArnLike"]
