@@ -402,6 +402,10 @@ class MynaportalClient:
             # The mTLS credentials could not be had (the secret missing, unreadable or refused):
             # to the flow that is the portal being unreachable; it names only the failed check.
             check = exc.check if isinstance(exc, RelayError) else "portal_credentials"
+            logger.warning(
+                "portal call not sent: the mTLS credentials are unavailable",
+                extra={"interface": interface, "check": check},
+            )
             raise PortalUnavailable(
                 f"{interface} not sent: the portal credentials are unavailable ({check})",
                 check="portal_credentials",
