@@ -1315,17 +1315,28 @@ def _missed(m: dict[str, Any]) -> list[str]:
         for used in sample.values():
             reads.update(used.reads)
         jti_puts = sum(1 for w in writes if w.item == "JTI" and not w.transactional)
+        jti_in_transactions = sum(1 for w in writes if w.item == "JTI" and w.transactional)
         pointer_reads = reads["PAR"] + reads["CODE"] + reads["PROC"]
         left = total_calls - jti_puts - pointer_reads - m["scheduler_queries"]
+        replay = (
+            f"the replay store takes its own conditional put per client assertion and DPoP proof ({jti_puts}); "
+            if jti_puts
+            else ""
+        )
+        folded = (
+            "Folding the jti puts into the step's transaction (each then a 2-WRU transactional write), values"
+            if jti_puts
+            else "Values"
+        )
         lines.append(
             f"- AWS calls ({total_calls}; {total_calls - m['scheduler_queries']} once the scheduler's due-index "
             "queries are shared): every state-changing invocation reads its state and writes it conditionally "
-            "(single use, replay, no lost update); the replay store takes its own conditional put per client "
-            f"assertion and DPoP proof ({jti_puts}); a pointer (request_uri, code, processId) is read before the "
-            f"flow it points to ({pointer_reads}); the partner is read on each partner-facing request and at "
-            f"sealing ({reads['partners']}); each scheduled run queries the {m['scheduler_queries']} "
-            "due-index shards. Folding the jti puts into the step's transaction (each then a 2-WRU "
-            "transactional write), values that carry their flow's id so that a step reads the flow directly "
+            f"(single use, replay, no lost update); {replay}a pointer (request_uri, code, processId) is read "
+            f"before the flow it points to ({pointer_reads}); the partner is read on each partner-facing request "
+            f"and at sealing ({reads['partners']}); each scheduled run queries the {m['scheduler_queries']} "
+            f"due-index shards. The {jti_in_transactions} jtis of the client assertions and DPoP proofs are "
+            "items of their step's own transaction (PAR, token, pickup), no call of their own. "
+            f"{folded} that carry their flow's id so that a step reads the flow directly "
             "(a data-model change), and a per-flow one-shot schedule or the notice instead of the shard "
             f"queries would still leave {left}. A per-container partner cache is not taken: a disabled partner "
             "must be refused at once (tests/security TP-20), and relayctl, another process, cannot invalidate "
@@ -1333,10 +1344,13 @@ def _missed(m: dict[str, Any]) -> list[str]:
             f"state-changing invocations plus the {kms_calls} KMS requests the design requires."
         )
     if cost["total_usd_per_10k"] > 0.5:
+        jti_doubled = sum(w.units / 2 for w in writes if w.item == "JTI" and w.transactional)
         lines.append(
             f"- Cost (USD {cost['total_usd_per_10k']:.2f} per 10k): DynamoDB writes USD "
             f"{usd['dynamodb_writes']:.2f} ({cost['wru_table']:g} table WRU, of which {doubled:g} is the "
-            f"transactions' doubling; the {audit_records} audit records cost {audit:g} WRU with their two "
+            f"transactions' doubling, {jti_doubled:g} of it the jti items written inside the step "
+            "transactions, the price of one round trip fewer each; "
+            f"the {audit_records} audit records cost {audit:g} WRU with their two "
             f"ALL-projected indexes; {big_flow} flow writes pass 1 KiB and cost 4 WRU instead of 2), KMS USD "
             f"{usd['kms']:.2f} (the {calls['kms.Sign']} asymmetric Signs alone USD {sign:.2f}), API Gateway "
             f"USD {usd['api_gateway_rest']:.2f} ({cost['api_gateway_requests']} REST requests; an HTTP API "

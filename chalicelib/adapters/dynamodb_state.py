@@ -22,6 +22,7 @@ from chalicelib.domain.delivery import DUE_SHARDS, DueItem, StoredDelivery, Webh
 from chalicelib.domain.errors import ConcurrentUpdate
 from chalicelib.domain.flow import CodeAlreadyUsed, Flow, FlowStatus
 from chalicelib.domain.flow_store import AccessTokenRecord, CodeState
+from chalicelib.domain.oauth.replay import ReplayEntry
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -77,6 +78,18 @@ def _failed_conditions(exc: ClientError) -> set[int]:
         return set()
     reasons = exc.response.get("CancellationReasons", [])
     return {i for i, reason in enumerate(reasons) if reason.get("Code") == "ConditionalCheckFailed"}
+
+
+def _jti_item(namespace: str, value: str, *, until: datetime, now: datetime) -> dict[str, Any]:
+    return {
+        **_key(f"JTI#{namespace}#{value}", "JTI"),
+        "expires_at": _n(max(epoch(until), epoch(now)) + 1),
+    }
+
+
+def _replay_conflicts(replays: Sequence[ReplayEntry]) -> dict[int, Exception]:
+    """Each replay item's refusal, by its position: the replay items lead their transaction."""
+    return {i: entry.refusal for i, entry in enumerate(replays)}
 
 
 class DynamoStateStore:
@@ -155,13 +168,19 @@ class DynamoStateStore:
         item_conflicts: Mapping[int, Exception] | None = None,
     ) -> None:
         """One transaction. A failed condition raises ``on_conflict``, or the exception
-        ``item_conflicts`` names for the first failed item when a caller must tell its items'
-        conflicts apart (a used code is not a flow that merely moved on)."""
+        ``item_conflicts`` names for a failed item when a caller must tell its items' conflicts
+        apart (a replayed jti is not a used code, and a used code is not a flow that merely moved
+        on). When several named items failed, the mapping's order is the precedence: the first
+        of its entries whose item failed is raised.
+
+        botocore gives the call a ``ClientRequestToken`` and keeps it across its own retries, so
+        a transaction whose answer was lost is not applied twice, nor refused by its own effect:
+        DynamoDB answers the retry with the first attempt's success (for 10 minutes)."""
         try:
             self._client.transact_write_items(TransactItems=cast("list[TransactWriteItemTypeDef]", items))
         except ClientError as exc:
             failed = _failed_conditions(exc)
-            named = [item_conflicts[i] for i in sorted(failed) if item_conflicts and i in item_conflicts]
+            named = [refusal for i, refusal in (item_conflicts or {}).items() if i in failed]
             if named:
                 raise named[0] from None
             if error_code(exc) == "ConditionalCheckFailedException" or failed:
@@ -184,14 +203,17 @@ class DynamoStateStore:
         request_uri_hash: str,
         request_uri_expires_at: datetime,
         audits: Sequence[AuditRecord] = (),
+        replays: Sequence[ReplayEntry] = (),
     ) -> None:
         self._transact(
             [
+                *(self._replay_put(entry) for entry in replays),
                 self._put_flow(flow, None),
                 self._pointer(f"PAR#{request_uri_hash}", flow.flow_id, request_uri_expires_at),
                 *(self._audit_put(audit, i) for i, audit in enumerate(audits)),
             ],
             on_conflict=ConcurrentUpdate("flow or request_uri already exists", check="flow_id"),
+            item_conflicts=_replay_conflicts(replays),
         )
 
     def get(self, flow_id: str, *, now: datetime) -> Flow | None:
@@ -345,10 +367,19 @@ class DynamoStateStore:
         return "unused", flow_id
 
     def redeem_code(
-        self, before: Flow, after: Flow, *, code_hash: str, token: AccessTokenRecord, now: datetime
+        self,
+        before: Flow,
+        after: Flow,
+        *,
+        code_hash: str,
+        token: AccessTokenRecord,
+        now: datetime,
+        replays: Sequence[ReplayEntry] = (),
     ) -> None:
+        code_position = len(replays)
         self._transact(
             [
+                *(self._replay_put(entry) for entry in replays),
                 {
                     "Update": {
                         "TableName": self._table,
@@ -381,7 +412,12 @@ class DynamoStateStore:
             # the flow's version condition fails when a scheduled run moved the flow on meanwhile
             # (a poll, the seal): that is not a replay, and the caller reads the flow again
             on_conflict=ConcurrentUpdate("the flow changed since it was read", check="flow.version"),
-            item_conflicts={0: CodeAlreadyUsed("the code was already redeemed", check="code")},
+            # a replayed jti first (the request is refused as a replay, whatever else it met),
+            # then a used code
+            item_conflicts={
+                **_replay_conflicts(replays),
+                code_position: CodeAlreadyUsed("the code was already redeemed", check="code"),
+            },
         )
 
     def token(self, token_hash: str, *, now: datetime) -> AccessTokenRecord | None:
@@ -404,19 +440,30 @@ class DynamoStateStore:
 
     # -- replay store -------------------------------------------------------------------------------
 
+    def _replay_put(self, entry: ReplayEntry) -> dict[str, Any]:
+        """A jti as one item of a step's transaction: the same item and condition as
+        ``remember``'s put, without the marker (the transaction's ClientRequestToken already keeps
+        a retried transaction from meeting its own write)."""
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": _jti_item(entry.namespace, entry.value, until=entry.until, now=entry.at),
+                "ConditionExpression": JTI_FREE,
+                "ExpressionAttributeValues": {":now": _n(epoch(entry.at))},
+            }
+        }
+
     def remember(self, namespace: str, value: str, *, until: datetime, now: datetime) -> bool:
-        """One conditional put: True the first time ``value`` is seen in ``namespace`` before it
-        expires, False on a replay. ``value`` is fingerprinted by the caller."""
-        key = _key(f"JTI#{namespace}#{value}", "JTI")
+        """One conditional put, for the steps that have no transaction to put it in: True the
+        first time ``value`` is seen in ``namespace`` before it expires, False on a replay.
+        ``value`` is fingerprinted by the caller."""
+        item = _jti_item(namespace, value, until=until, now=now)
+        key = _key(item["pk"]["S"], item["sk"]["S"])
         marker = secrets.token_hex(8)
         try:
             self._client.put_item(
                 TableName=self._table,
-                Item={
-                    **key,
-                    "expires_at": _n(max(epoch(until), epoch(now)) + 1),
-                    "used_by": _s(marker),
-                },
+                Item={**item, "used_by": _s(marker)},
                 ConditionExpression=JTI_FREE,
                 ExpressionAttributeValues={":now": _n(epoch(now))},
             )
@@ -550,13 +597,22 @@ class DynamoStateStore:
             items, on_conflict=ConcurrentUpdate("the flow changed since it was read", check="flow.version")
         )
 
-    def pick_up(self, before: Flow, after: Flow, *, audit: AuditRecord, now: datetime) -> str:
+    def pick_up(
+        self,
+        before: Flow,
+        after: Flow,
+        *,
+        audit: AuditRecord,
+        now: datetime,
+        replays: Sequence[ReplayEntry] = (),
+    ) -> str:
         key = _key(f"DELIVERY#{before.flow_id}", "DELIVERY")
         item = self._get(key)
         if item is None or int(item["delivery_expires_at"]["N"]) <= epoch(now):
             raise ConcurrentUpdate("the delivery is gone", check="delivery")
         self._transact(
             [
+                *(self._replay_put(entry) for entry in replays),
                 {
                     "Delete": {
                         "TableName": self._table,
@@ -569,6 +625,7 @@ class DynamoStateStore:
                 self._audit_put(audit),
             ],
             on_conflict=ConcurrentUpdate("the delivery was picked up concurrently", check="delivery"),
+            item_conflicts=_replay_conflicts(replays),
         )
         return str(item["jwe"]["S"])
 

@@ -7,8 +7,9 @@ for a DPoP-bound token (RFC 9449) → it may revoke it (RFC 7009).
 
 Rules that shape the code: every check happens before anything is written, so a refused request
 changes nothing; single-use values (request_uri, portal state, code, jti) are consumed by
-conditional writes in the store; secrets are stored only as fingerprints; error details name the
-failed check and never echo a secret.
+conditional writes in the store, a jti inside the transaction of the step it authorises (PAR,
+token) so that the step makes one write; secrets are stored only as fingerprints; error details
+name the failed check and never echo a secret.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from chalicelib.domain.oauth.errors import (
 )
 from chalicelib.domain.oauth.pkce import validate_challenge, verify_code_verifier
 from chalicelib.domain.oauth.ports import ReplayStore
+from chalicelib.domain.oauth.replay import ReplayEntry, spend
 from chalicelib.domain.partners import Partner, Purpose
 from chalicelib.domain.portal import (
     PortalAuthorizationFailed,
@@ -247,11 +249,15 @@ class AuthorizationService:
         )
         return partner, verified.jti, verified.expires_at
 
-    def _remember_assertion(self, partner: Partner, jti: str, until: datetime) -> None:
-        if not self._replay.remember(
-            f"ca:{partner.id}", fingerprint(jti), until=until, now=self._clock.now()
-        ):
-            raise InvalidClient("client assertion jti already used", check="client_assertion.jti")
+    def _assertion_jti(self, partner: Partner, jti: str, until: datetime) -> ReplayEntry:
+        """The assertion's jti, to be remembered by the step's write (or ``spend``)."""
+        return ReplayEntry(
+            f"ca:{partner.id}",
+            fingerprint(jti),
+            until=until,
+            at=self._clock.now(),
+            refusal=InvalidClient("client assertion jti already used", check="client_assertion.jti"),
+        )
 
     # -- PAR (RFC 9126) -----------------------------------------------------------------------------
 
@@ -277,7 +283,7 @@ class AuthorizationService:
         if portal_client_id is None:
             raise InvalidScope(f"{purpose.dataset} is not available from this service", check="scope")
         now = self._clock.now()
-        self._remember_assertion(partner, jti, jti_until)
+        assertion_jti = self._assertion_jti(partner, jti, jti_until)
         request_uri = REQUEST_URI_PREFIX + new_secret()
         lifetime = self.config.request_uri_lifetime
         flow_id = new_secret(16)
@@ -310,6 +316,7 @@ class AuthorizationService:
             request_uri_hash=fingerprint(request_uri),
             request_uri_expires_at=now + lifetime,
             audits=[audit_record(flow, AuditEvent.REQUEST_PUSHED, at=now, outcome="pushed")],
+            replays=[assertion_jti],  # a replayed assertion cancels the flow's creation
         )
         return PushedRequest(request_uri=request_uri, expires_in=int(lifetime.total_seconds()))
 
@@ -514,26 +521,65 @@ class AuthorizationService:
         if state != "unused" or flow_id is None:
             raise InvalidGrant("the code is unknown or expired", check="code")
         flow = self._redeemable(flow_id, partner, params, now=now)
+        # Both jtis are written with the redemption, the assertion's first: a replayed assertion
+        # is refused as such, then a replayed proof, then a used code (the order of the checks).
+        replays = [
+            self._assertion_jti(partner, jti, jti_until),
+            ReplayEntry(
+                f"dpop:{proof.jkt}",
+                fingerprint(proof.jti),
+                until=proof.issued_at + MAX_AGE + MAX_FUTURE,
+                at=now,
+                refusal=InvalidDpopProof("DPoP proof jti already used", check="dpop.jti"),
+            ),
+        ]
+        try:
+            return self._issue(
+                flow, partner, params, code=code, proof_jkt=proof.jkt, now=now, replays=replays
+            )
+        except (InvalidClient, DependencyUnavailable):
+            raise  # the assertion was replayed, or nothing could be written: nothing to spend
+        except InvalidDpopProof:
+            # A request refused for its proof has still used its (fresh) assertion, as when the
+            # assertion was remembered before the proof was checked.
+            spend(self._replay, replays[:1])
+            raise
+        except RelayError:
+            # Refused after every check passed (the code used meanwhile, the flow moved on): the
+            # transaction wrote nothing, but the assertion and the proof are spent all the same.
+            spend(self._replay, replays)
+            raise
+
+    def _issue(
+        self,
+        flow: Flow,
+        partner: Partner,
+        params: Mapping[str, str],
+        *,
+        code: str,
+        proof_jkt: str,
+        now: datetime,
+        replays: list[ReplayEntry],
+    ) -> IssuedToken:
+        """Redeem the code for a token bound to ``proof_jkt``, with the request's jtis in the same
+        transaction; re-read the flow when a scheduled run moved it on in between."""
         partner_purpose = partner.purpose(flow.purpose_id)
         data_life = partner_purpose.data_life if partner_purpose else timedelta(minutes=10)
-        self._remember_assertion(partner, jti, jti_until)
-        if not self._replay.remember(
-            f"dpop:{proof.jkt}", fingerprint(proof.jti), until=proof.issued_at + MAX_AGE + MAX_FUTURE, now=now
-        ):
-            raise InvalidDpopProof("DPoP proof jti already used", check="dpop.jti")
         access_token = new_secret()
         expires_at = min(flow.expires_at, now + self.config.retrieval_deadline + data_life)
         record = AccessTokenRecord(
             token_hash=fingerprint(access_token),
             flow_id=flow.flow_id,
             partner_id=partner.id,
-            jkt=proof.jkt,
+            jkt=proof_jkt,
             expires_at=expires_at,
         )
         for attempt in range(1, WRITE_ATTEMPTS + 1):
-            after = flow.updated(now=now, access_token_hash=record.token_hash, dpop_jkt=proof.jkt)
+            after = flow.updated(now=now, access_token_hash=record.token_hash, dpop_jkt=proof_jkt)
             try:
-                self._flows.redeem_code(flow, after, code_hash=fingerprint(code), token=record, now=now)
+                self._flows.redeem_code(
+                    flow, after, code_hash=fingerprint(code), token=record, now=now, replays=replays
+                )
                 break
             except CodeAlreadyUsed:
                 self._revoke_after_code_replay(flow.flow_id)
@@ -545,7 +591,7 @@ class AuthorizationService:
                 # code is still unused (its own condition held), so read the flow again and retry.
                 if attempt == WRITE_ATTEMPTS:
                     raise
-                flow = self._redeemable(flow_id, partner, params, now=now)
+                flow = self._redeemable(flow.flow_id, partner, params, now=now)
         return IssuedToken(access_token, int((expires_at - now).total_seconds()), flow.scope, flow.flow_id)
 
     def _redeemable(
@@ -607,7 +653,9 @@ class AuthorizationService:
         record = self._flows.token(fingerprint(token), now=now)
         if record is not None and record.partner_id != partner.id:
             raise UnauthorizedClient("the token was issued to another client", check="token")
-        self._remember_assertion(partner, jti, jti_until)
+        # No transaction follows every revocation (an unknown token is answered 200 at once): the
+        # assertion's jti is remembered on its own.
+        spend(self._replay, [self._assertion_jti(partner, jti, jti_until)])
         if record is None:
             return  # RFC 7009 2.2: an invalid or expired token is answered 200 as well
         self._flows.delete_token(record.token_hash)

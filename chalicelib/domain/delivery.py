@@ -33,6 +33,7 @@ from chalicelib.domain.normalise import MalformedResult, normalise
 from chalicelib.domain.oauth.dpop import MAX_AGE, MAX_FUTURE, verify_dpop_proof
 from chalicelib.domain.oauth.errors import InvalidDpopProof, InvalidToken
 from chalicelib.domain.oauth.ports import ReplayStore
+from chalicelib.domain.oauth.replay import ReplayEntry, spend
 from chalicelib.domain.partners import Partner
 from chalicelib.domain.portal import (
     PortalError,
@@ -111,10 +112,19 @@ class DeliveryStore(Protocol):
         request moved the flow first."""
         ...
 
-    def pick_up(self, before: Flow, after: Flow, *, audit: AuditRecord, now: datetime) -> str:
-        """Delete the (unexpired) delivery, move the flow and append the "provided" record in one
-        transaction; answer the sealed payload. Exactly one of concurrent callers succeeds; the
-        others get ``ConcurrentUpdate``."""
+    def pick_up(
+        self,
+        before: Flow,
+        after: Flow,
+        *,
+        audit: AuditRecord,
+        now: datetime,
+        replays: Sequence[ReplayEntry] = (),
+    ) -> str:
+        """Remember ``replays``, delete the (unexpired) delivery, move the flow and append the
+        "provided" record in one transaction; answer the sealed payload. A replayed entry raises
+        its ``refusal`` (before anything else); exactly one of concurrent callers succeeds, the
+        others get ``ConcurrentUpdate``. A refused transaction writes nothing."""
         ...
 
     def webhook(self, event_id: str) -> WebhookEvent | None: ...
@@ -521,11 +531,20 @@ class DeliveryService:
             self._partners.get_enabled(record.partner_id)
         except (PartnerNotFound, PartnerDisabled):
             raise DeliveryForbidden("the partner is disabled", check="client_id") from None
-        if not self._replay.remember(
-            f"dpop:{proof.jkt}", fingerprint(proof.jti), until=proof.issued_at + MAX_AGE + MAX_FUTURE, now=now
-        ):
-            raise InvalidDpopProof("DPoP proof jti already used", check="dpop.jti")
+        # The proof's jti is spent by every pickup that got this far, and a replay is refused
+        # before anything else. The handover writes it in its own transaction; every other
+        # outcome (pending, gone, expired, lost to a concurrent pickup) remembers it on its own
+        # first, so a replayed proof is refused as such and changes nothing.
+        proof_jti = ReplayEntry(
+            f"dpop:{proof.jkt}",
+            fingerprint(proof.jti),
+            until=proof.issued_at + MAX_AGE + MAX_FUTURE,
+            at=now,
+            refusal=InvalidDpopProof("DPoP proof jti already used", check="dpop.jti"),
+        )
         flow = self._store.get(record.flow_id, now=now)
+        if flow is None or flow.status is not FlowStatus.READY:
+            spend(self._replay, [proof_jti])
         if flow is None:
             raise DeliveryGone("the delivery no longer exists", check="delivery.expired")
         if flow.status in (FlowStatus.AT_PORTAL, FlowStatus.RETRIEVING):
@@ -536,14 +555,16 @@ class DeliveryService:
         # committed while this request was being checked must not be recorded after the pickup.
         now = max(self._clock.now(), flow.updated_at)
         if flow.delivery_expires_at is not None and now >= flow.delivery_expires_at:
+            spend(self._replay, [proof_jti])
             with contextlib.suppress(ConcurrentUpdate):
                 self._expire(flow, now)
             raise DeliveryGone("the delivery's data life has ended", check="delivery.expired")
         after = flow.moved_to(FlowStatus.PICKED_UP, now=now, next_due_at=None)
         audit = audit_record(flow, AuditEvent.PICKED_UP, at=now, outcome="provided", provided_at=now)
         try:
-            return Picked(self._store.pick_up(flow, after, audit=audit, now=now))
+            return Picked(self._store.pick_up(flow, after, audit=audit, now=now, replays=[proof_jti]))
         except ConcurrentUpdate:
+            spend(self._replay, [proof_jti])  # nothing was written: the proof is spent on its own
             raise DeliveryGone("the delivery was picked up", check="delivery.picked_up") from None
 
 

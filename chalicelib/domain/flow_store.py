@@ -10,6 +10,7 @@ from typing import Literal, Protocol
 
 from chalicelib.domain.audit import AuditRecord
 from chalicelib.domain.flow import Flow
+from chalicelib.domain.oauth.replay import ReplayEntry
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,11 @@ class FlowStore(Protocol):
         request_uri_hash: str,
         request_uri_expires_at: datetime,
         audits: Sequence[AuditRecord] = (),
+        replays: Sequence[ReplayEntry] = (),
     ) -> None:
-        """Store a new flow, its pushed-request pointer and its audit records together."""
+        """Store a new flow, its pushed-request pointer and its audit records together, and
+        remember ``replays`` in the same transaction (a replayed one raises its ``refusal`` and
+        nothing is written)."""
         ...
 
     def get(self, flow_id: str, *, now: datetime) -> Flow | None:
@@ -91,11 +95,20 @@ class FlowStore(Protocol):
         ...
 
     def redeem_code(
-        self, before: Flow, after: Flow, *, code_hash: str, token: AccessTokenRecord, now: datetime
+        self,
+        before: Flow,
+        after: Flow,
+        *,
+        code_hash: str,
+        token: AccessTokenRecord,
+        now: datetime,
+        replays: Sequence[ReplayEntry] = (),
     ) -> None:
-        """Mark the code used, store the token and update the flow, in one transaction;
-        ``CodeAlreadyUsed`` if another redemption won, ``ConcurrentUpdate`` if only the flow
-        changed since ``before`` was read (a scheduled run polled or sealed it)."""
+        """Remember ``replays``, mark the code used, store the token and update the flow, in one
+        transaction. Refused, in this order of precedence: the ``refusal`` of the first replayed
+        entry; ``CodeAlreadyUsed`` if another redemption won; ``ConcurrentUpdate`` if only the
+        flow changed since ``before`` was read (a scheduled run polled or sealed it). A refused
+        transaction writes nothing."""
         ...
 
     def token(self, token_hash: str, *, now: datetime) -> AccessTokenRecord | None: ...

@@ -43,7 +43,8 @@ MAX_ATTEMPTS = 4
 
 def without_replay_records(snapshot: list[str]) -> list[str]:
     """The state and audit tables without the jti replay store (a refused request may have spent
-    its own client assertion, which it must never reuse anyway)."""
+    its own client assertion, which it must never reuse anyway; since the jtis are written in the
+    steps' own transactions, a request refused for want of DynamoDB spends none)."""
     return [item for item in snapshot if '"JTI#' not in item]
 
 
@@ -131,14 +132,13 @@ def test_a_whole_flow_is_delivered_when_every_aws_call_fails_before_it_succeeds(
     ("operation", "fault", "attempts"),
     [
         ("dynamodb.GetItem", DYNAMODB_INTERNAL, MAX_ATTEMPTS),  # the partner's registration
-        ("dynamodb.PutItem", THROUGHPUT_EXCEEDED, MAX_ATTEMPTS),  # the assertion's jti
         ("kms.GenerateMac", KMS_THROTTLED, MAX_ATTEMPTS),  # the resident's pseudonym
         ("kms.GenerateMac", KMS_DISABLED, 1),  # not transient: not retried
-        ("dynamodb.TransactWriteItems", THROUGHPUT_EXCEEDED, MAX_ATTEMPTS),  # the flow and its record
+        # the assertion's jti, the flow, its request_uri and its record: one transaction
+        ("dynamodb.TransactWriteItems", THROUGHPUT_EXCEEDED, MAX_ATTEMPTS),
     ],
     ids=[
         "partner-lookup",
-        "assertion-jti",
         "pseudonym-throttled",
         "pseudonym-key-disabled",
         "flow-transaction",
@@ -313,8 +313,9 @@ def test_the_jwks_is_a_503_problem_while_kms_cannot_give_the_public_key_and_serv
         THROUGHPUT_EXCEEDED,
         # A cancelled transaction is a lost race only when a condition failed; throttling or a
         # conflicting transaction in flight cancels it as well, and must not count as a replay.
-        cancelled("None", "None", "ThrottlingError"),
-        cancelled("TransactionConflict", "None", "None"),
+        # one reason per item: the assertion's and the proof's jti, the code, the token, the flow
+        cancelled("None", "None", "None", "None", "ThrottlingError"),
+        cancelled("TransactionConflict", "None", "None", "None", "None"),
     ],
     ids=["throughput-exceeded", "cancelled-by-throttling", "cancelled-by-conflict"],
 )
@@ -349,12 +350,14 @@ def test_a_single_use_write_whose_answer_was_lost_is_not_mistaken_for_a_replay(
     journey: Journey, clock: ShiftedClock, aws_faults: AwsFaults, tables: Tables, step: str
 ) -> None:
     # GIVEN the step's single-use write is applied, but its answer is lost once (a 500, which
-    # DynamoDB documents as "may have succeeded"), so botocore sends it again
+    # DynamoDB documents as "may have succeeded"), so botocore sends it again: a transaction with
+    # the same ClientRequestToken (DynamoDB answers it with the first attempt's success), the
+    # callback's update with a marker that tells the retry its own write
     operations = {
-        "par": "dynamodb.PutItem",  # the client assertion's jti
-        "token": "dynamodb.PutItem",  # the client assertion's jti
+        "par": "dynamodb.TransactWriteItems",  # the client assertion's jti, the flow, its request_uri
+        "token": "dynamodb.TransactWriteItems",  # both jtis, the code used up, the token
         "callback": "dynamodb.UpdateItem",  # the portal state, used up
-        "pickup": "dynamodb.PutItem",  # the DPoP proof's jti
+        "pickup": "dynamodb.TransactWriteItems",  # the DPoP proof's jti, the delivery handed over
     }
     if step == "par":
         aws_faults.lose_answers(operations[step])
@@ -378,6 +381,26 @@ def test_a_single_use_write_whose_answer_was_lost_is_not_mistaken_for_a_replay(
     # THEN the retry recognised its own write: the step succeeded and the flow was delivered
     assert picked.status_code == 200, picked.body
     assert aws_faults.injected[operations[step]] == 1
+    assert aws_faults.attempts[operations[step]] >= 2  # the lost attempt and botocore's retry
+    assert tables.statuses() == ["picked_up"]
+    assert_consistent(tables)
+
+
+def test_a_jti_put_of_its_own_whose_answer_was_lost_is_not_mistaken_for_a_replay(
+    journey: Journey, clock: ShiftedClock, aws_faults: AwsFaults, tables: Tables
+) -> None:
+    # GIVEN a flow the portal is still working on, so that a pickup's proof is remembered by a put
+    # of its own (no transaction follows), and that put's answer is lost once
+    token = redeemed(journey)
+    aws_faults.lose_answers("dynamodb.PutItem")
+    # WHEN the partner asks for its delivery
+    pending = pick_up(journey, token)
+    # THEN botocore's retry met the put's own marker: the partner is told to come back, not refused
+    assert pending.status_code == 202, pending.body
+    assert (aws_faults.injected["dynamodb.PutItem"], aws_faults.attempts["dynamodb.PutItem"]) == (1, 2)
+    # AND the delivery is picked up once sealed
+    assert run_due(journey) == {"ready": 1}
+    assert pick_up(journey, token).status_code == 200
     assert tables.statuses() == ["picked_up"]
     assert_consistent(tables)
 
@@ -465,11 +488,11 @@ def test_a_portal_token_kms_cannot_decrypt_until_the_deadline_fails_the_flow(
     ("operation", "fault"),
     [
         ("dynamodb.GetItem", DYNAMODB_INTERNAL),  # the token, the flow or the delivery
-        ("dynamodb.PutItem", THROUGHPUT_EXCEEDED),  # the DPoP proof's jti
-        ("dynamodb.TransactWriteItems", THROUGHPUT_EXCEEDED),  # delete + "provided" record
-        ("dynamodb.TransactWriteItems", cancelled("None", "ThrottlingError", "None")),
+        # the DPoP proof's jti + delete + "provided" record
+        ("dynamodb.TransactWriteItems", THROUGHPUT_EXCEEDED),
+        ("dynamodb.TransactWriteItems", cancelled("None", "None", "ThrottlingError", "None")),
     ],
-    ids=["get", "jti", "pickup-transaction", "pickup-cancelled-by-throttling"],
+    ids=["get", "pickup-transaction", "pickup-cancelled-by-throttling"],
 )
 def test_a_pickup_the_store_cannot_complete_is_a_503_problem_and_the_delivery_waits(
     journey: Journey,

@@ -107,9 +107,8 @@ def live_through(journey: Journey, clock: ShiftedClock, *, pick: bool = True) ->
 # The effectful steps of one clean flow, in order (occurrences numbered per step).
 CLEAN_FLOW = [
     # PAR
-    "DynamoStateStore.remember#1",  # the client assertion's jti
     "KmsPseudonymizer.pseudonym#1",
-    "DynamoStateStore.create#1",  # flow + request_uri + "request_pushed"
+    "DynamoStateStore.create#1",  # the assertion's jti + flow + request_uri + "request_pushed"
     # consent page, decision
     "DynamoStateStore.update#1",  # CSRF fingerprint + "consent_shown"
     "KmsPseudonymizer.pseudonym#2",  # the resident's receipt link on the consent page
@@ -121,9 +120,7 @@ CLEAN_FLOW = [
     "KmsEnvelope.encrypt#1",  # the portal token
     "DynamoStateStore.start_retrieval#1",  # flow + code + process + two records
     # token
-    "DynamoStateStore.remember#2",  # the client assertion's jti
-    "DynamoStateStore.remember#3",  # the DPoP proof's jti
-    "DynamoStateStore.redeem_code#1",
+    "DynamoStateStore.redeem_code#1",  # the assertion's and the proof's jti + code + token + flow
     # poll, normalise, seal, store
     "KmsEnvelope.decrypt#1",
     "MynaportalClient.fetch_result#1",  # IF001-06
@@ -134,8 +131,7 @@ CLEAN_FLOW = [
     "HttpWebhookSender.send#1",
     "DynamoStateStore.webhook_attempted#1",
     # pickup
-    "DynamoStateStore.remember#4",  # the DPoP proof's jti
-    "DynamoStateStore.pick_up#1",  # delivery deleted + "picked_up"
+    "DynamoStateStore.pick_up#1",  # the proof's jti + delivery deleted + "picked_up"
 ]
 
 
@@ -152,7 +148,6 @@ CLEAN_FLOW = [
 ABANDONED_AT_PORTAL = (["at_portal", "picked_up"], 1)
 DELIVERED = (["picked_up"], 1)
 EXPECTED: dict[str, tuple[list[str], int]] = {
-    "DynamoStateStore.remember#1": DELIVERED,
     "KmsPseudonymizer.pseudonym#1": DELIVERED,
     "DynamoStateStore.create#1": (["created", "picked_up"], 1),
     "DynamoStateStore.update#1": DELIVERED,
@@ -163,8 +158,6 @@ EXPECTED: dict[str, tuple[list[str], int]] = {
     "MynaportalClient.start_request#1": ABANDONED_AT_PORTAL,
     "KmsEnvelope.encrypt#1": ABANDONED_AT_PORTAL,
     "DynamoStateStore.start_retrieval#1": (["expired", "picked_up"], 1),
-    "DynamoStateStore.remember#2": DELIVERED,
-    "DynamoStateStore.remember#3": DELIVERED,
     "DynamoStateStore.redeem_code#1": (["revoked", "picked_up"], 1),
     "KmsEnvelope.decrypt#1": DELIVERED,
     "MynaportalClient.fetch_result#1": DELIVERED,
@@ -173,7 +166,6 @@ EXPECTED: dict[str, tuple[list[str], int]] = {
     "KmsSigner.sign#2": DELIVERED,
     "HttpWebhookSender.send#1": DELIVERED,  # sent again by the next run, under the same id
     "DynamoStateStore.webhook_attempted#1": DELIVERED,
-    "DynamoStateStore.remember#4": DELIVERED,
     "DynamoStateStore.pick_up#1": (["picked_up"], 0),
 }
 
@@ -208,7 +200,7 @@ def test_the_unclaimed_step_list_is_what_a_clean_unclaimed_flow_does(
     journey: Journey, clock: ShiftedClock, receiver: WebhookReceiver, steps: Steps, tables: Tables
 ) -> None:
     live_through(journey, clock, pick=False)
-    unclaimed = [step for step in CLEAN_FLOW if "#4" not in step and "pick_up" not in step]
+    unclaimed = [step for step in CLEAN_FLOW if "pick_up" not in step]
     assert steps.numbered() == unclaimed + CLEAN_UNCLAIMED_TAIL
     assert tables.statuses() == ["expired"]
     assert_consistent(tables, webhooks=True)
