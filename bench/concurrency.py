@@ -57,6 +57,7 @@ HAPPY: tuple[tuple[Partner, str, str], ...] = (
     ("bank", "non-taxable", "delivered:local_tax"),
 )
 PORTAL_RESULT_DELAY_S = Timing().result_delay_s
+PORTAL_NOTICE_DELAY_S = Timing().notice_delay_s
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -357,9 +358,11 @@ non-taxable, Individual Number removed). A flow is an error if the partner did n
 delivery, if any answer it got from the relay or the portal was 4xx or 5xx, or if the state table
 does not hold it `picked_up` with its delivery gone. Latency is the partner's, from PAR to the opened
 payload; it includes the sandbox portal's own {PORTAL_RESULT_DELAY_S:g} s before a result is ready
-(`sandbox.portal.Timing.result_delay_s`, as the launched stack runs it), the scheduler's 0.5 s
-interval and the pickup's {PICKUP_POLL_S:g} s poll, so about 7 s is the floor of one flow here and
-throughput at low N is N over that floor. "To token" is the interactive part (PAR, interstitial,
+(`sandbox.portal.Timing.result_delay_s`, as the launched stack runs it), its completion notice
+{PORTAL_NOTICE_DELAY_S:g} s later (the notice's request retrieves and seals the delivery; the scheduler,
+every 0.5 s, polls a flow only until then, and seals it only when no notice comes) and the
+pickup's {PICKUP_POLL_S:g} s poll, so about {PORTAL_RESULT_DELAY_S + PORTAL_NOTICE_DELAY_S + PICKUP_POLL_S / 2:g} s is the floor of one flow here and throughput
+at low N is N over that floor. "To token" is the interactive part (PAR, interstitial,
 card sign-in, consent, callback, token) that the resident and partner wait through. "Cores busy"
 is the CPU of the relay, the launcher and this load generator together over the wall time.
 
@@ -375,8 +378,9 @@ Memory after N=64: relay (`chalice local`) {relay_memory.get("rss_mib", "?")} Mi
 in one process) {launcher_memory.get("rss_mib", "?")} MiB, peak {launcher_memory.get("peak_rss_mib", "?")} MiB.
 
 This is `chalice local` (a threaded development server: one thread per connection, one Python
-process, one GIL) and, in a second Python process, the moto server, the sandbox portal and the
-scheduler (whose scheduled handlers run the relay's own poller and sealing code there), all on the
+process, one GIL; the completion notices' retrieval and sealing run there) and, in a second Python
+process, the moto server, the sandbox portal and the scheduler (whose scheduled handlers run the
+relay's own poller there), all on the
 machine's shared cores ({os.cpu_count()} here; see the load average at the top),
 with this load generator's {top["concurrent"]} threads beside them. The absolute throughput therefore
 says nothing about Lambda, where each concurrent request gets its own container and DynamoDB and KMS

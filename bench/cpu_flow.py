@@ -46,8 +46,9 @@ REGION = "ap-northeast-1"
 STAGE = "test"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
-# The handler invocations of one onboarding, in the order they happen. "scheduled": EventBridge
-# invokes the function (no API Gateway request); every other step is an API Gateway request.
+# The handler invocations of one onboarding whose completion notice arrives, in the order they
+# happen; each is an API Gateway request. The notice retrieves the result, seals it and sends the
+# partner's webhook: no scheduled run is part of the flow.
 STEPS: tuple[tuple[str, str, str], ...] = (
     ("par", "POST /par", "partner"),
     ("authorize", "GET /authorize", "browser"),
@@ -55,14 +56,18 @@ STEPS: tuple[tuple[str, str, str], ...] = (
     ("decision", "POST /authorize/decision", "browser"),
     ("callback", "GET /portal/callback", "browser"),
     ("token", "POST /token", "partner"),
-    ("notice", "POST /portal/notice", "portal"),
-    ("seal", "process_due (poll, seal, webhook)", "scheduled"),
+    ("notice", "POST /portal/notice (poll, seal, webhook)", "portal"),
     ("pickup", "GET /v1/self-info", "partner"),
 )
 STEP_NAMES = tuple(name for name, _, _ in STEPS)
-SCHEDULED = frozenset(name for name, _, caller in STEPS if caller == "scheduled")
+# The scheduled run (EventBridge invokes it every minute, no API Gateway request), measured after
+# each flow's notice but not part of the flow: it runs whatever the volume, queries the due index
+# and finds nothing of this flow left to do. It seals only the flows whose notice never came.
+SCHEDULED_RUN = "scheduled"
+SCHEDULED_LABEL = "process_due (every minute; nothing of the flow left)"
+SCHEDULED_RUNS_PER_MONTH = 60 * 24 * 30  # Rate(1 minute), a 30-day month
 # The steps that wait on something outside AWS: the portal (mutual TLS) or the partner's webhook.
-EXTERNAL = frozenset({"callback", "seal"})
+EXTERNAL = frozenset({"callback", "notice"})
 
 # Assumed round trip of one DynamoDB or KMS request from Lambda in the same region (moto answers
 # in-process, so the benchmark cannot measure it).
@@ -469,7 +474,7 @@ def lambda_memory_mb(function: str) -> tuple[int, str]:
 
 
 def _function(step: str) -> str:
-    return "process_due" if step in SCHEDULED else "api_handler"
+    return "process_due" if step == SCHEDULED_RUN else "api_handler"
 
 
 @contextlib.contextmanager
@@ -661,8 +666,9 @@ def _expect(step: str, response: Any, status: int) -> Any:
     return response
 
 
-def one_flow(w: World) -> dict[str, Usage]:
-    """Every handler invocation of one onboarding, each accounted to its step."""
+def one_flow(w: World) -> tuple[dict[str, Usage], Usage]:
+    """Every handler invocation of one onboarding, each accounted to its step; and the scheduled
+    run that follows its notice (measured apart: it is not part of the flow)."""
     import requests
 
     from tests.partner_helpers import Pkce
@@ -746,17 +752,21 @@ def one_flow(w: World) -> dict[str, Usage]:
     access_token = json.loads(issued.body)["access_token"]
 
     meter.target(usage["notice"])
+    webhooks = len(w.webhooks)
     sent = w.sandbox.portal.deliver_due_notices()
     if len(sent) != 1 or w.notice_answers[-1:] != [200]:
         raise RuntimeError(f"notice: {len(sent)} notices sent, answers {w.notice_answers[-3:]}")
+    if len(w.webhooks) != webhooks + 1:  # the notice that seals also tells the partner
+        raise RuntimeError(f"notice: {len(w.webhooks) - webhooks} webhook events received, not 1")
 
     event = w.client.events.generate_cw_event(
         source="aws.events", detail_type="Scheduled Event", detail={}, resources=[], region=REGION
     )
-    meter.target(usage["seal"])
+    scheduled = Usage()
+    meter.target(scheduled)
     outcome = w.client.lambda_.invoke("process_due", event).payload
-    if outcome != {"ready": 1, "webhook.delivered": 1}:  # the run that seals also tells the partner
-        raise RuntimeError(f"seal: process_due answered {outcome}")
+    if outcome != {}:  # the notice sealed the delivery and told the partner: nothing is left
+        raise RuntimeError(f"scheduled: process_due answered {outcome}")
 
     meter.target(usage["pickup"])
     proof = partner.dpop("GET", SELF_INFO, access_token=access_token)
@@ -771,10 +781,10 @@ def one_flow(w: World) -> dict[str, Usage]:
         w.payload_bytes = len(
             jwe.decrypt_compact(picked.body.decode(), partner.encryption_key).plaintext or b""
         )
-    for name, used in usage.items():
+    for name, used in (*usage.items(), (SCHEDULED_RUN, scheduled)):
         if used.invocations != 1:
             raise RuntimeError(f"{name}: {used.invocations} handler invocations were timed, not 1")
-    return usage
+    return usage, scheduled
 
 
 @contextlib.contextmanager
@@ -882,10 +892,13 @@ def floor_items(w: World) -> list[FloorItem]:
             generate_mac,
         ),
         FloorItem("KMS Encrypt via boto3 + moto (portal token)", "callback", 1, encrypt),
-        FloorItem("KMS Decrypt via boto3 + moto (portal token)", "poll", 1, decrypt),
-        FloorItem("KMS Sign ES256 via boto3 + moto", "seal run (payload JWT and webhook event JWT)", 2, sign),
+        FloorItem("KMS Decrypt via boto3 + moto (portal token)", "notice (poll)", 1, decrypt),
+        FloorItem("KMS Sign ES256 via boto3 + moto", "notice (payload JWT and webhook event JWT)", 2, sign),
         FloorItem(
-            f"JWE ECDH-ES+A256KW / A256GCM to the partner key ({w.payload_bytes} B)", "seal", 1, encrypt_jwe
+            f"JWE ECDH-ES+A256KW / A256GCM to the partner key ({w.payload_bytes} B)",
+            "notice (seal)",
+            1,
+            encrypt_jwe,
         ),
         FloorItem(
             "SHA-256 fingerprint (request_uri, CSRF, state, code, token, jti, PKCE)",
@@ -925,41 +938,26 @@ def _calls_total(usage: dict[str, Usage]) -> Counter[str]:
     return total
 
 
-def _cost(
-    usage: dict[str, Usage], memory: dict[str, int], *, shared_scheduler: bool = False
-) -> dict[str, Any]:
-    """USD per flow, by service, from one measured flow. With ``shared_scheduler``, the scheduled
-    runs' fixed part (their invocation and their due-index queries, which serve every flow due in
-    that minute) is left out, as it is at volume."""
-    billed_model: dict[str, int] = {}
+def _billed_ms(used: Usage, name: str, memory: dict[str, int]) -> int:
+    """Modelled billed duration of one invocation (see the text of the report)."""
+    relay_cpu = used.cpu_s - sum(used.moto_cpu_s.values())
+    waited = max(0.0, used.wall_s - used.cpu_s) if name in EXTERNAL else 0.0
+    scale = max(1.0, prices.LAMBDA_MB_PER_VCPU / memory[_function(name)])
+    return math.ceil(relay_cpu * 1000 * scale + sum(used.calls.values()) * AWS_ROUND_TRIP_MS + waited * 1000)
 
-    def gb_seconds(billed: dict[str, int]) -> float:
-        return sum(ms / 1000 * memory[_function(step)] / 1024 for step, ms in billed.items())
 
-    billed_wall: dict[str, int] = {}
+def _gb_seconds(billed: dict[str, int], memory: dict[str, int]) -> float:
+    return sum(ms / 1000 * memory[_function(step)] / 1024 for step, ms in billed.items())
+
+
+def _cost(usage: dict[str, Usage], memory: dict[str, int]) -> dict[str, Any]:
+    """USD per flow, by service, from one measured flow (its notice arrived: no scheduled run)."""
+    billed_model = {name: _billed_ms(usage[name], name, memory) for name in STEP_NAMES}
+    billed_wall = {name: math.ceil(usage[name].wall_s * 1000) for name in STEP_NAMES}
     calls = _calls_total(usage)
-    rru = 0.0
-    for name in STEP_NAMES:
-        used = usage[name]
-        relay_cpu = used.cpu_s - sum(used.moto_cpu_s.values())
-        aws_calls = sum(used.calls.values())
-        step_rru = used.rru
-        if shared_scheduler and name in SCHEDULED:
-            query = "dynamodb.Query"
-            relay_cpu -= used.op_cpu_s[query] - used.op_moto_cpu_s[query]
-            aws_calls -= used.calls[query]
-            step_rru -= used.op_rru["Query"]
-            calls[query] -= used.calls[query]
-        rru += step_rru
-        waited = max(0.0, used.wall_s - used.cpu_s) if name in EXTERNAL else 0.0
-        scale = max(1.0, prices.LAMBDA_MB_PER_VCPU / memory[_function(name)])
-        billed_model[name] = math.ceil(
-            relay_cpu * 1000 * scale + aws_calls * AWS_ROUND_TRIP_MS + waited * 1000
-        )
-        billed_wall[name] = math.ceil(used.wall_s * 1000)
+    rru = sum(usage[name].rru for name in STEP_NAMES)
     invocations = len(STEP_NAMES)
-    paid_invocations = invocations - (len(SCHEDULED) if shared_scheduler else 0)
-    api_requests = len(STEP_NAMES) - len(SCHEDULED)
+    api_requests = len(STEP_NAMES)
     wru = sum(u.wru for u in usage.values())
     index_wru = sum(u.index_wru for u in usage.values())
     kms = {
@@ -968,17 +966,17 @@ def _cost(
         if op.startswith("kms.")
     }
     log_bytes = sum(u.log_bytes for u in usage.values()) + invocations * PLATFORM_LOG_BYTES
+    gb_seconds = _gb_seconds(billed_model, memory)
     lines = {
-        "lambda_duration": gb_seconds(billed_model) * prices.LAMBDA_X86_USD_PER_GB_SECOND,
-        "lambda_requests": paid_invocations * prices.LAMBDA_USD_PER_REQUEST,
+        "lambda_duration": gb_seconds * prices.LAMBDA_X86_USD_PER_GB_SECOND,
+        "lambda_requests": invocations * prices.LAMBDA_USD_PER_REQUEST,
         "api_gateway_rest": api_requests * prices.API_GATEWAY_REST_USD_PER_REQUEST,
         "dynamodb_reads": rru * prices.DYNAMODB_USD_PER_RRU,
         "dynamodb_writes": (wru + index_wru) * prices.DYNAMODB_USD_PER_WRU,
         "kms": sum(kms.values()),
         "cloudwatch_logs": log_bytes / 1e9 * prices.CLOUDWATCH_LOGS_USD_PER_GB_INGESTED,
-        "eventbridge": len(SCHEDULED) * prices.EVENTBRIDGE_SCHEDULED_USD_PER_INVOCATION,
     }
-    wall_gb_s = gb_seconds(billed_wall)
+    wall_gb_s = _gb_seconds(billed_wall, memory)
     return {
         "usd_per_10k": {k: v * 10_000 for k, v in lines.items()},
         "total_usd_per_10k": sum(lines.values()) * 10_000,
@@ -992,9 +990,34 @@ def _cost(
         "wru_indexes": index_wru,
         "log_bytes": log_bytes,
         "memory_mb": dict(memory),
-        "gb_seconds": gb_seconds(billed_model),
+        "gb_seconds": gb_seconds,
         "invocations": invocations,
         "api_gateway_requests": api_requests,
+    }
+
+
+def _scheduler_cost(run: Usage, memory: dict[str, int]) -> dict[str, Any]:
+    """USD of one scheduled run that finds nothing due, and of a month of them (one a minute):
+    a fixed cost, whatever the number of onboardings."""
+    billed = _billed_ms(run, SCHEDULED_RUN, memory)
+    lines = {
+        "lambda_duration": _gb_seconds({SCHEDULED_RUN: billed}, memory) * prices.LAMBDA_X86_USD_PER_GB_SECOND,
+        "lambda_requests": prices.LAMBDA_USD_PER_REQUEST,
+        "dynamodb_reads": run.rru * prices.DYNAMODB_USD_PER_RRU,
+        "cloudwatch_logs": (run.log_bytes + PLATFORM_LOG_BYTES)
+        / 1e9
+        * prices.CLOUDWATCH_LOGS_USD_PER_GB_INGESTED,
+        "eventbridge": prices.EVENTBRIDGE_SCHEDULED_USD_PER_INVOCATION,
+    }
+    per_run = sum(lines.values())
+    return {
+        "billed_ms_model": billed,
+        "aws_calls": dict(sorted(run.calls.items())),
+        "rru": run.rru,
+        "log_bytes": run.log_bytes,
+        "usd_per_run": per_run,
+        "usd_per_month": per_run * SCHEDULED_RUNS_PER_MONTH,
+        "runs_per_month": SCHEDULED_RUNS_PER_MONTH,
     }
 
 
@@ -1006,6 +1029,7 @@ def measure() -> Section:
     memory = {function: mb for function, (mb, _) in configured.items()}
     memory_source = "; ".join(f"{function} {mb} MB ({where})" for function, (mb, where) in configured.items())
     flows: list[dict[str, Usage]] = []
+    runs: list[Usage] = []  # the scheduled run after each flow's notice
     floors: list[dict[str, float]] = []
     werkzeug_log = logging.getLogger("werkzeug")
     werkzeug_level = werkzeug_log.level
@@ -1013,11 +1037,13 @@ def measure() -> Section:
     try:
         with world() as w:
             with _counting_fingerprints(w):
-                warm = one_flow(w)  # pays imports, clients, the signing key's public half, TLS
+                warm, _ = one_flow(w)  # pays imports, clients, the signing key's public half, TLS
             items = floor_items(w)
             time_floor(items)  # warms the floor's own paths
             for _ in range(FLOWS):
-                flows.append(one_flow(w))
+                flow, run = one_flow(w)
+                flows.append(flow)
+                runs.append(run)
                 floors.append(time_floor(items))
             webhooks = len(w.webhooks)
             payload_bytes, fingerprints = w.payload_bytes, w.fingerprints
@@ -1049,10 +1075,20 @@ def measure() -> Section:
     }
     costs = sorted(((_cost(f, memory), f) for f in flows), key=lambda pair: pair[0]["total_usd_per_10k"])
     cost, median_flow = costs[len(costs) // 2]
-    shared = sorted(_cost(f, memory, shared_scheduler=True)["total_usd_per_10k"] for f in flows)
     calls = _calls_total(median_flow)
     aws_calls = sum(calls.values())
-    scheduler_queries = sum(median_flow[name].calls["dynamodb.Query"] for name in SCHEDULED)
+    run_costs = sorted(
+        ((_scheduler_cost(run, memory), run) for run in runs), key=lambda pair: pair[0]["usd_per_run"]
+    )
+    scheduler_cost, median_run = run_costs[len(run_costs) // 2]
+    scheduled_run = {
+        "cpu": _median([run.cpu_s for run in runs]),
+        "wall": _median([run.wall_s for run in runs]),
+        "boto": _median([run.boto_cpu_s for run in runs]),
+        "moto_dynamodb": _median([run.moto_cpu_s["dynamodb"] for run in runs]),
+        "moto_kms": _median([run.moto_cpu_s["kms"] for run in runs]),
+        "moto": _median([sum(run.moto_cpu_s.values()) for run in runs]),
+    }
 
     section = Section(
         title="CPU per complete flow, AWS calls and cost",
@@ -1077,9 +1113,10 @@ def measure() -> Section:
         sample=median_flow,
         calls=calls,
         call_counts={sum(_calls_total(f).values()) for f in flows},
-        scheduler_queries=scheduler_queries,
         cost=cost,
-        shared_cost=shared[len(shared) // 2],
+        scheduled_run=scheduled_run,
+        scheduler_cost=scheduler_cost,
+        median_run=median_run,
         memory_source=memory_source,
         webhooks=webhooks,
         elapsed=elapsed,
@@ -1112,13 +1149,21 @@ def measure() -> Section:
         "aws_calls_per_flow": aws_calls,
         "aws_calls_by_operation": dict(sorted(calls.items())),
         "aws_calls_by_step": {name: dict(sorted(median_flow[name].calls.items())) for name in STEP_NAMES},
-        "aws_calls_per_flow_scheduler_shared": aws_calls - scheduler_queries,
         "dynamodb_writes": [
             {"step": name, **vars(w)} for name in STEP_NAMES for w in median_flow[name].writes
         ],
         "dynamodb_rru_by_step": {name: median_flow[name].rru for name in STEP_NAMES},
         "cost": cost,
-        "usd_per_10k_flows_scheduler_shared": shared[len(shared) // 2],
+        "scheduled_run": {
+            "per_flow": False,
+            "runs_per_month": SCHEDULED_RUNS_PER_MONTH,
+            "cpu_ms_median": {k: v * 1000 for k, v in scheduled_run.items()},
+            "aws_calls": scheduler_cost["aws_calls"],
+            "rru": scheduler_cost["rru"],
+            "billed_ms_model": scheduler_cost["billed_ms_model"],
+            "usd_per_run": scheduler_cost["usd_per_run"],
+            "usd_per_month": scheduler_cost["usd_per_month"],
+        },
         "prices_as_of": prices.AS_OF,
         "prices_source": prices.SOURCES,
         "lambda_memory_mb": memory,
@@ -1144,7 +1189,9 @@ def _detail(**m: Any) -> str:
     lines = [
         f"{FLOWS} complete onboardings after one warm-up flow, in one process: moto in memory, the relay "
         "through Chalice's test client, the sandbox portal on loopback threads (deterministic: no delays; its "
-        "completion notice is delivered when the flow reaches it), a partner with a webhook endpoint. CPU is "
+        "completion notice is delivered when the flow reaches it, and the notice's request retrieves the "
+        "result, seals it and sends the webhook), a partner with a webhook endpoint. A scheduled run after "
+        "each notice is measured apart: it is not part of the flow (below). CPU is "
         "`time.thread_time()` inside the Lambda handler, in the calling thread: the sandbox, the webhook "
         "endpoint and Chalice's local gateway (API Gateway's work) are excluded; moto, the stand-in for "
         "DynamoDB's and KMS's servers, is included; the benchmark's own accounting (reading item sizes) is "
@@ -1170,6 +1217,23 @@ def _detail(**m: Any) -> str:
             f"| {name} | {label} | {_ms(s['cpu'])} | {_ms(s['moto_dynamodb'])} | {_ms(s['moto_kms'])} | "
             f"{_ms(s['boto'] - s['moto'])} | {_ms(s['cpu'] - s['boto'])} | {_ms(s['wall'])} | {ops} |"
         )
+    run: dict[str, float] = m["scheduled_run"]
+    median_run: Usage = m["median_run"]
+    scheduler: dict[str, Any] = m["scheduler_cost"]
+    run_ops = ", ".join(f"{op} x{n}" if n > 1 else op for op, n in sorted(median_run.calls.items())) or "—"
+    lines += [
+        "",
+        "Not part of the flow, measured apart: the scheduled run after the notice (EventBridge, every minute "
+        "whatever the volume). It found nothing of the flow left to do; it is what seals a flow whose notice "
+        "never comes (that flow's poll, seal and webhook then cost what the notice step does, plus the run).",
+        "",
+        "| run | invocation | CPU ms | moto DynamoDB | moto KMS | boto3 client side | relay code | wall ms "
+        "| AWS calls |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| {SCHEDULED_RUN} | {SCHEDULED_LABEL} | {_ms(run['cpu'])} | {_ms(run['moto_dynamodb'])} | "
+        f"{_ms(run['moto_kms'])} | {_ms(run['boto'] - run['moto'])} | {_ms(run['cpu'] - run['boto'])} | "
+        f"{_ms(run['wall'])} | {run_ops} |",
+    ]
     tls = [used for used in sample.values() if used.tls_connects]
     if tls:
         connects = sum(used.tls_connects for used in tls)
@@ -1199,9 +1263,10 @@ def _detail(**m: Any) -> str:
         "",
         f"**AWS calls per flow: {total_calls}** (target ≤ 12; {sorted(m['call_counts'])} in the measured "
         "flows): " + ", ".join(f"{op} {n}" for op, n in sorted(calls.items())) + ". "
-        f"{m['scheduler_queries']} of them are the scheduled run's due-index queries (one per shard; the run "
-        "that seals also sends the partner's webhook); a run serves every flow due in its minute, so at volume they are shared and a flow's own calls "
-        f"are {total_calls - m['scheduler_queries']}.",
+        "The notice retrieves, seals and sends the partner's webhook in its own request, so no scheduled run "
+        "is part of the flow; the run every minute (its "
+        f"{sum(median_run.calls.values())} due-index queries, one per shard) is a fixed cost shared by every "
+        "flow, below.",
         "",
         "DynamoDB units from the real item sizes (attribute names + values, read from moto before and after "
         "each write): 1 WRU per KiB, twice in a transaction, a replacing write counting the larger of the old "
@@ -1239,7 +1304,7 @@ def _detail(**m: Any) -> str:
             f"(modelled, below), {cost['gb_seconds']:.4f} GB-s; memory: {m['memory_source']}; x86_64"
         ),
         "lambda_requests": f"{cost['invocations']} invocations",
-        "api_gateway_rest": f"{cost['api_gateway_requests']} REST API requests (the scheduled run is EventBridge)",
+        "api_gateway_rest": f"{cost['api_gateway_requests']} REST API requests",
         "dynamodb_reads": f"{cost['rru']:g} RRU",
         "dynamodb_writes": f"{cost['wru_table']:g} WRU on tables + {cost['wru_indexes']:g} on indexes",
         "kms": kms_basis,
@@ -1247,7 +1312,6 @@ def _detail(**m: Any) -> str:
             f"{cost['log_bytes']} B logged per flow (included: the relay's JSON logs and metric lines, "
             f"measured, + {PLATFORM_LOG_BYTES} B of platform lines per invocation, estimated)"
         ),
-        "eventbridge": "scheduled rules: free",
     }
     for line, usd in cost["usd_per_10k"].items():
         lines.append(f"| {line} | {usd:.4f} | {basis[line]} |")
@@ -1263,9 +1327,13 @@ def _detail(**m: Any) -> str:
         + ". With the in-process wall time as the billed time instead ("
         + ", ".join(f"{k} {v}" for k, v in cost["billed_ms_wall"].items())
         + f" ms), duration would be USD {cost['lambda_duration_usd_per_10k_wall']:.4f} per 10k. "
-        f"With the scheduled runs' fixed part shared at volume (their invocation fee and due-index queries): "
-        f"USD {m['shared_cost']:.3f} per 10k. Not included: cold starts (INIT), fixed monthly charges (the "
-        "three KMS keys at USD 1 a month each) and storage: the audit trail keeps "
+        f"The scheduled run is a fixed cost, not a flow's: one a minute ({scheduler['runs_per_month']:,} a "
+        f"30-day month), each {scheduler['billed_ms_model']} billed ms (modelled as above) and "
+        f"{scheduler['rru']:g} RRU for its {sum(median_run.calls.values())} queries, USD "
+        f"{scheduler['usd_per_run'] * 1e6:.2f} per million runs: USD {scheduler['usd_per_month']:.3f} a month "
+        "whatever the number of onboardings (EventBridge's scheduled invocations are free). Not included: cold "
+        "starts (INIT), fixed monthly charges (the three KMS keys at USD 1 a month each) and storage: the audit "
+        "trail keeps "
         f"{_audit_bytes(sample) / 1024:.1f} KiB per flow (table and its two ALL-projected indexes) for its "
         "retention period; everything else expires within hours.",
         "",
@@ -1317,31 +1385,27 @@ def _missed(m: dict[str, Any]) -> list[str]:
         jti_puts = sum(1 for w in writes if w.item == "JTI" and not w.transactional)
         jti_in_transactions = sum(1 for w in writes if w.item == "JTI" and w.transactional)
         pointer_reads = reads["PAR"] + reads["CODE"] + reads["PROC"]
-        left = total_calls - jti_puts - pointer_reads - m["scheduler_queries"]
+        left = total_calls - jti_puts - pointer_reads
         replay = (
             f"the replay store takes its own conditional put per client assertion and DPoP proof ({jti_puts}); "
             if jti_puts
             else ""
         )
-        folded = (
-            "Folding the jti puts into the step's transaction (each then a 2-WRU transactional write), values"
-            if jti_puts
-            else "Values"
-        )
         lines.append(
-            f"- AWS calls ({total_calls}; {total_calls - m['scheduler_queries']} once the scheduler's due-index "
-            "queries are shared): every state-changing invocation reads its state and writes it conditionally "
+            f"- AWS calls ({total_calls}, the scheduled run no longer among them: the notice seals): every "
+            "state-changing invocation reads its state and writes it conditionally "
             f"(single use, replay, no lost update); {replay}a pointer (request_uri, code, processId) is read "
             f"before the flow it points to ({pointer_reads}); the partner is read on each partner-facing request "
-            f"and at sealing ({reads['partners']}); each scheduled run queries the {m['scheduler_queries']} "
-            f"due-index shards. The {jti_in_transactions} jtis of the client assertions and DPoP proofs are "
-            "items of their step's own transaction (PAR, token, pickup), no call of their own. "
-            f"{folded} that carry their flow's id so that a step reads the flow directly "
-            "(a data-model change), and a per-flow one-shot schedule or the notice instead of the shard "
-            f"queries would still leave {left}. A per-container partner cache is not taken: a disabled partner "
+            f"and at sealing ({reads['partners']}); the webhook's attempt is recorded apart from the seal's "
+            f"transaction, which writes its outbox entry. The {jti_in_transactions} jtis of the client "
+            "assertions and DPoP proofs are items of their step's own transaction (PAR, token, pickup), no call "
+            "of their own. Values that carry their flow's id so that a step reads the flow directly (a "
+            f"data-model change) would still leave {left}. A per-container partner cache is not taken: a "
+            "disabled partner "
             "must be refused at once (tests/security TP-20), and relayctl, another process, cannot invalidate "
-            "a Lambda container's cache. 12 is below one read and one conditional write for each of the 8 "
-            f"state-changing invocations plus the {kms_calls} KMS requests the design requires."
+            "a Lambda container's cache. 12 is below one read and one conditional write for each of the "
+            f"{sum(1 for used in sample.values() if used.writes)} state-changing invocations plus the "
+            f"{kms_calls} KMS requests the design requires."
         )
     if cost["total_usd_per_10k"] > 0.5:
         jti_doubled = sum(w.units / 2 for w in writes if w.item == "JTI" and w.transactional)

@@ -80,7 +80,11 @@ GRANTS: dict[str, tuple[Grant, ...]] = {
         ),
         Grant("audit/index/by_partner", ("dynamodb:Query",), "the partner audit endpoint (its own month)"),
         SIGN,
-        Grant("data", ("kms:Encrypt",), "encrypts the portal access token at the callback"),
+        Grant(
+            "data",
+            ("kms:Encrypt", "kms:Decrypt"),
+            "encrypts the portal access token at the callback; decrypts it to poll on a completion notice",
+        ),
         Grant("pseudonym", ("kms:GenerateMac",), "the resident's pseudonym and the receipt link"),
         PORTAL_SECRET,
         LOGS,

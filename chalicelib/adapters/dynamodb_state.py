@@ -9,6 +9,7 @@ parts; ``ConditionalCheckFailed`` and cancelled transactions become domain error
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.adapters.aws import error_code, unavailable
 from chalicelib.domain.audit import AuditRecord
-from chalicelib.domain.delivery import DUE_SHARDS, DueItem, StoredDelivery, WebhookEvent, due_shard
+from chalicelib.domain.delivery import (
+    DUE_SHARDS,
+    DueItem,
+    NoticedFlow,
+    StoredDelivery,
+    WebhookEvent,
+    due_shard,
+)
 from chalicelib.domain.errors import ConcurrentUpdate
 from chalicelib.domain.flow import CodeAlreadyUsed, Flow, FlowStatus
 from chalicelib.domain.flow_store import AccessTokenRecord, CodeState
@@ -477,8 +485,32 @@ class DynamoStateStore:
 
     # -- retrieval, delivery, expiry --------------------------------------------------------------
 
-    def flow_for_process(self, process_id: str, *, now: datetime) -> Flow | None:
-        return self._pointed_flow(f"PROC#{process_id}", now=now)
+    def flow_for_process(self, process_id: str, *, now: datetime) -> NoticedFlow | None:
+        pointer = self._get(_key(f"PROC#{process_id}", "PTR"))
+        if pointer is None or int(pointer["expires_at"]["N"]) <= epoch(now):
+            return None
+        flow = self.get(pointer["flow_id"]["S"], now=now)
+        if flow is None:
+            return None
+        noticed = pointer.get("noticed_at")
+        return NoticedFlow(flow, datetime.fromtimestamp(int(noticed["N"]), UTC) if noticed else None)
+
+    def mark_noticed(self, process_id: str, *, at: datetime) -> None:
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=_key(f"PROC#{process_id}", "PTR"),
+                UpdateExpression="SET noticed_at = :at",
+                ConditionExpression=ITEM_EXISTS,
+                # whole seconds, rounded up: the quiet period a notice waits is never cut short
+                ExpressionAttributeValues={":at": _n(math.ceil(at.timestamp()))},
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return  # the pointer is gone (collected after the flow's life): nothing to mark
+            raise unavailable("dynamodb", "UpdateItem", exc) from exc
+        except BotoCoreError as exc:
+            raise unavailable("dynamodb", "UpdateItem", exc) from exc
 
     def due(self, *, now: datetime, limit: int) -> list[DueItem]:
         found: list[DueItem] = []

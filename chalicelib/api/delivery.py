@@ -1,7 +1,8 @@
 """The delivery's HTTP side: Mynaportal's completion notice (IF001-05) and the partner's pickup.
 
 The notice carries no authentication, so it is only a hint: we answer the echo the portal expects
-and at most bring a poll forward; an unknown processId gets the same answer as a known one.
+and at most make the poll the scheduled run would make, at once (``DeliveryService.notice``); an
+unknown processId gets the same answer as a known one, and so does a notice whose poll failed.
 Pickup answers 202 while retrieving, the sealed payload once (200 application/jose), then 410.
 """
 
@@ -56,8 +57,13 @@ def completion_notice() -> Response:
             400, "invalid-notice", "Invalid notice", "the body is not a commonHeader telegram", check="body"
         )
     header = notice.commonHeader
-    hinted = get_container().delivery.notice(header.processId)
-    logger.info("completion notice", extra={"known_retrieving_flow": hinted})
+    outcomes = get_container().delivery.notice(header.processId)
+    if any(outcome.endswith(".dependency-unavailable") for outcome in outcomes):
+        logger.warning(
+            "completion notice: a dependency failed; left for the scheduled run", extra={"outcomes": outcomes}
+        )
+    else:
+        logger.info("completion notice", extra={"outcomes": outcomes})
     answer: dict[str, Any] = {
         "commonHeader": {
             "telegramId": header.telegramId,

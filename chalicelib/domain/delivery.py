@@ -84,8 +84,20 @@ class DueItem(NamedTuple):
     due_at: datetime
 
 
+class NoticedFlow(NamedTuple):
+    """The flow a portal processId names, and when a completion notice last made the relay poll
+    it (None: never)."""
+
+    flow: Flow
+    noticed_at: datetime | None
+
+
 class DeliveryStore(Protocol):
-    def flow_for_process(self, process_id: str, *, now: datetime) -> Flow | None: ...
+    def flow_for_process(self, process_id: str, *, now: datetime) -> NoticedFlow | None: ...
+
+    def mark_noticed(self, process_id: str, *, at: datetime) -> None:
+        """Record on the processId's pointer that a notice made the relay poll its flow at ``at``."""
+        ...
 
     def get(self, flow_id: str, *, now: datetime) -> Flow | None: ...
 
@@ -218,21 +230,58 @@ class DeliveryService:
 
     # -- IF001-05: the completion notice is only a hint ----------------------------------------------
 
-    def notice(self, process_id: str) -> bool:
-        """Bring the flow's next poll forward; True if there was a retrieving flow. Never trusts or
-        returns anything else from the notice."""
+    def notice(self, process_id: str) -> dict[str, int]:
+        """Poll the portal now for the retrieving flow a completion notice names: the poll the
+        scheduled run would make, made at once, with the webhook it writes sent as that run sends
+        it. The notice carries no authentication, so it is only a hint: nothing from it is used but
+        the processId, and the result is fetched from the portal (mutual TLS, the flow's own token)
+        as every poll fetches it. Outcomes are counted as ``process_due`` counts them; an empty
+        dict when there was nothing to do (no such process, or its flow is no longer retrieving).
+
+        Notices make at most one portal call per flow in ``poll_backoff_base`` (the poller's own
+        shortest pause between two looks), however many arrive: a notice within that time of the
+        last notice that polled does nothing (``deferred``); the scheduled run keeps its own
+        schedule. A dependency failing in the poll (DynamoDB, KMS) leaves the flow due for the
+        scheduled run, which tries again; a concurrent update means the scheduled run (or another
+        notice) moved the flow first (``raced``). Neither is raised."""
         if not process_id or len(process_id) > 64:
-            return False
+            return {}
         now = self._clock.now()
-        flow = self._store.flow_for_process(process_id, now=now)
-        if flow is None or flow.status is not FlowStatus.RETRIEVING:
-            return False
-        if flow.next_due_at is not None and flow.next_due_at <= now:
-            return True
-        # A concurrent update means someone else moved the flow: the poll it asks for happens anyway.
-        with contextlib.suppress(ConcurrentUpdate):
-            self._store.update(flow, flow.updated(now=now, next_due_at=now))
-        return True
+        found = self._store.flow_for_process(process_id, now=now)
+        if found is None or found.flow.status is not FlowStatus.RETRIEVING:
+            return {}
+        flow = found.flow
+        if found.noticed_at is not None and now - found.noticed_at < self.config.poll_backoff_base:
+            return {"deferred": 1}
+        fresh: list[WebhookEvent] = []
+        try:
+            outcome = self.poll(flow, fresh)
+        except ConcurrentUpdate:
+            outcome = "raced"
+        except RelayError as error:
+            outcome = f"flow.{error.code}"
+            # The flow stays due for the scheduled run, unless the poll moved it already.
+            with contextlib.suppress(RelayError):  # ConcurrentUpdate included
+                self._store.update(flow, flow.updated(now=now, next_due_at=now))
+        if outcome != "ready" and not outcome.startswith("failed:"):
+            # Still retrieving: the next notices wait (from the end of this poll), so that they
+            # cannot make the relay call the portal again and again. Unrecorded (DynamoDB failing),
+            # the next notice may poll once more.
+            with contextlib.suppress(RelayError):
+                self._store.mark_noticed(process_id, at=self._clock.now())
+        outcomes = {outcome: 1}
+        self._send_fresh(fresh, outcomes)
+        return outcomes
+
+    def _send_fresh(self, fresh: Sequence[WebhookEvent], outcomes: dict[str, int]) -> None:
+        """Send the webhook events just committed to the outbox, counting each attempt's outcome.
+        An event that cannot be signed or recorded stays in the outbox, due: the next run sends it."""
+        for event in fresh:
+            try:
+                outcome = self._send_webhook(event, self._clock.now())
+            except RelayError as error:
+                outcome = f"webhook.{error.code}"
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
 
     # -- the scheduled work: poll, expire, send webhooks ---------------------------------------------
 
@@ -259,11 +308,7 @@ class DeliveryService:
                 # A bug (anything else) still fails the run loudly.
                 outcome = f"{kind}.{error.code}"
             count(outcome)
-            for event in fresh:
-                try:
-                    count(self._send_webhook(event, self._clock.now()))
-                except RelayError as error:  # the event stays in the outbox, due: the next run sends it
-                    count(f"webhook.{error.code}")
+            self._send_fresh(fresh, outcomes)
         return outcomes
 
     def _advance(self, flow_id: str, fresh: list[WebhookEvent] | None = None) -> str:

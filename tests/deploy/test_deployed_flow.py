@@ -193,13 +193,28 @@ def test_one_onboarding_runs_on_the_resources_of_the_packaged_template_within_ea
             browser_verify=str(deployed.sandbox.tls.ca_cert) if deployed.sandbox.tls else True,
         )
         # WHEN a resident onboards: PAR, consent, the portal (over mutual TLS with the secret's
-        # certificate), the token, the scheduled retrieval and sealing, the pickup, a checkpoint
+        # certificate), the token, the portal's completion notice (retrieval and sealing), a
+        # scheduled run (nothing left to do but look), the pickup, a checkpoint
         token = _function.set("api_handler")
         try:
             code = journey.to_partner_code()
             issued = journey.redeem(code)
             assert issued.status_code == 200, issued.body
             access_token = json.loads(issued.body)["access_token"]
+            (notice,) = deployed.sandbox.portal.due_notices()
+            header = {
+                "telegramId": notice.telegram_id,
+                "telegramType": "IFA0302-R01",
+                "mode": notice.mode,
+                "processId": notice.process_id,
+                "errorCode": "",
+            }
+            noticed = client.http.post(
+                "/portal/notice",
+                body=json.dumps({"commonHeader": header}),
+                headers={"Content-Type": "application/json"},
+            )
+            assert noticed.status_code == 200, noticed.body
         finally:
             _function.reset(token)
         token = _function.set("process_due")
@@ -223,7 +238,10 @@ def test_one_onboarding_runs_on_the_resources_of_the_packaged_template_within_ea
         finally:
             _function.reset(token)
 
-    # THEN the partner opened its sealed delivery, signed by the stack's signing key
+    # THEN the notice retrieved and sealed the delivery, the scheduled run found nothing left
+    assert outcomes == {}
+    assert ("kms", "Decrypt") in {(service, op) for service, op, _ in calls.of("api_handler")}
+    # AND the partner opened its sealed delivery, signed by the stack's signing key
     assert picked.status_code == 200, (outcomes, picked.body)
     decrypted = jwe.decrypt_compact(picked.body.decode(), partner.encryption_key)
     claims = json.loads(jws.deserialize_compact(decrypted.plaintext, KeySet.import_key_set(jwks)).payload)

@@ -147,7 +147,8 @@ def test_the_scheduled_functions_cannot_touch_what_only_the_api_needs() -> None:
     assert "pseudonym" not in due
     assert "audit/index/by_partner" not in due
     assert due["data"] == {"kms:Decrypt"}
-    assert api["data"] == {"kms:Encrypt"}
+    # the API encrypts the portal token at the callback and decrypts it to poll on a completion notice
+    assert api["data"] == {"kms:Encrypt", "kms:Decrypt"}
     # no function writes partner registrations: operators do, with relayctl and their own credentials
     for grants in (api, due, checkpoint):
         assert grants.get("partners", set()) <= {"dynamodb:GetItem"}
@@ -189,6 +190,7 @@ def test_the_evaluator_the_flow_test_relies_on_refuses_what_a_policy_does_not_na
     assert not allowed(policy, "dynamodb:PutItem", f"{tables}-partners")
     assert not allowed(policy, "dynamodb:Query", f"{tables}-state/index/by_due")
     assert allowed(policy, "kms:Encrypt", "arn:aws:kms:ap-northeast-1:123456789012:key/data")
-    assert not allowed(policy, "kms:Decrypt", "arn:aws:kms:ap-northeast-1:123456789012:key/data")
+    assert not allowed(policy, "kms:Decrypt", "arn:aws:kms:ap-northeast-1:123456789012:key/mac")
+    assert not allowed(policy, "kms:ReEncryptFrom", "arn:aws:kms:ap-northeast-1:123456789012:key/data")
     assert allowed(policy, "secretsmanager:GetSecretValue", f"{secret}-AbC123")
     assert not allowed(policy, "secretsmanager:GetSecretValue", f"{secret}-other-AbC123")

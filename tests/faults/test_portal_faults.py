@@ -10,10 +10,13 @@ within a poll and across polls until the retrieval deadline.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, replace
+from typing import Any
 
 import pytest
 
+from chalicelib.domain.delivery import DeliveryService
 from sandbox.scenarios import Scenario
 from tests.fakes import ShiftedClock
 from tests.faults.conftest import Backoff
@@ -32,52 +35,59 @@ from tests.partner_helpers import Pkce
 DEADLINE_S = 600  # Settings.retrieval_deadline_s
 
 
+SEALED = {"ready": 1, "webhook.delivered": 1}  # sealed, and the partner told, by the same request
+
+
 @dataclass(frozen=True)
 class Case:
     """A scenario (``times``: how many calls it breaks; None: all), what the partner's redirect
-    says, then each scheduler run as (seconds both clocks move first, the run's outcome). The run
-    that ends the flow also sends the partner's webhook."""
+    says, then each step as (seconds both clocks move first, what the portal's completion notices
+    due then did, the scheduler run's outcome). A notice polls at once; the notice or run that ends
+    the flow also sends the partner's webhook."""
 
     scenario: Scenario
     times: int | None = None
     callback_error: str | None = None
-    runs: tuple[tuple[int, dict[str, int]], ...] = ((0, {"ready": 1, "webhook.delivered": 1}),)
+    # deterministic mode: the result is ready and its notice due at once, so the notice seals
+    runs: tuple[tuple[int, dict[str, int], dict[str, int]], ...] = ((0, SEALED, {}),)
     failure: str | None = None  # the flow's failure_reason, if it fails
     portal_backoff: tuple[float, ...] = ()  # the IF001-06 client's sleeps between its attempts
 
 
 CASES = [
     Case(Scenario.NORMAL),
-    # the result takes 4 minutes: pending, backing off, then ready
+    # the result takes 4 minutes: pending, backing off, then ready; its notice comes then and seals
     Case(
         Scenario.SLOW_PROVIDER,
-        runs=((0, {"pending": 1}), (10, {"pending": 1}), (240, {"ready": 1, "webhook.delivered": 1})),
+        runs=((0, {}, {"pending": 1}), (10, {}, {"pending": 1}), (240, SEALED, {})),
     ),
-    Case(Scenario.NEVER_NOTIFIES),
+    # no notice: the scheduled run seals
+    Case(Scenario.NEVER_NOTIFIES, runs=((0, {}, SEALED),)),
     Case(Scenario.NOTIFIES_EARLY),
+    # two notices: the first seals, the second finds the flow ready and does nothing
     Case(Scenario.DUPLICATE_NOTICES),
     Case(Scenario.TOKEN_5XX, 1, "temporarily_unavailable", (), "portal.unavailable"),
     Case(Scenario.TOKEN_TIMEOUT, 1, "temporarily_unavailable", (), "portal.unavailable"),
     Case(Scenario.REQUEST_5XX, 1, "temporarily_unavailable", (), "portal.unavailable"),
     Case(Scenario.REQUEST_TIMEOUT, 1, "temporarily_unavailable", (), "portal.unavailable"),
-    # four broken answers: three within the first poll, one more in the second, then the data
+    # four broken answers: three within the notice's poll, one more in the next run's, then the data
     Case(
         Scenario.RESULT_5XX,
         4,
-        runs=((0, {"portal.unavailable": 1}), (10, {"ready": 1, "webhook.delivered": 1})),
+        runs=((0, {"portal.unavailable": 1}, {}), (10, {}, SEALED)),
         portal_backoff=(0.5, 1.0, 0.5),
     ),
     Case(
         Scenario.RESULT_TIMEOUT,
         4,
-        runs=((0, {"portal.unavailable": 1}), (10, {"ready": 1, "webhook.delivered": 1})),
+        runs=((0, {"portal.unavailable": 1}, {}), (10, {}, SEALED)),
         portal_backoff=(0.5, 1.0, 0.5),
     ),
     Case(
         Scenario.RESULT_5XX,
         runs=(
-            (0, {"portal.unavailable": 1}),
-            (DEADLINE_S, {"failed:retrieval.deadline": 1, "webhook.delivered": 1}),
+            (0, {"portal.unavailable": 1}, {}),
+            (DEADLINE_S, {}, {"failed:retrieval.deadline": 1, "webhook.delivered": 1}),
         ),
         failure="retrieval.deadline",
         portal_backoff=(0.5, 1.0),
@@ -85,25 +95,25 @@ CASES = [
     Case(
         Scenario.RESULT_TIMEOUT,
         runs=(
-            (0, {"portal.unavailable": 1}),
-            (DEADLINE_S, {"failed:retrieval.deadline": 1, "webhook.delivered": 1}),
+            (0, {"portal.unavailable": 1}, {}),
+            (DEADLINE_S, {}, {"failed:retrieval.deadline": 1, "webhook.delivered": 1}),
         ),
         failure="retrieval.deadline",
         portal_backoff=(0.5, 1.0),
     ),
     Case(
         Scenario.MALFORMED_JSON,
-        runs=((0, {"failed:result.json": 1, "webhook.delivered": 1}),),
+        runs=((0, {"failed:result.json": 1, "webhook.delivered": 1}, {}),),
         failure="result.json",
     ),
     Case(
         Scenario.ERROR_CODE,
-        runs=((0, {"failed:portal.error_code.EE0100": 1, "webhook.delivered": 1}),),
+        runs=((0, {"failed:portal.error_code.EE0100": 1, "webhook.delivered": 1}, {}),),
         failure="portal.error_code.EE0100",
     ),
     Case(
         Scenario.OVERSIZED_PAYLOAD,
-        runs=((0, {"failed:result.size": 1, "webhook.delivered": 1}),),
+        runs=((0, {"failed:result.size": 1, "webhook.delivered": 1}, {}),),
         failure="result.size",
     ),
 ]
@@ -117,22 +127,61 @@ def test_the_catalogue_covers_every_scenario_the_sandbox_knows() -> None:
     assert {case.scenario for case in CASES} == set(Scenario)
 
 
-def deliver_due_notices(journey: Journey) -> None:
-    """What the portal sends to the relay's notice URL (IF001-05); the relay answers every one."""
-    for notice in journey.sandbox.portal.due_notices():
-        header = {
+@pytest.fixture
+def notice_outcomes(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, int]]:
+    """What each completion notice the relay received did (``DeliveryService.notice``'s outcomes)."""
+    recorded: list[dict[str, int]] = []
+    notice = DeliveryService.notice
+
+    def recording(self: DeliveryService, process_id: str) -> dict[str, int]:
+        outcomes = notice(self, process_id)
+        recorded.append(outcomes)
+        return outcomes
+
+    monkeypatch.setattr(DeliveryService, "notice", recording)
+    return recorded
+
+
+def post_notice(journey: Journey, header: dict[str, str]) -> tuple[int, Any]:
+    """One completion notice to the relay's notice URL; the relay answers every one with its echo."""
+    answer = journey.client.http.post(
+        "/portal/notice",
+        body=json.dumps({"commonHeader": header}),
+        headers={"Content-Type": "application/json"},
+    )
+    assert answer.status_code == 200
+    assert json.loads(answer.body)["commonHeader"] == {**header, "telegramType": "IFA0302-S01"}
+    return answer.status_code, json.loads(answer.body)
+
+
+def deliver_due_notices(journey: Journey, recorded: list[dict[str, int]]) -> dict[str, int]:
+    """What the portal sends to the relay's notice URL (IF001-05), through the sandbox's own sender:
+    each due notice once, sent again only if its answer was not the echo. Returns what those
+    notices did, summed (``recorded``: the ``notice_outcomes`` fixture)."""
+    already = len(recorded)
+    portal = journey.sandbox.portal
+    portal._send_notice = lambda url, body: post_notice(journey, body["commonHeader"])
+    portal.deliver_due_notices()
+    summed: Counter[str] = Counter()
+    for outcomes in recorded[already:]:
+        summed.update(outcomes)
+    return dict(summed)
+
+
+def late_notice(journey: Journey, recorded: list[dict[str, int]]) -> dict[str, int]:
+    """The flow's notice sent once more, late (a duplicate); what it did."""
+    notice = journey.sandbox.portal.notices()[-1]
+    post_notice(
+        journey,
+        {
             "telegramId": notice.telegram_id,
             "telegramType": "IFA0302-R01",
             "mode": notice.mode,
             "processId": notice.process_id,
             "errorCode": "",
-        }
-        answer = journey.client.http.post(
-            "/portal/notice",
-            body=json.dumps({"commonHeader": header}),
-            headers={"Content-Type": "application/json"},
-        )
-        assert answer.status_code == 200
+        },
+    )
+    return recorded[-1]
 
 
 @pytest.mark.heavy
@@ -144,6 +193,7 @@ def test_every_portal_fault_ends_delivered_or_definitely_failed_with_every_invar
     receiver: WebhookReceiver,
     short_portal_timeouts: None,
     tables: Tables,
+    notice_outcomes: list[dict[str, int]],
     case: Case,
 ) -> None:
     portal = journey.sandbox.portal
@@ -169,11 +219,11 @@ def test_every_portal_fault_ends_delivered_or_definitely_failed_with_every_invar
     issued = journey.redeem(redirect["code"])
     assert issued.status_code == 200, issued.body
     token = json.loads(issued.body)["access_token"]
-    # AND each scheduler run (after both clocks moved on) has the expected outcome
-    for seconds, outcome in case.runs:
+    # AND after both clocks moved on, the notices then due and the scheduler run do as expected
+    for seconds, noticed, outcome in case.runs:
         clock.advance(seconds=seconds)
         journey.sandbox.clock.advance(seconds)  # the sandbox's ManualClock (deterministic mode)
-        deliver_due_notices(journey)
+        assert deliver_due_notices(journey, notice_outcomes) == noticed
         pending = pick_up(journey, token) if "pending" in outcome else None
         assert run_due(journey) == outcome
         if pending is not None:
@@ -189,12 +239,14 @@ def test_every_portal_fault_ends_delivered_or_definitely_failed_with_every_invar
         assert problem_of(picked)["check"] == "delivery.failed"
         assert tables.flows()[-1]["failure_reason"] == case.failure
     assert tables.statuses()[-1] == ("picked_up" if case.failure is None else "failed")
-    # AND the partner heard of it by webhook, once, from the run that ended the flow
+    # AND the partner heard of it by webhook, once, from the notice or run that ended the flow
     assert [event[1] for event in receiver.events()][-1] == (
         "delivery.ready" if case.failure is None else "delivery.failed"
     )
     assert len(set(receiver.events())) == len(receiver.events())
-    deliver_due_notices(journey)  # a late notice changes nothing
+    assert deliver_due_notices(journey, notice_outcomes) == {}
+    if case.scenario is not Scenario.NEVER_NOTIFIES:
+        assert late_notice(journey, notice_outcomes) == {}  # a late notice changes nothing
     assert run_due(journey) == {}
     assert_consistent(tables, webhooks=True)
 

@@ -8,6 +8,7 @@ import io
 import json
 import threading
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -193,23 +194,173 @@ def test_a_genuine_notice_brings_the_poll_forward(
     token, _ = redeemed(journey)
     assert run_due() == {"portal.unavailable": 1}
     assert run_due() == {}
-    items = dynamodb_client.scan(TableName=resources["RELAY_STATE_TABLE"])["Items"]
-    flow = next(json.loads(i["document"]["S"]) for i in items if i["pk"]["S"].startswith("FLOW#"))
-    header = {
-        "telegramId": flow["portal_process"]["telegram_id"],
-        "telegramType": "IFA0302-R01",
-        "mode": "1",
-        "processId": flow["portal_process"]["process_id"],
-        "errorCode": "",
-    }
     # WHEN the portal's completion notice arrives
-    answer = journey.client.http.post(
-        "/portal/notice",
-        body=json.dumps({"commonHeader": header}),
-        headers={"Content-Type": "application/json"},
-    )
-    # THEN it is echoed, and the next run polls at once
+    answer = notice_for(journey, dynamodb_client, resources["RELAY_STATE_TABLE"])
+    # THEN it is echoed, and the notice has polled at once: the delivery is sealed, nothing is due
     assert json.loads(answer.body)["commonHeader"]["telegramType"] == "IFA0302-S01"
+    assert run_due() == {}
+    assert pick_up(journey, token).status_code == 200
+
+
+def flow_item(dynamodb_client: Any, table: str) -> dict[str, Any]:
+    items = dynamodb_client.scan(TableName=table)["Items"]
+    document: dict[str, Any] = next(
+        json.loads(i["document"]["S"]) for i in items if i["pk"]["S"].startswith("FLOW#")
+    )
+    return document
+
+
+@pytest.fixture
+def portal_results(journey: Journey, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the IF001-06 calls that reach the sandbox portal (one entry per call)."""
+    portal = journey.sandbox.portal
+    calls: list[int] = []
+    answer = portal.result
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return answer(*args, **kwargs)
+
+    monkeypatch.setattr(portal, "result", counted)
+    return calls
+
+
+def test_a_genuine_notice_seals_the_delivery_and_tells_the_partner_in_the_same_request(
+    journey: Journey,
+    clock: ShiftedClock,
+    dynamodb_client: Any,
+    resources: dict[str, str],
+    portal_results: list[int],
+) -> None:
+    # GIVEN a partner with a webhook receiver, and a flow whose retrieval the portal has finished
+    receiver = WebhookReceiver()
+    try:
+        container.get_container().partners.update(journey.partner.document(webhook_url=receiver.url))
+        token, delivery_id = redeemed(journey)
+        table = resources["RELAY_STATE_TABLE"]
+        # WHEN the portal's completion notice arrives (and no scheduled run has happened)
+        answer = notice_for(journey, dynamodb_client, table)
+        # THEN the portal gets its echo, as before
+        assert answer.status_code == 200
+        assert json.loads(answer.body)["commonHeader"]["telegramType"] == "IFA0302-S01"
+        # AND that request fetched the result once, sealed the delivery and told the partner
+        assert len(portal_results) == 1
+        flow = flow_item(dynamodb_client, table)
+        assert (flow["status"], flow["portal_token_ciphertext"]) == ("ready", None)
+        events = [json.loads(jws.extract_compact(body.encode()).payload)["event"] for body in receiver.bodies]
+        assert [(e["type"], e["delivery_id"]) for e in events] == [("delivery.ready", delivery_id)]
+        # AND the scheduled run finds nothing left to do: no poll, no webhook
+        assert run_due() == {}
+        assert len(portal_results) == 1
+        assert len(receiver.bodies) == 1
+        assert pick_up(journey, token).status_code == 200
+    finally:
+        receiver.stop()
+
+
+def test_a_repeated_notice_does_not_call_the_portal_again(
+    journey: Journey,
+    clock: ShiftedClock,
+    dynamodb_client: Any,
+    resources: dict[str, str],
+    portal_results: list[int],
+) -> None:
+    from dataclasses import replace
+
+    from sandbox.scenarios import Scenario
+
+    # GIVEN a flow whose result the portal takes 4 minutes to collect
+    portal = journey.sandbox.portal
+    portal.timing = replace(portal.timing, slow_result_delay_s=240)  # deterministic mode: 0
+    portal.set_scenario(Scenario.SLOW_PROVIDER)
+    token, _ = redeemed(journey)
+    table = resources["RELAY_STATE_TABLE"]
+    # WHEN a notice arrives early: its poll finds the result pending
+    assert notice_for(journey, dynamodb_client, table).status_code == 200
+    assert len(portal_results) == 1
+    assert flow_item(dynamodb_client, table)["status"] == "retrieving"
+    # THEN the same notice, repeated within 10 s, is echoed but does not reach the portal again
+    for _ in range(5):
+        answer = notice_for(journey, dynamodb_client, table)
+        assert answer.status_code == 200
+        assert json.loads(answer.body)["commonHeader"]["telegramType"] == "IFA0302-S01"
+    assert len(portal_results) == 1
+    # AND the scheduled run keeps its own backoff (the pending poll's 10 s)
+    assert run_due() == {}
+    assert len(portal_results) == 1
+    # AND once the result is ready and 10 s have passed (the mark is kept in whole seconds, rounded
+    # up), a notice polls, seals, and is then inert
+    clock.advance(seconds=11)
+    journey.sandbox.clock.advance(240)
+    assert notice_for(journey, dynamodb_client, table).status_code == 200
+    assert len(portal_results) == 2
+    assert flow_item(dynamodb_client, table)["status"] == "ready"
+    before = sorted(json.dumps(i, sort_keys=True) for i in dynamodb_client.scan(TableName=table)["Items"])
+    assert notice_for(journey, dynamodb_client, table).status_code == 200  # for a sealed flow
+    assert len(portal_results) == 2
+    after = sorted(json.dumps(i, sort_keys=True) for i in dynamodb_client.scan(TableName=table)["Items"])
+    assert after == before
+    assert run_due() == {}
+    assert pick_up(journey, token).status_code == 200
+
+
+def test_a_portal_outage_at_notice_time_leaves_the_flow_due_and_the_scheduled_run_completes_it(
+    journey: Journey, clock: ShiftedClock, dynamodb_client: Any, resources: dict[str, str]
+) -> None:
+    from sandbox.scenarios import Scenario
+
+    # GIVEN the portal answers 5xx to the three attempts of the next poll
+    journey.sandbox.portal.set_scenario(Scenario.RESULT_5XX, times=3)
+    token, _ = redeemed(journey)
+    table = resources["RELAY_STATE_TABLE"]
+    # WHEN the portal's completion notice arrives
+    answer = notice_for(journey, dynamodb_client, table)
+    # THEN the portal still gets its echo, not an error
+    assert answer.status_code == 200
+    assert json.loads(answer.body)["commonHeader"]["errorCode"] == ""
+    # AND the flow is retrieving, due again after the poller's backoff, with no delivery
+    flow = flow_item(dynamodb_client, table)
+    assert (flow["status"], flow["poll_attempts"]) == ("retrieving", 1)
+    assert pick_up(journey, token).status_code == 202
+    assert run_due() == {}
+    # AND the scheduled run completes it once the backoff is over
+    clock.advance(seconds=10)
+    assert run_due() == {"ready": 1}
+    assert pick_up(journey, token).status_code == 200
+
+
+def test_a_kms_failure_while_the_notice_seals_leaves_the_flow_due_for_the_scheduled_run(
+    journey: Journey,
+    clock: ShiftedClock,
+    dynamodb_client: Any,
+    resources: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from chalicelib.adapters.kms_signer import KmsSigner
+    from chalicelib.domain.errors import DependencyUnavailable
+
+    # GIVEN KMS cannot sign while the notice seals the delivery
+    token, _ = redeemed(journey)
+    table = resources["RELAY_STATE_TABLE"]
+    original = KmsSigner.sign
+
+    def unavailable(self: KmsSigner, message: bytes) -> bytes:
+        raise DependencyUnavailable("kms Sign failed: KMSInternalException", check="kms")
+
+    monkeypatch.setattr(KmsSigner, "sign", unavailable)
+    # WHEN the portal's completion notice arrives
+    answer = notice_for(journey, dynamodb_client, table)
+    # THEN the portal still gets its echo, and nothing is sealed: the flow is retrieving and due now
+    assert answer.status_code == 200
+    assert json.loads(answer.body)["commonHeader"]["telegramType"] == "IFA0302-S01"
+    flow = flow_item(dynamodb_client, table)
+    assert flow["status"] == "retrieving"
+    assert datetime.fromisoformat(flow["next_due_at"]) <= clock.now()
+    assert not [
+        i for i in dynamodb_client.scan(TableName=table)["Items"] if i["pk"]["S"].startswith("DELIVERY#")
+    ]
+    # AND the next scheduled run, KMS being back, seals it
+    monkeypatch.setattr(KmsSigner, "sign", original)
     assert run_due() == {"ready": 1}
     assert pick_up(journey, token).status_code == 200
 
@@ -585,9 +736,10 @@ def test_notice_scenarios_all_end_in_one_delivery(
     token, _ = redeemed(journey)
     table = resources["RELAY_STATE_TABLE"]
     notices = {"never-notifies": 0, "notifies-early": 1, "duplicate-notices": 2, "slow-provider": 1}[scenario]
-    for _ in range(notices):  # what the portal's notices would do; extra ones change nothing
+    for _ in range(notices):  # what the portal's notices would do: the first seals, extra ones do nothing
         assert notice_for(journey, dynamodb_client, table).status_code == 200
-    assert run_due() == {"ready": 1}
+    # the scheduled run seals the delivery only when no notice came
+    assert run_due() == ({"ready": 1} if notices == 0 else {})
     assert notice_for(journey, dynamodb_client, table).status_code == 200  # a late notice is harmless
     assert run_due() == {}
     assert pick_up(journey, token).status_code == 200

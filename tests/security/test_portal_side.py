@@ -3,7 +3,8 @@ notices (docs/standards.md "Toward Mynaportal"; RFC 9700 §4.7; RFC 7493; OWASP 
 
 The callback is trusted only through a single-use, unguessable state bound to one flow; the
 completion notice carries no authentication at all, so its body is never trusted: at most it
-brings a poll forward. Refusals change nothing in the state or audit tables.
+makes the relay poll the portal at once, as the scheduled run would. Refusals change nothing in
+the state or audit tables.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 from tests.fakes import ShiftedClock
 from tests.functional.conftest import Journey
 from tests.functional.test_authorization_refusals import at_the_portal
-from tests.functional.test_delivery import redeemed, run_due
+from tests.functional.test_delivery import open_sealed, pick_up, redeemed, run_due
 from tests.security.helpers import Tables, assert_error_page, assert_problem
 
 Snapshot = Callable[[], Tables]
@@ -131,7 +132,7 @@ def test_an_oversized_notice_is_refused_with_413(
 )
 def test_a_notice_body_is_never_trusted(journey: Journey, clock: ShiftedClock, tables: Snapshot) -> None:
     # GIVEN a flow whose retrieval is under way
-    redeemed(journey)
+    token, _ = redeemed(journey)
     before = tables()
     # WHEN a forged notice for its real process claims an error and offers another result location
     header = notice_header(the_flow(before), errorCode="EE0100")
@@ -141,9 +142,15 @@ def test_a_notice_body_is_never_trusted(journey: Journey, clock: ShiftedClock, t
         "result": {"total_income": 99999999},
     }
     response = _post_notice(journey, json.dumps(body))
-    # THEN the portal gets its echo, nothing is written, and the real result is still fetched
+    # THEN the portal gets its echo, and the relay fetched the real result from the portal itself
+    # (its configured URL, mutual TLS, the flow's own token) and sealed it: no failure from the
+    # notice's errorCode, nothing from its body stored, nothing left for the scheduled run
     assert response.status_code == 200
     assert json.loads(response.body)["commonHeader"]["errorCode"] == ""
-    assert tables() == before
-    assert run_due() == {"ready": 1}
-    assert "99999999" not in json.dumps(tables())
+    after = tables()
+    assert (the_flow(after)["status"], the_flow(after)["failure_reason"]) == ("ready", None)
+    for planted in ("99999999", "attacker.example", "EE0100"):
+        assert planted not in json.dumps(after)
+    assert run_due() == {}
+    claims = open_sealed(journey, pick_up(journey, token).body.decode())
+    assert [record["total_income"] for record in claims["data"]["records"]] == [3680000]
