@@ -354,7 +354,9 @@ class MynaportalClient:
 
     # -- IF001-06 -------------------------------------------------------------------------------------
 
-    def fetch_result(self, *, access_token: str, process: PortalProcess) -> ResultPending | ResultReady:
+    def fetch_result(
+        self, *, access_token: str, process: PortalProcess, attempts: int | None = None
+    ) -> ResultPending | ResultReady:
         """IF001-06: the data, or ``ResultPending`` (errorCode "still processing"). A read, so a
         connection failure, timeout or 5xx is retried up to ``result_attempts`` times with
         exponential backoff before ``PortalUnavailable``."""
@@ -370,7 +372,7 @@ class MynaportalClient:
                 }
             }
         )
-        attempts = self._config.result_attempts
+        attempts = min(attempts or self._config.result_attempts, self._config.result_attempts)
         for attempt in range(1, attempts + 1):
             try:
                 answer = self._post(IF_RESULT, self._config.endpoints.result_url, telegram, headers)

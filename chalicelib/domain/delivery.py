@@ -255,7 +255,10 @@ class DeliveryService:
             return {"deferred": 1}
         fresh: list[WebhookEvent] = []
         try:
-            outcome = self.poll(flow, fresh)
+            # One attempt: the notice is an API request (API Gateway gives up after 29 s; one
+            # attempt is at most the connect and read timeouts); a failure here is left to the
+            # scheduled run, whose polls retry as configured.
+            outcome = self.poll(flow, fresh, portal_attempts=1)
         except ConcurrentUpdate:
             outcome = "raced"
         except RelayError as error:
@@ -325,9 +328,12 @@ class DeliveryService:
             return "raced"
         return "skipped"
 
-    def poll(self, flow: Flow, fresh: list[WebhookEvent] | None = None) -> str:
+    def poll(
+        self, flow: Flow, fresh: list[WebhookEvent] | None = None, *, portal_attempts: int | None = None
+    ) -> str:
         """One look at the portal for a retrieving flow (IF001-06). A webhook event this writes is
-        appended to ``fresh`` once committed, for the caller to send straight away."""
+        appended to ``fresh`` once committed, for the caller to send straight away.
+        ``portal_attempts`` caps the portal client's retries (None: as configured)."""
         now = self._clock.now()
         if flow.retrieval_deadline is not None and now >= flow.retrieval_deadline:
             return self._fail(flow, "retrieval.deadline", fresh)
@@ -343,7 +349,7 @@ class DeliveryService:
                 process_id=flow.portal_process.process_id,
                 mode=flow.portal_process.mode,
             )
-            result = self._portal.fetch_result(access_token=token, process=process)
+            result = self._portal.fetch_result(access_token=token, process=process, attempts=portal_attempts)
         except PortalUnavailable:
             return self._later(flow, now, "portal.unavailable")
         except PortalRejected as error:

@@ -143,6 +143,9 @@ class PortalGateway(Protocol):
         """IF001-04: start a point-in-time retrieval as of ``inquiry_date`` (a Japanese date)."""
         ...
 
-    def fetch_result(self, *, access_token: str, process: PortalProcess) -> RetrievalResult:
-        """IF001-06: the data, or ``ResultPending`` while the portal is still collecting it."""
+    def fetch_result(
+        self, *, access_token: str, process: PortalProcess, attempts: int | None = None
+    ) -> RetrievalResult:
+        """IF001-06: the data, or ``ResultPending`` while the portal is still collecting it.
+        ``attempts`` caps the client's own retries (None: its configured number)."""
         ...

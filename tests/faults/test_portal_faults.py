@@ -74,14 +74,16 @@ CASES = [
     Case(
         Scenario.RESULT_5XX,
         4,
-        runs=((0, {"portal.unavailable": 1}, {}), (10, {}, SEALED)),
-        portal_backoff=(0.5, 1.0, 0.5),
+        # the notice makes one attempt (an API request); the scheduled runs retry as configured
+        runs=((0, {"portal.unavailable": 1}, {}), (10, {}, {"portal.unavailable": 1}), (30, {}, SEALED)),
+        portal_backoff=(0.5, 1.0),
     ),
     Case(
         Scenario.RESULT_TIMEOUT,
         4,
-        runs=((0, {"portal.unavailable": 1}, {}), (10, {}, SEALED)),
-        portal_backoff=(0.5, 1.0, 0.5),
+        # the notice makes one attempt (an API request); the scheduled runs retry as configured
+        runs=((0, {"portal.unavailable": 1}, {}), (10, {}, {"portal.unavailable": 1}), (30, {}, SEALED)),
+        portal_backoff=(0.5, 1.0),
     ),
     Case(
         Scenario.RESULT_5XX,
@@ -90,7 +92,7 @@ CASES = [
             (DEADLINE_S, {}, {"failed:retrieval.deadline": 1, "webhook.delivered": 1}),
         ),
         failure="retrieval.deadline",
-        portal_backoff=(0.5, 1.0),
+        portal_backoff=(),  # the notice's single attempt; the run at the deadline does not poll
     ),
     Case(
         Scenario.RESULT_TIMEOUT,
@@ -99,7 +101,7 @@ CASES = [
             (DEADLINE_S, {}, {"failed:retrieval.deadline": 1, "webhook.delivered": 1}),
         ),
         failure="retrieval.deadline",
-        portal_backoff=(0.5, 1.0),
+        portal_backoff=(),  # the notice's single attempt; the run at the deadline does not poll
     ),
     Case(
         Scenario.MALFORMED_JSON,
