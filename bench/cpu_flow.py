@@ -1423,7 +1423,11 @@ def _missed(m: dict[str, Any]) -> list[str]:
             "half the DynamoDB writes (one audit index instead of two, the flow item kept under 1 KiB, fewer "
             "pointer and replay items; the audit records must stay inside the step transactions, or a lost "
             "record becomes possible), and webhook events not signed with the KMS asymmetric key (the sealed "
-            "payload must stay so); or provisioned DynamoDB capacity at a steady load."
+            "payload must stay so); or provisioned DynamoDB capacity at a steady load. The REST API stays "
+            "on purpose: Chalice deploys only REST APIs, and AWS WAF, which docs/deploy.md puts in front of "
+            "the relay, attaches to REST API stages, not to HTTP APIs or function URLs; with the REST API the "
+            "fixed part alone (its requests and the one asymmetric Sign the sealed payload needs) is about "
+            f"USD {usd['api_gateway_rest'] + sign / max(calls['kms.Sign'], 1):.2f}."
         )
     return lines
 
