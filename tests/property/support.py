@@ -209,7 +209,7 @@ def scripted_client(
     )
     client = MynaportalClient(config, sleep=sleeps.append)
     pool = ScriptedPool(respond)
-    client._pool = pool  # type: ignore[assignment]  # the transport seam: no socket in a property test
+    client._pool_manager = pool  # type: ignore[assignment]  # the transport seam: no socket in a property test
     return client, pool, sleeps
 
 
