@@ -17,8 +17,12 @@ class SystemClock:
 
 
 class ManualClock:
+    """Starts at ``start`` (default: the real time now) and moves only when advanced. Not a fixed
+    date by default: the relay dates its inquiries by the real (Japanese) date, and the portal
+    refuses an inquiry dated after its own today."""
+
     def __init__(self, start: datetime | None = None) -> None:
-        self._now = start or datetime(2026, 11, 27, 0, 0, tzinfo=UTC)
+        self._now = start or datetime.now(UTC)
         self._lock = threading.Lock()
 
     def now(self) -> datetime:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable, Iterator
-from datetime import date
+from datetime import date, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -40,8 +40,9 @@ SERVICE = ServiceRegistration(
     notice_url="http://127.0.0.1:8000/portal/notice",
     items=("地方税関係情報",),
 )
-# The sandbox's manual clock starts at 2026-11-27T00:00Z, 09:00 on the same day in Japan.
+# An inquiry date in the past: the sandbox's manual clock starts at the real time now.
 INQUIRY_DATE = date(2026, 11, 27)
+JST = timezone(timedelta(hours=9), "JST")
 
 
 @pytest.fixture
@@ -185,7 +186,9 @@ def test_a_token_5xx_is_unavailable_and_not_retried(
 def test_a_started_retrieval_carries_the_portal_process(sandbox: SandboxServer, sleeps: list[float]) -> None:
     client = client_for(sandbox, sleeps)
     process = started(sandbox, client, signed_in(sandbox, client))
-    assert process.telegram_id.startswith("TL-00000001-261127090000-")
+    # the telegram id carries the provider's digits and the time it was sent, in Japan
+    sent = sandbox.portal.clock.now().astimezone(JST)
+    assert process.telegram_id.startswith(f"TL-00000001-{sent:%y%m%d%H%M%S}-")
     assert process.process_id
     assert process.mode == "1"
 

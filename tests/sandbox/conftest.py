@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -54,7 +55,8 @@ class NoticeReceiver:
 
 @pytest.fixture
 def clock() -> ManualClock:
-    return ManualClock()
+    # fixed, so that the telegrams below can name its date (Date=20261127, 09:00 in Japan)
+    return ManualClock(datetime(2026, 11, 27, 0, 0, tzinfo=UTC))
 
 
 @pytest.fixture
