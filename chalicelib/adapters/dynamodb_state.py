@@ -28,7 +28,7 @@ from chalicelib.domain.delivery import (
     due_shard,
 )
 from chalicelib.domain.errors import ConcurrentUpdate
-from chalicelib.domain.flow import CodeAlreadyUsed, Flow, FlowStatus
+from chalicelib.domain.flow import BrowserBindingMismatch, CodeAlreadyUsed, Flow, FlowStatus
 from chalicelib.domain.flow_store import AccessTokenRecord, CodeState
 from chalicelib.domain.oauth.replay import ReplayEntry
 
@@ -283,6 +283,7 @@ class DynamoStateStore:
         now: datetime,
         portal_state_hash: str | None = None,
         portal_state_expires_at: datetime | None = None,
+        browser_binding_hash: str | None = None,
         audits: Sequence[AuditRecord] = (),
     ) -> None:
         items: list[dict[str, Any]] = [
@@ -298,12 +299,21 @@ class DynamoStateStore:
             self._put_flow(after, before),
         ]
         if portal_state_hash is not None and portal_state_expires_at is not None:
-            items.append(self._pointer(f"PSTATE#{portal_state_hash}", after.flow_id, portal_state_expires_at))
+            binding = {"binding": _s(browser_binding_hash)} if browser_binding_hash else {}
+            items.append(
+                self._pointer(
+                    f"PSTATE#{portal_state_hash}", after.flow_id, portal_state_expires_at, **binding
+                )
+            )
         self._transact(items, on_conflict=ConcurrentUpdate("request_uri already used", check="request_uri"))
 
-    def consume_portal_state(self, portal_state_hash: str, *, now: datetime) -> Flow | None:
+    def consume_portal_state(
+        self, portal_state_hash: str, *, browser_binding_hash: str, now: datetime
+    ) -> Flow | None:
         """Mark the pointer used (it stays until its TTL) rather than delete it: a deleted pointer
-        could not tell a retried call its own earlier attempt from a concurrent callback."""
+        could not tell a retried call its own earlier attempt from a concurrent callback. Only the
+        browser that left for the portal can use it: its binding cookie's fingerprint must match
+        (RFC 9700 section 4.7.1); otherwise ``BrowserBindingMismatch`` and nothing changes."""
         key = _key(f"PSTATE#{portal_state_hash}", "PTR")
         marker = secrets.token_hex(8)
         try:
@@ -311,15 +321,33 @@ class DynamoStateStore:
                 TableName=self._table,
                 Key=key,
                 UpdateExpression="SET used_by = :marker",
-                ConditionExpression=f"{ITEM_EXISTS} AND {NOT_EXPIRED} AND {NOT_USED}",
-                ExpressionAttributeValues={":now": _n(epoch(now)), ":marker": _s(marker)},
+                ConditionExpression=f"{ITEM_EXISTS} AND {NOT_EXPIRED} AND {NOT_USED} AND binding = :binding",
+                ExpressionAttributeValues={
+                    ":now": _n(epoch(now)),
+                    ":marker": _s(marker),
+                    ":binding": _s(browser_binding_hash),
+                },
                 ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
             pointer: dict[str, Any] | None = dict(answer.get("Attributes", {}))
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise unavailable("dynamodb", "UpdateItem", exc) from exc
             pointer = self._own_write(key, marker, exc)
+            if pointer is None:
+                # ReturnValuesOnConditionCheckFailure=ALL_OLD: the item as the condition found it
+                found = cast("dict[str, Any]", exc.response.get("Item") or {})
+                if (
+                    found
+                    and "used_by" not in found
+                    and int(found["expires_at"]["N"]) > epoch(now)
+                    and found.get("binding", {}).get("S") != browser_binding_hash
+                ):
+                    raise BrowserBindingMismatch(
+                        "the callback was opened in another browser than the one that left for the portal",
+                        check="browser_binding",
+                    ) from None
         except BotoCoreError as exc:
             raise unavailable("dynamodb", "UpdateItem", exc) from exc
         return self.get(pointer["flow_id"]["S"], now=now) if pointer else None

@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # the domain's services load with the first request that need
 bp = Blueprint(__name__)
 P = ParamSpec("P")
 CSRF_COOKIE = "relay_csrf"
+PORTAL_COOKIE = "relay_portal"  # binds the portal's callback to the browser that left for it
 # Text, not bytes: a Lambda proxy response is JSON, so a bytes body of a non-binary type cannot be sent.
 CSS = (Path(__file__).resolve().parent / "static" / "relay.css").read_text(encoding="utf-8")
 
@@ -72,7 +73,9 @@ def page_responses(view: Callable[P, Response]) -> Callable[P, Response]:
     return wrapper
 
 
-def see_other(redirect: RedirectTo, *, status: int = 303, headers: dict[str, str] | None = None) -> Response:
+def see_other(
+    redirect: RedirectTo, *, status: int = 303, headers: dict[str, str | list[str]] | None = None
+) -> Response:
     return Response(
         body="",
         status_code=status,
@@ -146,15 +149,30 @@ def decide() -> Response:
         proceed=action == "continue",
     )
     expire = f"{CSRF_COOKIE}=; Path=/authorize; HttpOnly; SameSite=Strict; Max-Age=0"
-    return see_other(redirect, headers={"Set-Cookie": expire})
+    if redirect.browser_binding is None:
+        return see_other(redirect, headers={"Set-Cookie": expire})
+    # To the portal: bind its callback to this browser (RFC 9700 section 4.7.1). SameSite=Lax, so
+    # that the portal's redirect back (a top-level GET from another site) carries it.
+    config = get_container().authorization_config
+    binding = (
+        f"{PORTAL_COOKIE}={redirect.browser_binding}; Path=/portal/callback; HttpOnly; SameSite=Lax; "
+        f"Max-Age={int(config.portal_state_lifetime.total_seconds())}"
+        + ("; Secure" if config.issuer.startswith("https://") else "")
+    )
+    return see_other(redirect, headers={"Set-Cookie": [expire, binding]})
 
 
 @bp.route("/portal/callback", methods=["GET"])
 @page_responses
 def portal_callback() -> Response:
-    """IF001-02: Mynaportal sends the resident back here with code and state (or an error)."""
-    redirect = get_container().authorization.portal_callback(query_fields(bp.current_request))
-    return see_other(redirect)
+    """IF001-02: Mynaportal sends the resident back here with code and state (or an error), in
+    the browser that left for the portal (its binding cookie)."""
+    request = bp.current_request
+    redirect = get_container().authorization.portal_callback(
+        query_fields(request), browser_binding=cookie(request, PORTAL_COOKIE)
+    )
+    expire = f"{PORTAL_COOKIE}=; Path=/portal/callback; HttpOnly; SameSite=Lax; Max-Age=0"
+    return see_other(redirect, headers={"Set-Cookie": expire})
 
 
 @bp.route(STATIC_PATH, methods=["GET"])

@@ -120,6 +120,11 @@ RETRY_AFTER = Header(
 )
 LOCATION = Header("Location", "Where the browser goes next.")
 SET_COOKIE = Header("Set-Cookie", "The form's CSRF cookie (HttpOnly, SameSite=Strict).")
+BINDING_COOKIE = Header(
+    "Set-Cookie",
+    "To the portal: the CSRF cookie expired and relay_portal, which binds the portal's callback to"
+    " this browser (HttpOnly, SameSite=Lax, Path=/portal/callback); back from it: relay_portal expired.",
+)
 WWW_AUTHENTICATE = Header("WWW-Authenticate", "The RFC 6750 section 3 / RFC 9449 section 7.1 challenge.")
 
 # What chalicelib.api.middleware puts on every answer (a view may set its own, to the same effect).
@@ -340,7 +345,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "The resident continues to Mynaportal or cancels (CSRF-protected form).",
         "resident",
         {
-            303: see_other("To Mynaportal, or back to the partner with access_denied.", SET_COOKIE),
+            303: see_other("To Mynaportal, or back to the partner with access_denied.", BINDING_COOKIE),
             403: page("The CSRF token does not match the cookie."),
             **PAGE_FAILURES,
         },
@@ -357,11 +362,16 @@ OPERATIONS: tuple[Operation, ...] = (
         "IF001-02: Mynaportal sends the resident back with a code (or an error) and our state.",
         "mynaportal",
         {
-            303: see_other("Back to the partner with code, state and iss (RFC 9207), or an error."),
+            303: see_other(
+                "Back to the partner with code, state and iss (RFC 9207), or an error.", BINDING_COOKIE
+            ),
             **PAGE_FAILURES,
         },
         query=schemas.PortalCallbackQuery,
-        parameters=(LANGUAGE_PARAMETER,),
+        parameters=(
+            Parameter("relay_portal", "cookie", "The binding cookie the decision set in this browser."),
+            LANGUAGE_PARAMETER,
+        ),
     ),
     Operation(
         "/static/relay.css",

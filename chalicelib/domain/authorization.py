@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Literal
 from urllib.parse import urlencode
@@ -35,6 +35,7 @@ from chalicelib.domain.errors import (
 )
 from chalicelib.domain.flow import (
     TRANSITIONS,
+    BrowserBindingMismatch,
     CodeAlreadyUsed,
     Flow,
     FlowStatus,
@@ -159,6 +160,9 @@ class ConsentView:
 @dataclass(frozen=True)
 class RedirectTo:
     url: str
+    # Set by the decision that sends the resident to the portal: the value of the cookie that
+    # binds the portal's callback to this browser (the HTTP layer sets it; never logged).
+    browser_binding: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -379,6 +383,7 @@ class AuthorizationService:
                 )
                 return self._to_partner(flow, error=("access_denied", "the resident cancelled"))
             portal_state = new_secret()
+            browser_binding = new_secret()
             after = flow.moved_to(FlowStatus.AT_PORTAL, now=now)
             self._flows.leave_interstitial(
                 flow,
@@ -387,6 +392,7 @@ class AuthorizationService:
                 now=now,
                 portal_state_hash=fingerprint(portal_state),
                 portal_state_expires_at=now + self.config.portal_state_lifetime,
+                browser_binding_hash=fingerprint(browser_binding),
                 audits=[audit_record(flow, AuditEvent.CONTINUED, at=now, outcome="to_portal")],
             )
         except ConcurrentUpdate:
@@ -398,7 +404,9 @@ class AuthorizationService:
             "state": portal_state,
             "login_type": self.config.portal_login_type,
         }
-        return RedirectTo(_with_query(self.config.portal_authorize_url, query))
+        return RedirectTo(
+            _with_query(self.config.portal_authorize_url, query), browser_binding=browser_binding
+        )
 
     def _to_partner(
         self, flow: Flow, *, code: str | None = None, error: tuple[str, str] | None = None
@@ -415,12 +423,18 @@ class AuthorizationService:
 
     # -- the portal callback (IF001-02) ---------------------------------------------------------------
 
-    def portal_callback(self, params: Mapping[str, list[str]]) -> RedirectTo:
+    def portal_callback(self, params: Mapping[str, list[str]], *, browser_binding: str = "") -> RedirectTo:
+        """``browser_binding``: the binding cookie the decision set in the resident's browser."""
         states = params.get("state", [])
         if len(states) != 1 or not states[0] or len(states[0]) > 200:
             raise PageError("the callback has no usable state", check="state")
         now = self._clock.now()
-        flow = self._flows.consume_portal_state(fingerprint(states[0]), now=now)
+        try:
+            flow = self._flows.consume_portal_state(
+                fingerprint(states[0]), browser_binding_hash=fingerprint(browser_binding[:200]), now=now
+            )
+        except BrowserBindingMismatch as error:
+            raise PageError(str(error.detail), check="browser_binding") from None
         if flow is None:
             raise PageError("the callback's state is unknown, expired or already used", check="state")
         if flow.status is not FlowStatus.AT_PORTAL:

@@ -126,6 +126,14 @@ class CodeAlreadyUsed(ConcurrentUpdate):
     code = "code-already-used"
 
 
+class BrowserBindingMismatch(RelayError):
+    """A valid portal state came back in a browser without the binding cookie of the one that
+    left for the portal (RFC 9700 section 4.7.1: CSRF on the redirect URI)."""
+
+    code = "browser-binding"
+    category = "forbidden"
+
+
 def new_secret(nbytes: int = 32) -> str:
     """A random URL-safe secret (state, code, token, request_uri): 256 bits by default."""
     return secrets.token_urlsafe(nbytes)

@@ -66,14 +66,19 @@ class FlowStore(Protocol):
         now: datetime,
         portal_state_hash: str | None = None,
         portal_state_expires_at: datetime | None = None,
+        browser_binding_hash: str | None = None,
         audits: Sequence[AuditRecord] = (),
     ) -> None:
-        """Use up the request_uri and move the flow (continue: also store the portal-state pointer),
+        """Use up the request_uri and move the flow (continue: also store the portal-state pointer,
+        bound to the fingerprint of the browser's binding cookie),
         in one transaction; ``ConcurrentUpdate`` if the request_uri was used meanwhile."""
         ...
 
-    def consume_portal_state(self, portal_state_hash: str, *, now: datetime) -> Flow | None:
-        """Use up the portal-state pointer and return its flow; None if unknown, used or expired.
+    def consume_portal_state(
+        self, portal_state_hash: str, *, browser_binding_hash: str, now: datetime
+    ) -> Flow | None:
+        """Use up the portal-state pointer and return its flow; None if unknown, used or expired;
+        ``BrowserBindingMismatch`` (nothing changed) if another browser brings a valid state.
         Concurrent callbacks with one state: exactly one gets the flow."""
         ...
 

@@ -63,6 +63,16 @@ def partner(resources: dict[str, str], dynamodb_client: Any) -> TestPartner:
     return test_partner
 
 
+def set_cookie(response: Any, name: str) -> str:
+    """The value a response sets for cookie ``name`` ("" if none)."""
+    values = response.headers.get("Set-Cookie", [])
+    for value in [values] if isinstance(values, str) else values:
+        key, _, rest = value.partition("=")
+        if key == name:
+            return rest.split(";", 1)[0]
+    return ""
+
+
 def location_query(response: Any) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(response.headers["Location"]).query).items()}
 
@@ -81,6 +91,7 @@ class Journey:
     csrf_token: str = ""
     portal_url: str = ""
     callback_query: str = ""
+    portal_cookie: str = ""  # relay_portal: binds the portal's callback to this browser
     # what the resident's browser trusts: True (the system) for the sandbox's plain-HTTP side,
     # the test CA when the sandbox serves that side over TLS
     browser_verify: bool | str = True
@@ -129,6 +140,7 @@ class Journey:
         response = self.client.http.post("/authorize/decision", **request)
         if response.status_code == 303:
             self.portal_url = response.headers["Location"]
+            self.portal_cookie = set_cookie(response, "relay_portal") or self.portal_cookie
         return response
 
     def at_portal(self, persona: str = "salaried", *, agree: bool = True) -> dict[str, str]:
@@ -180,8 +192,14 @@ class Journey:
         self.callback_query = back.headers["Location"].split("?", 1)[1]
         return self.callback_query
 
-    def callback(self, query: str | None = None) -> Any:
-        return self.client.http.get(f"/portal/callback?{self.callback_query if query is None else query}")
+    def callback(self, query: str | None = None, *, cookie: str | None = None) -> Any:
+        """The portal's redirect back, in this browser (its binding cookie) unless ``cookie`` says
+        otherwise ("" for a browser without it)."""
+        binding = self.portal_cookie if cookie is None else cookie
+        headers = {"Cookie": f"relay_portal={binding}"} if binding else {}
+        return self.client.http.get(
+            f"/portal/callback?{self.callback_query if query is None else query}", headers=headers
+        )
 
     def redeem(
         self, code: str, *, verifier: str | None = None, dpop: str | None = "default", **overrides: str | None

@@ -39,17 +39,24 @@ def test_twenty_concurrent_callbacks_with_one_state_exchange_the_portal_code_onc
     pending = bank.start(redirect_uri, purpose, scope)
     with loopback_session() as browser:
         callback = at_portal(browser, pending.authorize_url, "salaried", "agree")
+        binding = browser.cookies.get("relay_portal")  # the resident's browser binding (RFC 9700 §4.7.1)
+    assert binding
     assert callback.startswith(f"{stack.api}/portal/callback?")
     assert {"code", "state"} <= set(query_of(callback))
     (flow,) = tables.flows()
     assert flow["status"] == "at_portal"
     history_before = stack.sandbox_history()
 
-    # WHEN the same callback arrives 20 times at once, each on its own open connection
+    # WHEN the same callback arrives 20 times at once from that browser, each on its own open connection
     with warmed_sessions(stack, CALLBACKS) as sessions:
 
         def call_back(session: requests.Session) -> requests.Response:
-            return session.get(callback, allow_redirects=False, timeout=HTTP_TIMEOUT_S)
+            return session.get(
+                callback,
+                headers={"Cookie": f"relay_portal={binding}"},
+                allow_redirects=False,
+                timeout=HTTP_TIMEOUT_S,
+            )
 
         answers = all_at_once([functools.partial(call_back, session) for session in sessions])
 

@@ -75,6 +75,48 @@ def test_a_callback_after_the_portal_state_expired_is_an_error_page(
     assert tables() == before
 
 
+@pytest.mark.attack(
+    source="RFC 9700 §4.7.1 / OWASP WSTG-SESS-05",
+    threat="CSRF on the redirect URI: an attacker's genuine callback URL opened in a victim's browser",
+)
+def test_a_genuine_callback_in_another_browser_is_refused_and_the_flow_stays_usable(
+    journey: Journey, tables: Snapshot
+) -> None:
+    # GIVEN an attacker who went through the portal and holds the callback URL of its own flow
+    at_the_portal(journey)
+    journey.at_portal()
+    before = tables()
+    # WHEN a victim's browser (no binding cookie, or another one) is made to open it
+    for cookie in ("", "another-browsers-binding"):
+        response = journey.callback(cookie=cookie)
+        # THEN it is an error page naming the check, nobody is sent to the partner, nothing changed
+        assert_error_page(response, 400, "browser_binding")
+        assert tables() == before
+    # AND the browser that left for the portal can still complete the flow
+    back = journey.callback()
+    assert back.status_code == 303
+    assert "code=" in back.headers["Location"]
+
+
+@pytest.mark.attack(
+    source="RFC 9700 §4.7.1 / RFC 6265bis §8.8",
+    threat="the binding cookie set without SameSite/HttpOnly or beyond the callback's path",
+)
+def test_the_binding_cookie_is_httponly_lax_secure_and_scoped_to_the_callback(journey: Journey) -> None:
+    assert journey.push().status_code == 201
+    assert journey.show_consent().status_code == 200
+    decision = journey.decide()
+    (binding,) = [c for c in decision.headers["Set-Cookie"] if c.startswith("relay_portal=")]
+    attributes = {part.strip().split("=")[0] for part in binding.split(";")[1:]}
+    assert {"Path", "HttpOnly", "SameSite", "Max-Age", "Secure"} <= attributes
+    assert "Path=/portal/callback" in binding
+    assert "SameSite=Lax" in binding  # the portal's redirect back is a cross-site top-level GET
+    journey.at_portal()
+    back = journey.callback()
+    assert back.headers["Set-Cookie"].startswith("relay_portal=; Path=/portal/callback")
+    assert "Max-Age=0" in back.headers["Set-Cookie"]
+
+
 def _post_notice(journey: Journey, body: str | bytes, **headers: str) -> Any:
     return journey.client.http.post("/portal/notice", body=body, headers={**JSON, **headers})
 
