@@ -736,7 +736,13 @@ def one_flow(w: World) -> tuple[dict[str, Usage], Usage]:
     browser.close()
 
     meter.target(usage["callback"])
-    called_back = _expect("callback", http.get(f"/portal/callback?{urlsplit(location).query}"), 303)
+    # the browser that left for the portal carries the binding cookie the decision set
+    binding = next(
+        value.split(";", 1)[0] for value in decided.headers["Set-Cookie"] if value.startswith("relay_portal=")
+    )
+    called_back = _expect(
+        "callback", http.get(f"/portal/callback?{urlsplit(location).query}", headers={"Cookie": binding}), 303
+    )
     code = _query(called_back.headers["Location"])["code"]
 
     meter.target(usage["token"])
