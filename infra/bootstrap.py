@@ -31,34 +31,15 @@ def ensure_resources(stage: str, dynamodb: DynamoDBClient, kms: KMSClient) -> di
 
 def _create_table(dynamodb: DynamoDBClient, table: TableSpec, stage: str) -> None:
     name = table.physical_name(stage)
-    key_schema: list[Any] = [{"AttributeName": table.keys.partition_key, "KeyType": "HASH"}]
-    if table.keys.sort_key:
-        key_schema.append({"AttributeName": table.keys.sort_key, "KeyType": "RANGE"})
     params: dict[str, Any] = {
         "TableName": name,
-        "KeySchema": key_schema,
-        "AttributeDefinitions": [
-            {"AttributeName": attr, "AttributeType": kind} for attr, kind in table.attributes.items()
-        ],
+        "KeySchema": table.key_schema(),
+        "AttributeDefinitions": table.attribute_definitions(),
         "BillingMode": "PAY_PER_REQUEST",
         "DeletionProtectionEnabled": table.deletion_protection,
     }
     if table.indexes:
-        params["GlobalSecondaryIndexes"] = [
-            {
-                "IndexName": index.name,
-                "KeySchema": [
-                    {"AttributeName": index.keys.partition_key, "KeyType": "HASH"},
-                    *(
-                        [{"AttributeName": index.keys.sort_key, "KeyType": "RANGE"}]
-                        if index.keys.sort_key
-                        else []
-                    ),
-                ],
-                "Projection": {"ProjectionType": index.projection},
-            }
-            for index in table.indexes
-        ]
+        params["GlobalSecondaryIndexes"] = table.global_secondary_indexes()
     dynamodb.create_table(**params)
     dynamodb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
     if table.ttl_attribute:

@@ -13,7 +13,7 @@ See docs/data-model.md for every access pattern.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 APP_NAME = "myna-relay"
 STAGES: tuple[str, ...] = ("local", "test", "dev", "prod")
@@ -50,6 +50,31 @@ class TableSpec:
 
     def physical_name(self, stage: str) -> str:
         return f"{APP_NAME}-{stage}-{self.logical_name}"
+
+    def key_schema(self) -> list[dict[str, str]]:
+        """``KeySchema`` as both DynamoDB's CreateTable and CloudFormation spell it."""
+        return _key_schema(self.keys)
+
+    def attribute_definitions(self) -> list[dict[str, str]]:
+        return [{"AttributeName": name, "AttributeType": kind} for name, kind in self.attributes.items()]
+
+    def global_secondary_indexes(self) -> list[dict[str, Any]]:
+        """``GlobalSecondaryIndexes`` (on demand: no throughput), for the API and the template."""
+        return [
+            {
+                "IndexName": index.name,
+                "KeySchema": _key_schema(index.keys),
+                "Projection": {"ProjectionType": index.projection},
+            }
+            for index in self.indexes
+        ]
+
+
+def _key_schema(keys: KeySchema) -> list[dict[str, str]]:
+    schema = [{"AttributeName": keys.partition_key, "KeyType": "HASH"}]
+    if keys.sort_key:
+        schema.append({"AttributeName": keys.sort_key, "KeyType": "RANGE"})
+    return schema
 
 
 @dataclass(frozen=True)

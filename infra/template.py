@@ -68,16 +68,11 @@ def _tags(stage: str) -> list[dict[str, str]]:
 
 
 def table_resource(table: TableSpec, stage: str) -> dict[str, Any]:
-    key_schema = [{"AttributeName": table.keys.partition_key, "KeyType": "HASH"}]
-    if table.keys.sort_key:
-        key_schema.append({"AttributeName": table.keys.sort_key, "KeyType": "RANGE"})
     properties: dict[str, Any] = {
         "TableName": table.physical_name(stage),
         "BillingMode": "PAY_PER_REQUEST",
-        "KeySchema": key_schema,
-        "AttributeDefinitions": [
-            {"AttributeName": name, "AttributeType": kind} for name, kind in table.attributes.items()
-        ],
+        "KeySchema": table.key_schema(),
+        "AttributeDefinitions": table.attribute_definitions(),
         "SSESpecification": {
             "SSEEnabled": True,
             "SSEType": "KMS",
@@ -90,21 +85,7 @@ def table_resource(table: TableSpec, stage: str) -> dict[str, Any]:
     if table.ttl_attribute:
         properties["TimeToLiveSpecification"] = {"AttributeName": table.ttl_attribute, "Enabled": True}
     if table.indexes:
-        properties["GlobalSecondaryIndexes"] = [
-            {
-                "IndexName": index.name,
-                "KeySchema": [
-                    {"AttributeName": index.keys.partition_key, "KeyType": "HASH"},
-                    *(
-                        [{"AttributeName": index.keys.sort_key, "KeyType": "RANGE"}]
-                        if index.keys.sort_key
-                        else []
-                    ),
-                ],
-                "Projection": {"ProjectionType": index.projection},
-            }
-            for index in table.indexes
-        ]
+        properties["GlobalSecondaryIndexes"] = table.global_secondary_indexes()
     # Long-lived tables (partners, audit) outlive the stack; flow state is minutes old at most.
     policy = "Retain" if table.point_in_time_recovery else "Delete"
     return {

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextvars
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,6 +162,26 @@ def register_partner(stack: DeployedStack) -> TestPartner:
     return partner
 
 
+@contextmanager
+def prod_journey(stack: DeployedStack) -> Iterator[Journey]:
+    """A registered partner and a resident's browser (trusting the sandbox's TLS) on the prod stage."""
+    from chalice.test import Client
+
+    from app import app
+
+    partner = register_partner(stack)
+    partner.clock = stack.clock.timestamp
+    assert stack.sandbox.tls is not None
+    with Client(app, stage_name=STAGE, project_dir=str(REPO_ROOT)) as client:
+        yield Journey(
+            client=client,
+            partner=partner,
+            sandbox=stack.sandbox,
+            pkce=Pkce(),
+            browser_verify=str(stack.sandbox.tls.ca_cert),
+        )
+
+
 def scheduled_event(client: Any) -> Any:
     return client.events.generate_cw_event(
         source="aws.events", detail_type="Scheduled Event", detail={}, resources=[], region=REGION
@@ -178,20 +199,8 @@ def arn_of(stack: DeployedStack, service: str, params: dict[str, Any]) -> str:
 def test_one_onboarding_runs_on_the_resources_of_the_packaged_template_within_each_functions_policy(
     deployed: DeployedStack, calls: Calls
 ) -> None:
-    from chalice.test import Client
-
-    from app import app
-
-    partner = register_partner(deployed)
-    partner.clock = deployed.clock.timestamp
-    with Client(app, stage_name=STAGE, project_dir=str(REPO_ROOT)) as client:
-        journey = Journey(
-            client=client,
-            partner=partner,
-            sandbox=deployed.sandbox,
-            pkce=Pkce(),
-            browser_verify=str(deployed.sandbox.tls.ca_cert) if deployed.sandbox.tls else True,
-        )
+    with prod_journey(deployed) as journey:
+        client, partner = journey.client, journey.partner
         # WHEN a resident onboards: PAR, consent, the portal (over mutual TLS with the secret's
         # certificate), the token, the portal's completion notice (retrieval and sealing), a
         # scheduled run (nothing left to do but look), the pickup, a checkpoint
@@ -298,24 +307,11 @@ def test_the_created_resources_carry_the_templates_hardening(deployed: DeployedS
 def test_before_the_portal_secret_exists_only_portal_calls_fail_and_the_partner_is_told(
     deployed: DeployedStack,
 ) -> None:
-    from chalice.test import Client
-
-    from app import app
-
     # GIVEN a fresh deployment whose operator has not stored the portal secret yet
     deployed.session.client("secretsmanager").delete_secret(
         SecretId=deployment(STAGE).portal_secret_name, ForceDeleteWithoutRecovery=True
     )
-    partner = register_partner(deployed)
-    partner.clock = deployed.clock.timestamp
-    with Client(app, stage_name=STAGE, project_dir=str(REPO_ROOT)) as client:
-        journey = Journey(
-            client=client,
-            partner=partner,
-            sandbox=deployed.sandbox,
-            pkce=Pkce(),
-            browser_verify=str(deployed.sandbox.tls.ca_cert) if deployed.sandbox.tls else True,
-        )
+    with prod_journey(deployed) as journey:
         # WHEN a resident starts onboarding: the API answers every step before the portal
         assert journey.push().status_code == 201
         assert journey.show_consent().status_code == 200
