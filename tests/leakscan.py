@@ -28,8 +28,9 @@ What counts as a leak (``Scanner``), in the text and in what its base64 runs dec
   to mean anything and are ignored. Text is matched raw, JSON-escaped (\\uXXXX) and percent-encoded;
   numbers as whole numbers only (digit groups joined by the separators the Individual Number guard
   knows, so 2019-08-12 is 20190812 and 5,000,000 is 5000000, never digits inside a longer number or an
-  identifier). One documented exception: an audit record names its providing municipalities
-  (``municipalities``: the provider of 情報提供等記録, docs/data-model.md), and nothing else there;
+  identifier, nor the fraction of a second of a timestamp). One documented exception: an audit record
+  names its providing municipalities (``municipalities``: the provider of 情報提供等記録,
+  docs/data-model.md), and nothing else there;
 - a **valid Individual Number**: a stand-alone number of exactly 12 digits (digits with single
   separators, as the guard reads them) whose check digit is right
   (``chalicelib.domain.individual_number``). Longer digit runs (telegram ids, timestamps) are not
@@ -97,6 +98,9 @@ SECRET_CANDIDATE = re.compile(r"[A-Za-z0-9_\-]{20,}")
 PEM_PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
 JWK_PRIVATE_MEMBER = re.compile(r'\\*"d\\*"\s*:\s*\\*"[A-Za-z0-9_\-]{20,}')
 ROUND_AMOUNT = re.compile(r"^[1-9]\d?0{4,}$")
+# The fraction of a second of a time of day (23.118300 in 15:51:23.118300+00:00): a clock reading, not
+# a number anyone wrote; one in a million timestamps would otherwise read as a 6-digit persona amount.
+TIME_FRACTION = re.compile(r"(?<=[0-9]{2}:[0-9]{2}:[0-9]{2})[.,][0-9]{1,9}")
 WINDOW_LIMIT = 256  # a secret glued to other URL-safe characters is looked for in runs up to this long
 BASE64_RUN = re.compile(r"[A-Za-z0-9+/_\-]{16,}={0,2}")  # 12 bytes: an Individual Number
 BASE64_DEPTH = 2  # base64 inside base64 (a JWS payload in a stored document) is read too
@@ -166,11 +170,15 @@ class PersonaValues:
             self.numbers.setdefault(digits, label)
 
 
-def load_persona_values(directory: Path | None = None) -> PersonaValues:
+def load_persona_values(directory: Path | None = None, only: Iterable[str] | None = None) -> PersonaValues:
+    """Every persona's values, or only those of the personas named in ``only``."""
     from sandbox.personas import PERSONAS_DIR, load_personas
 
     values = PersonaValues()
+    wanted = None if only is None else set(only)
     for persona in load_personas(directory or PERSONAS_DIR).values():
+        if wanted is not None and persona.id not in wanted:
+            continue
         name = persona.display_name.split("（")[0].split("(")[0].strip()
         values.add_text(name, f"{persona.id}: name", minimum=MIN_NAME_LENGTH)
         for dataset, records in (("local_tax", persona.local_tax), ("vaccination", persona.vaccination)):
@@ -271,6 +279,7 @@ class Scanner:
 
     def _numbers(self, text: str) -> list[Hit]:
         hits = []
+        text = TIME_FRACTION.sub("", text)
         for match in NUMBER.finditer(text):
             if not _bounded(text, match.start(), match.end()):
                 continue
@@ -391,9 +400,7 @@ class LeakScan:
 
     def add_item(self, table: str, item: Mapping[str, Any]) -> None:
         """One DynamoDB item (typed JSON); an item already scanned unchanged is not scanned twice."""
-        plain = plain_attribute_values(item)
-        providers = documented_providers(plain)
-        text = json.dumps(plain, ensure_ascii=False, sort_keys=True, default=str)
+        text, providers = item_text(item)
         where = f"table {table} ({item_label(item)})"
         with self._lock:
             self.counts["table items"] += 1
@@ -465,6 +472,20 @@ class LeakScan:
             f"({c['table scans']} scans of {len(self.tables)} tables), {c['launched stacks']} launched stacks; "
             f"{len(self.scanner.secrets)} secrets looked for; {self.seconds:.1f} s"
         )
+
+
+def item_text(item: Mapping[str, Any]) -> tuple[str, list[str]]:
+    """A DynamoDB item (typed JSON) as the text the scan reads, and its documented providers apart."""
+    plain = plain_attribute_values(item)
+    providers = documented_providers(plain)
+    return json.dumps(plain, ensure_ascii=False, sort_keys=True, default=str), providers
+
+
+def item_hits(scanner: Scanner, item: Mapping[str, Any]) -> list[Hit]:
+    """What the session's scan finds in one item, at once: for a test that checks the tables it used."""
+    text, providers = item_text(item)
+    documented = scanner.scan(json.dumps(providers, ensure_ascii=False)) if providers else []
+    return scanner.scan(text) + [hit for hit in documented if not hit.what.endswith(" municipality")]
 
 
 def plain_attribute_values(item: Mapping[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import re
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -39,8 +38,8 @@ from chalicelib.adapters.kms_pseudonym import KmsPseudonymizer
 from chalicelib.adapters.kms_signer import KmsSigner
 from chalicelib.adapters.mynaportal import MynaportalClient  # the class (conftest wraps its constructor)
 from chalicelib.adapters.webhooks import HttpWebhookSender
-from sandbox.personas import load_personas
 from tests.functional.conftest import ISSUER, Journey, location_query
+from tests.leakscan import Scanner, item_hits, item_label, load_persona_values
 
 SELF_INFO = f"{ISSUER}/v1/self-info"
 DYNAMODB_TARGET_PREFIX = "com.amazonaws.dynamodb.v20120810#"
@@ -401,19 +400,13 @@ def assert_consistent(
 
 
 def assert_no_personal_data(tables: Tables, personas: tuple[str, ...]) -> None:
-    """Text values of 5 characters or more anywhere; amounts and dates of 6 digits or more as
-    whole numbers only (780000 is inside many an epoch second, 1795780000)."""
-    dump = tables.dump()
-    catalogue = load_personas()
-    for persona_id in personas:
-        persona = catalogue[persona_id]
-        for record in (*persona.local_tax, *persona.vaccination):
-            for label, value in record.fields.items():
-                if value.isdigit() and len(value) >= 6:
-                    assert not re.search(rf"(?<![0-9]){value}(?![0-9])", dump), (persona_id, label)
-                elif not value.isdigit() and len(value) >= 5:
-                    assert value not in dump, (persona_id, label)
-        assert persona.display_name.split("（")[0] not in dump, persona_id
+    """The session leak scan's rules (tests/leakscan.py) for this test's personas, on every item in
+    the tables now, so a leak fails the test that made it."""
+    scanner = Scanner(load_persona_values(only=personas))
+    for table in (tables.state, tables.audit, tables.partners):
+        for item in tables.scan(table):
+            hits = item_hits(scanner, item)
+            assert not hits, (table, item_label(item), hits)
 
 
 # -- an exception between two steps ----------------------------------------------------------------

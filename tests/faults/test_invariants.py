@@ -60,17 +60,27 @@ def test_each_kind_of_damage_is_caught(
         # AND passes again once repaired
         tables.client.put_item(TableName=table, Item=original)
         assert_consistent(tables, webhooks=True)
-    # AND a resident's name in a table is caught (seen through the check's eyes only: written to
-    # the emulator, the suite's own leak scan would rightly report it)
-    name = load_personas()["salaried"].display_name.split("（")[0]
-    with pytest.raises(AssertionError, match="salaried"):
-        assert_consistent(Leaky(tables.client, tables.state, tables.audit, tables.partners, name))
+    # AND a resident's name or amount in a table is caught (seen through the check's eyes only:
+    # written to the emulator, the suite's own leak scan would rightly report it), while a timestamp
+    # whose fraction of a second reads like one of the amounts is not
+    salaried = load_personas()["salaried"]
+    tax = salaried.local_tax[1].fields["市町村民税所得割額"]  # 6 digits, like microseconds
+    for leaked in (salaried.display_name.split("（")[0], f"income tax {tax} yen"):
+        with pytest.raises(AssertionError, match="salaried"):
+            assert_consistent(Leaky(tables.client, tables.state, tables.audit, tables.partners, leaked))
+    stamp = f"2026-11-27T15:51:23.{tax}+00:00"
+    assert_consistent(Leaky(tables.client, tables.state, tables.audit, tables.partners, stamp))
 
 
 class Leaky(Tables):
+    """The tables as they are, with ``leaked`` in an extra attribute of the first partner item."""
+
     def __init__(self, client: Any, state: str, audit: str, partners: str, leaked: str) -> None:
         super().__init__(client, state, audit, partners)
         self.leaked = leaked
 
-    def dump(self) -> str:
-        return super().dump() + self.leaked
+    def scan(self, table: str) -> list[dict[str, Any]]:
+        items = super().scan(table)
+        if table == self.partners and items:
+            items[0] = {**items[0], "note": {"S": self.leaked}}
+        return items

@@ -97,6 +97,8 @@ def test_persona_record_values_are_found(scanner: Scanner, text: str, what: str)
         '{"fiscal_year":2026,"per_capita":3500,"port":42800}',  # fewer than 6 digits
         '{"spouse_deduction":330000,"max_bytes":1000000}',  # round amounts
         '{"at":"2019-08-12T10:00:00+09:00"}',  # a timestamp is not a date-only value
+        # microseconds that read like a persona amount (118300, 年税額), as isoformat() writes them
+        '{"created_at":"2026-11-27T15:51:23.118300+00:00","at":"2026-11-27 15:51:23,118300"}',
         '{"id":"x3560000y","blob":"QUJDKH0123REVG"}',  # inside an identifier or base64
         '{"stamp":1795777217278,"telegram":"TL-00000001-261127105844-0001"}',
         '{"interaction_id":"00000000-0000-a000-b000-c00000000000","id":"x_621498320257"}',
@@ -106,6 +108,7 @@ def test_persona_record_values_are_found(scanner: Scanner, text: str, what: str)
         "small-numbers",
         "round-amounts",
         "timestamp",
+        "fraction-of-a-second",
         "inside-identifiers",
         "long-digit-runs",
         "uuid-and-prefixed-ids",
