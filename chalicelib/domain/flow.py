@@ -100,11 +100,15 @@ class Flow(BaseModel):
     delivery_expires_at: datetime | None = None
 
     def moved_to(self, status: FlowStatus, *, now: datetime, **changes: object) -> Flow:
-        """This flow in ``status`` (next version), or ``IllegalTransition``."""
+        """This flow in ``status`` (next version), or ``IllegalTransition``. A flow that ends keeps
+        no portal token, whichever step ends it (a revocation mid-retrieval included): what would
+        let anyone fetch the resident's data again dies with the flow, not at the item's TTL."""
         if status not in TRANSITIONS[self.status]:
             raise IllegalTransition(
                 f"a {self.status.value} flow cannot become {status.value}", check="flow.status"
             )
+        if status in TERMINAL:
+            changes["portal_token_ciphertext"] = None
         return self.model_copy(
             update={**changes, "status": status, "version": self.version + 1, "updated_at": now}
         )

@@ -386,7 +386,7 @@ def assert_consistent(
         else:
             assert "due_at" not in item, f"{status} flow left in the due index"
             assert status in TERMINAL | RESIDENT_OWNED
-        if status in {"ready", "picked_up", "expired", "failed"}:
+        if status in {"ready", "picked_up", "expired", "failed", "revoked", "cancelled"}:
             assert flow["portal_token_ciphertext"] is None, f"{status} flow keeps the portal token"
         # the outbox: one event per announced change, never lost, never doubled
         if webhooks:

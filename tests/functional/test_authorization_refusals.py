@@ -870,6 +870,7 @@ def test_a_reused_code_is_refused_and_revokes_what_the_first_use_issued(
     assert token_items(stored()) == []
     assert flow()["status"] == "revoked"
     assert flow()["failure_reason"] == "code.replayed"
+    assert flow()["portal_token_ciphertext"] is None
 
 
 def test_an_expired_code_is_refused_and_changes_nothing(
@@ -1134,12 +1135,14 @@ def test_revoking_the_token_deletes_it_and_revokes_the_flow(
     journey: Journey, stored: Callable[[], Items], flow: Callable[[], dict[str, Any]]
 ) -> None:
     token = issued_token(journey)
+    assert flow()["portal_token_ciphertext"]  # retrieving: the portal token is needed to poll
     response = revoke(journey, token)
     assert response.status_code == 200
     assert response.headers["Cache-Control"] == "no-store"
     assert response.headers["x-fapi-interaction-id"]
     assert token_items(stored()) == []
     assert (flow()["status"], flow()["failure_reason"]) == ("revoked", "partner.revoked")
+    assert flow()["portal_token_ciphertext"] is None  # ends with the flow, not at the item's TTL
 
 
 def test_revoking_an_unknown_token_answers_200_and_changes_nothing(
