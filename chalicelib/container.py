@@ -206,7 +206,7 @@ class Container:
             envelope=self.envelope,
             signer=self.signer,
             replay=self.state_store,
-            webhooks=HttpWebhookSender(),
+            webhooks=HttpWebhookSender(allow_private=self.settings.allows_loopback_urls),
             clock=self.clock,
             metrics=record_metric,
         )

@@ -9,6 +9,8 @@ weak or private key) is refused with an error naming the field.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -33,6 +35,40 @@ PARTNER_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{2,63}$"
 PURPOSE_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{1,63}$"
 MAX_URL_LENGTH = 2000
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1"})
+# Names that never reach the public internet (RFC 6761 localhost, RFC 6762 .local, .internal (ICANN
+# 2024), and the usual private suffixes): a URL the relay itself calls must not name them (SSRF).
+LEGACY_IPV4_PART = re.compile(r"0x[0-9a-f]*|[0-9]+")  # inet_aton's octal, hex and short forms
+PRIVATE_NAME_SUFFIXES = (".localhost", ".local", ".internal", ".localdomain", ".home.arpa", ".lan")
+
+
+def is_public_address(text: str) -> bool:
+    """Whether an IP address is one of the public internet's (not private, loopback, link-local such
+    as the instance metadata service's 169.254.169.254, shared, multicast or reserved; an IPv4
+    address inside IPv6 is judged as IPv4)."""
+    address = ipaddress.ip_address(text.split("%", 1)[0])
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is not None:
+            address = embedded
+    return address.is_global and not address.is_multicast
+
+
+def private_host(host: str) -> str | None:
+    """Why a URL's host cannot be called from the relay on AWS, or None: an IP literal outside the
+    public internet, or a name that only resolves inside a private network. (A public name may still
+    resolve to a private address: the webhook sender checks each address it connects to.)"""
+    name = host.rstrip(".").lower()
+    try:
+        public = is_public_address(name)
+    except ValueError:
+        if name == "localhost" or name.endswith(PRIVATE_NAME_SUFFIXES) or "." not in name:
+            return f"{host} is not a public internet name"
+        if all(LEGACY_IPV4_PART.fullmatch(label) for label in name.split(".")):
+            return f"{host} is an IPv4 address in a legacy notation (127.1, 0x7f.0.0.1)"
+        return None
+    return None if public else f"{host} is not a public internet address"
+
+
 # RFC 7517/7518 members that only a private (or symmetric) key has.
 PRIVATE_JWK_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
 SIGNING_ALGORITHMS = {"ES256": ("EC", "P-256"), "PS256": ("RSA", None), "EdDSA": ("OKP", "Ed25519")}
@@ -165,8 +201,11 @@ class Purpose(_Frozen):
         return self
 
 
-def validate_partner_url(value: str, info: ValidationInfo, *, what: str) -> str:
-    """Exact, absolute https URLs; loopback http only where the stage allows it."""
+def validate_partner_url(
+    value: str, info: ValidationInfo, *, what: str, called_by_relay: bool = False
+) -> str:
+    """Exact, absolute https URLs; loopback http only where the stage allows it. A URL the relay
+    calls itself (the webhook) must name a public host outside the local and test stages (SSRF)."""
     if len(value) > MAX_URL_LENGTH:
         raise ValueError(f"{what} is longer than {MAX_URL_LENGTH} characters")
     if not value.isascii() or any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
@@ -184,6 +223,10 @@ def validate_partner_url(value: str, info: ValidationInfo, *, what: str) -> str:
     except ValueError:
         raise ValueError(f"{what} has an invalid port") from None
     allow_loopback = bool(info.context and info.context.get("allow_loopback"))
+    if called_by_relay and not allow_loopback:
+        reason = private_host(host)
+        if reason is not None:
+            raise ValueError(f"{what} must reach the public internet: {reason}")
     if parts.scheme == "https":
         return value
     if parts.scheme == "http" and host in LOOPBACK_HOSTS:
@@ -216,7 +259,9 @@ class Partner(_Frozen):
     @field_validator("webhook_url")
     @classmethod
     def _webhook_https(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return None if value is None else validate_partner_url(value, info, what="webhook URL")
+        if value is None:
+            return None
+        return validate_partner_url(value, info, what="webhook URL", called_by_relay=True)
 
     @model_validator(mode="after")
     def _purpose_ids_unique(self) -> Partner:

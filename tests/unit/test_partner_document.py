@@ -87,6 +87,21 @@ def test_webhook_must_be_https(partner_document: Callable[..., Document]) -> Non
     assert error.check == "webhook_url"
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["https://169.254.169.254/x", "https://[fd00::1]/x", "https://127.1/x", "https://svc.internal/x"],
+)
+def test_a_webhook_on_a_private_host_is_refused_except_in_local_and_test(
+    partner_document: Callable[..., Document], url: str
+) -> None:
+    # the relay calls the webhook itself (SSRF); redirect URIs are followed by browsers only
+    error = refusal(partner_document(webhook_url=url))
+    assert (error.check, "must reach the public internet" in error.detail) == ("webhook_url", True)
+    assert parse_partner_document(partner_document(webhook_url=url), allow_loopback=True).webhook_url == url
+    private_redirect = partner_document(redirect_uris=[url.replace("/x", "/cb")])
+    assert parse_partner_document(private_redirect, allow_loopback=False).redirect_uris
+
+
 def test_repeated_redirect_uris_are_refused(partner_document: Callable[..., Document]) -> None:
     error = refusal(partner_document(redirect_uris=["https://a.example/cb", "https://a.example/cb"]))
     assert "must not repeat" in error.detail
