@@ -16,7 +16,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import ClassVar, Literal, NamedTuple, Protocol
+from typing import ClassVar, Final, Literal, NamedTuple, Protocol
 
 from chalicelib.domain.audit import AuditEvent, AuditRecord, audit_record
 from chalicelib.domain.errors import (
@@ -50,6 +50,21 @@ from chalicelib.domain.sealing import seal, sign_jwt
 WebhookType = Literal["delivery.ready", "delivery.failed", "delivery.expired", "consent.revoked"]
 MAX_DELIVERY_BYTES = 350_000  # DynamoDB items stop at 400 KB; a sealed payload never comes close
 DUE_SHARDS = 8
+
+
+class Unread:
+    """The partner has not been read in this request (``_fail``'s default)."""
+
+
+UNREAD: Final = Unread()
+
+
+def webhook_url_of(partner: Partner | None) -> str | None:
+    """Where a partner's events go: nowhere once it is disabled (nothing more reaches an operator-
+    stopped partner, its key perhaps leaked), or when it is gone or registered no webhook."""
+    if partner is None or not partner.enabled:
+        return None
+    return partner.webhook_url
 
 
 @dataclass(frozen=True)
@@ -380,16 +395,17 @@ class DeliveryService:
         partner = self._partner_or_none(flow.partner_id)
         if partner is not None and not partner.enabled:
             # disabled by the operator: nothing is sealed to its keys any more
-            return self._fail(flow, "partner.disabled", fresh)
+            return self._fail(flow, "partner.disabled", fresh, partner=partner)
         purpose = partner.purpose(flow.purpose_id) if partner else None
         if partner is None or purpose is None:
-            return self._fail(flow, "partner.unavailable", fresh)
+            return self._fail(flow, "partner.unavailable", fresh, partner=partner)
         try:
             normalised = normalise(
                 self_personal_data, dataset=flow.dataset, max_bytes=self.config.max_result_bytes
             )
         except MalformedResult as error:
-            return self._fail(flow, f"result.{(error.check or 'malformed').removeprefix('result.')}", fresh)
+            reason = f"result.{(error.check or 'malformed').removeprefix('result.')}"
+            return self._fail(flow, reason, fresh, partner=partner)
         released = release(normalised, purpose)
         expires_at = now + purpose.data_life
         sealed = seal(
@@ -404,7 +420,7 @@ class DeliveryService:
             expires_at=expires_at,
         )
         if len(sealed.compact) > MAX_DELIVERY_BYTES:
-            return self._fail(flow, "result.too_large", fresh)
+            return self._fail(flow, "result.too_large", fresh, partner=partner)
         municipalities = tuple(released.providers)
         audits = [
             audit_record(
@@ -437,7 +453,7 @@ class DeliveryService:
             delivery_expires_at=expires_at,
             next_due_at=expires_at,
         )
-        event = self._webhook(partner.webhook_url, partner.id, "delivery.ready", flow, now)
+        event = self._webhook(partner, "delivery.ready", flow, now)
         self._store.finish(
             flow,
             after,
@@ -454,15 +470,22 @@ class DeliveryService:
         if self._metrics is not None:
             self._metrics(name, value, unit=unit, **dimensions)
 
-    def _fail(self, flow: Flow, reason: str, fresh: list[WebhookEvent] | None = None) -> str:
+    def _fail(
+        self,
+        flow: Flow,
+        reason: str,
+        fresh: list[WebhookEvent] | None = None,
+        *,
+        partner: Partner | Unread | None = UNREAD,
+    ) -> str:
+        """End the flow ``failed``; ``partner`` if this request has read it already."""
         now = self._clock.now()
-        partner = self._partner_or_none(flow.partner_id)
+        if isinstance(partner, Unread):
+            partner = self._partner_or_none(flow.partner_id)
         after = flow.moved_to(
             FlowStatus.FAILED, now=now, failure_reason=reason, portal_token_ciphertext=None, next_due_at=None
         )
-        event = self._webhook(
-            partner.webhook_url if partner else None, flow.partner_id, "delivery.failed", flow, now
-        )
+        event = self._webhook(partner, "delivery.failed", flow, now)
         self._store.finish(
             flow,
             after,
@@ -478,9 +501,7 @@ class DeliveryService:
         after = flow.moved_to(
             FlowStatus.EXPIRED, now=now, failure_reason="delivery.expired", next_due_at=None
         )
-        event = self._webhook(
-            partner.webhook_url if partner else None, flow.partner_id, "delivery.expired", flow, now
-        )
+        event = self._webhook(partner, "delivery.expired", flow, now)
         self._store.finish(
             flow,
             after,
@@ -500,13 +521,15 @@ class DeliveryService:
     # -- webhooks --------------------------------------------------------------------------------
 
     def _webhook(
-        self, url: str | None, partner_id: str, kind: WebhookType, flow: Flow, now: datetime
+        self, partner: Partner | None, kind: WebhookType, flow: Flow, now: datetime
     ) -> WebhookEvent | None:
-        if url is None:
+        """The outbox event for a change, if the partner is there, enabled and has a webhook."""
+        url = webhook_url_of(partner)
+        if partner is None or url is None:
             return None
         return WebhookEvent(
             event_id=new_secret(16),
-            partner_id=partner_id,
+            partner_id=partner.id,
             url=url,
             type=kind,
             delivery_id=flow.flow_id,
@@ -515,11 +538,19 @@ class DeliveryService:
         )
 
     def _deliver_webhook(self, event_id: str) -> str:
+        """A retry from the outbox, to the partner's webhook as registered now: a partner disabled,
+        removed or without a webhook since gets nothing more (the event is dropped, recorded as
+        abandoned); a webhook URL changed since is where the event goes."""
         event = self._store.webhook(event_id)
         now = self._clock.now()
         if event is None or event.next_due_at > now:
             return "skipped"
-        return self._send_webhook(event, now)
+        url = webhook_url_of(self._partner_or_none(event.partner_id))
+        if url is None:
+            self._store.webhook_attempted(event, delivered=False, next_due_at=None)
+            self._metric("webhooks_dropped", 1)
+            return "webhook.dropped"
+        return self._send_webhook(replace(event, url=url), now)
 
     def _send_webhook(self, event: WebhookEvent, now: datetime) -> str:
         """One signed attempt at an outbox event, recorded (delivered, retry later or abandoned)."""

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Protocol
 
 from chalicelib.domain.audit import AuditEvent, AuditRecord, audit_record
 from chalicelib.domain.checkpoints import CheckpointService, StoredRecord
-from chalicelib.domain.delivery import DeliveryStore, WebhookEvent
+from chalicelib.domain.delivery import DeliveryStore, WebhookEvent, webhook_url_of
 from chalicelib.domain.errors import ConcurrentUpdate, ErrorCategory, RelayError
 from chalicelib.domain.flow import TRANSITIONS, Flow, FlowStatus, new_secret
 from chalicelib.domain.ports import Clock, Pseudonymizer, Signer
@@ -146,8 +146,7 @@ class ReceiptService:
             state = flow.status.value if flow else "gone"
             raise RevocationRefused(f"the delivery is {state}", check=f"delivery.{state}")
         try:
-            partner = self._partners.get(flow.partner_id).partner
-            webhook_url = partner.webhook_url
+            webhook_url = webhook_url_of(self._partners.get(flow.partner_id).partner)
         except RelayError:
             webhook_url = None
         after = flow.moved_to(
