@@ -28,7 +28,7 @@ from chalicelib.domain.delivery import (
     due_shard,
 )
 from chalicelib.domain.errors import ConcurrentUpdate
-from chalicelib.domain.flow import BrowserBindingMismatch, CodeAlreadyUsed, Flow, FlowStatus
+from chalicelib.domain.flow import BrowserBindingMismatch, CodeAlreadyUsed, Flow
 from chalicelib.domain.flow_store import AccessTokenRecord, CodeState
 from chalicelib.domain.oauth.replay import ReplayEntry
 
@@ -128,8 +128,9 @@ class DynamoStateStore:
             "partner_id": _s(flow.partner_id),
             "expires_at": _n(epoch(flow.expires_at)),
         }
-        if flow.next_due_at is not None and flow.status in (FlowStatus.RETRIEVING, FlowStatus.READY):
-            # Sparse GSI by_due: only flows the poller or the sweeper must look at carry these.
+        if flow.next_due_at is not None and not flow.is_terminal:
+            # Sparse GSI by_due: only flows the scheduled run must come back to carry these (every
+            # flow that has not ended: to poll, to expire its delivery, or to end it as abandoned).
             item["due_shard"] = _s(due_shard(flow.flow_id))
             item["due_at"] = _n(epoch(flow.next_due_at))
         return item

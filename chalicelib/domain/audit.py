@@ -33,6 +33,7 @@ class AuditEvent(StrEnum):
     SEALED = "sealed"
     PICKED_UP = "picked_up"
     EXPIRED = "expired"
+    ABANDONED = "abandoned"  # the resident never continued, or never came back from the portal
     REVOKED = "revoked"
     FAILED = "failed"
 

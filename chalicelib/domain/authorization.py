@@ -75,6 +75,10 @@ from chalicelib.domain.registry import PartnerRegistry
 
 REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
 SCOPES: tuple[str, ...] = tuple(DATASETS)
+# How long after the resident's window closes (the request_uri, the portal state) the scheduled run
+# ends a flow as abandoned: longer than any request that began inside the window may take (API
+# Gateway stops a request after 29 s; the function's own timeout is 60 s).
+ABANDON_GRACE = timedelta(minutes=2)
 JST = timezone(timedelta(hours=9), "JST")
 MAX_PARAMETER_LENGTH = 2048
 MAX_ASSERTION_LENGTH = 8192
@@ -314,6 +318,8 @@ class AuthorizationService:
             + purpose.data_life
             + timedelta(hours=1),
             portal_client_id=portal_client_id,
+            # swept as abandoned if the resident never decides (the request_uri is dead by then)
+            next_due_at=now + lifetime + ABANDON_GRACE,
         )
         self._flows.create(
             flow,
@@ -384,7 +390,13 @@ class AuthorizationService:
                 return self._to_partner(flow, error=("access_denied", "the resident cancelled"))
             portal_state = new_secret()
             browser_binding = new_secret()
-            after = flow.moved_to(FlowStatus.AT_PORTAL, now=now)
+            # swept as abandoned if the resident never comes back: after the portal state is dead
+            # and long after a callback that began just in time could still be writing
+            after = flow.moved_to(
+                FlowStatus.AT_PORTAL,
+                now=now,
+                next_due_at=now + self.config.portal_state_lifetime + ABANDON_GRACE,
+            )
             self._flows.leave_interstitial(
                 flow,
                 after,

@@ -339,6 +339,8 @@ class DeliveryService:
                 return self.poll(flow, fresh)
             if flow.status is FlowStatus.READY:
                 return self._expire(flow, now, fresh)
+            if flow.status in (FlowStatus.CREATED, FlowStatus.AT_PORTAL):
+                return self._abandon(flow, now)
         except ConcurrentUpdate:
             return "raced"
         return "skipped"
@@ -511,6 +513,20 @@ class DeliveryService:
         )
         _announce(event, fresh)
         return "expired"
+
+    def _abandon(self, flow: Flow, now: datetime) -> str:
+        """End a flow whose resident never decided, or never came back from the portal, once
+        nothing can move it on (its request_uri or portal state is dead): so that every flow ends
+        with a record saying how. The partner learns nothing new (no redirect ever came; no
+        webhook: no delivery was ever promised), nothing was retrieved."""
+        reason = "request_uri.expired" if flow.status is FlowStatus.CREATED else "portal_state.expired"
+        self._store.finish(
+            flow,
+            flow.moved_to(FlowStatus.EXPIRED, now=now, failure_reason=reason),
+            audits=[audit_record(flow, AuditEvent.ABANDONED, at=now, outcome=reason)],
+        )
+        self._metric("flows_abandoned", 1, reason=reason)
+        return f"abandoned:{reason}"
 
     def _partner_or_none(self, partner_id: str) -> Partner | None:
         try:

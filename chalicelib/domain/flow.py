@@ -5,9 +5,10 @@ not allow; the store then writes it conditionally on the version read, so two co
 can never both move a flow (docs/flow.md draws this machine).
 
     created ──continue──▶ at_portal ──callback ok──▶ retrieving ──sealed──▶ ready ──pickup──▶ picked_up
-       │                      │                          │                    │
-       └─cancel─▶ cancelled   └─portal error─▶ failed ◀──┘ deadline/error     ├─data life over─▶ expired
-                                                          └──── revoke ──────▶ revoked ◀──────┘
+       │  │                   │  │                       │                    │
+       │  └─cancel─▶ cancelled│  └─portal error─▶ failed ◀┘ deadline/error     ├─data life over─▶ expired
+       │                      │                          └──── revoke ──────▶ revoked ◀──────┘   ▲
+       └──────────────────────┴─── abandoned (window closed, scheduled run) ─────────────────────┘
 """
 
 from __future__ import annotations
@@ -94,7 +95,9 @@ class Flow(BaseModel):
     dpop_jkt: str | None = None
     retrieval_deadline: datetime | None = None
     failure_reason: str | None = None
-    next_due_at: datetime | None = None  # when the poller (retrieving) or the sweeper (ready) must look
+    # when the scheduled run must look: the poller (retrieving), the delivery's expiry (ready), or
+    # the end of the resident's window (created, at_portal: swept as abandoned)
+    next_due_at: datetime | None = None
     poll_attempts: int = 0
     ready_at: datetime | None = None
     delivery_expires_at: datetime | None = None
@@ -102,13 +105,15 @@ class Flow(BaseModel):
     def moved_to(self, status: FlowStatus, *, now: datetime, **changes: object) -> Flow:
         """This flow in ``status`` (next version), or ``IllegalTransition``. A flow that ends keeps
         no portal token, whichever step ends it (a revocation mid-retrieval included): what would
-        let anyone fetch the resident's data again dies with the flow, not at the item's TTL."""
+        let anyone fetch the resident's data again dies with the flow, not at the item's TTL. Nor
+        is it due for the scheduled run any more."""
         if status not in TRANSITIONS[self.status]:
             raise IllegalTransition(
                 f"a {self.status.value} flow cannot become {status.value}", check="flow.status"
             )
         if status in TERMINAL:
             changes["portal_token_ciphertext"] = None
+            changes["next_due_at"] = None
         return self.model_copy(
             update={**changes, "status": status, "version": self.version + 1, "updated_at": now}
         )

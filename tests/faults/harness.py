@@ -287,11 +287,13 @@ AUDIT_MOVES: dict[str, tuple[frozenset[str | None], str | None]] = {
     "failed": (frozenset({"retrieving"}), "failed"),
     "picked_up": (frozenset({"ready"}), "picked_up"),
     "expired": (frozenset({"ready"}), "expired"),
+    "abandoned": (frozenset({"created", "at_portal"}), "expired"),
     "revoked": (frozenset({"retrieving", "ready"}), "revoked"),
 }
 TERMINAL = frozenset({"picked_up", "cancelled", "failed", "expired", "revoked"})
-SERVICE_OWNED = frozenset({"retrieving", "ready"})  # the poller or the sweeper must come back
-RESIDENT_OWNED = frozenset({"created", "at_portal"})  # waits for the resident until expires_at
+# Every flow that has not ended is due: the poller (retrieving), the delivery's expiry (ready), or
+# the end of the resident's window (created, at_portal: ended as abandoned).
+SERVICE_OWNED = frozenset({"created", "at_portal", "retrieving", "ready"})
 # The webhook each audit event announces to a partner with a webhook URL.
 ANNOUNCED = {"sealed": "delivery.ready", "failed": "delivery.failed", "expired": "delivery.expired"}
 
@@ -385,7 +387,7 @@ def assert_consistent(
             assert "due_at" in item, f"{status} flow outside the due index"
         else:
             assert "due_at" not in item, f"{status} flow left in the due index"
-            assert status in TERMINAL | RESIDENT_OWNED
+            assert status in TERMINAL
         if status in {"ready", "picked_up", "expired", "failed", "revoked", "cancelled"}:
             assert flow["portal_token_ciphertext"] is None, f"{status} flow keeps the portal token"
         # the outbox: one event per announced change, never lost, never doubled

@@ -94,11 +94,12 @@ def one_flow(story: Story, journey: Journey, *, pick: bool) -> bool:
 
 def live_through(journey: Journey, clock: ShiftedClock, *, pick: bool = True) -> Story:
     """A flow, with the partner starting over once if it must; then time passes beyond every data
-    life and the scheduler runs (expiry, webhook retries)."""
+    life and every resident's window (the portal state's 15 minutes and the sweep's grace) and the
+    scheduler runs (expiry, webhook retries, abandoned flows ended)."""
     story = Story()
     if not one_flow(story, journey, pick=pick):
         assert one_flow(story, replace(journey, pkce=Pkce(), state="partner-state-2"), pick=pick)
-    for minutes in (0, 11, 1, 1):
+    for minutes in (0, 11, 1, 1, 5):
         clock.advance(minutes=minutes)
         scheduled(story, journey)
     return story
@@ -139,24 +140,24 @@ CLEAN_FLOW = [
 #  - a crash before a write commits changes nothing: the actor's retry succeeds;
 #  - a crash after a single-use value was spent (request_uri, portal state, code) leaves that flow
 #    where it was, and the partner starts over: one abandoned flow beside the delivered one. Left
-#    "created" or "at_portal", it is what docs/flow.md calls abandoned by the resident: no
-#    transition happened (so no record is missing), nothing is due, its record is collected at its
-#    expires_at;
+#    "created" or "at_portal", it is what docs/flow.md calls abandoned by the resident: once its
+#    request_uri or portal state is dead (and a grace period over), the scheduled run ends it
+#    "expired" with an "abandoned" record;
 #  - a flow abandoned after its retrieval started is sealed, then expires unpicked;
 #  - a code whose token answer was lost is "replayed" by the partner's retry: revoked (RFC 6749 4.1.2);
 #  - a payload whose pickup answer was lost is gone: delivery is at most once.
-ABANDONED_AT_PORTAL = (["at_portal", "picked_up"], 1)
+ABANDONED = (["expired", "picked_up"], 1)
 DELIVERED = (["picked_up"], 1)
 EXPECTED: dict[str, tuple[list[str], int]] = {
     "KmsPseudonymizer.pseudonym#1": DELIVERED,
-    "DynamoStateStore.create#1": (["created", "picked_up"], 1),
+    "DynamoStateStore.create#1": ABANDONED,
     "DynamoStateStore.update#1": DELIVERED,
     "KmsPseudonymizer.pseudonym#2": DELIVERED,
-    "DynamoStateStore.leave_interstitial#1": ABANDONED_AT_PORTAL,
-    "DynamoStateStore.consume_portal_state#1": ABANDONED_AT_PORTAL,
-    "MynaportalClient.exchange_code#1": ABANDONED_AT_PORTAL,
-    "MynaportalClient.start_request#1": ABANDONED_AT_PORTAL,
-    "KmsEnvelope.encrypt#1": ABANDONED_AT_PORTAL,
+    "DynamoStateStore.leave_interstitial#1": ABANDONED,
+    "DynamoStateStore.consume_portal_state#1": ABANDONED,
+    "MynaportalClient.exchange_code#1": ABANDONED,
+    "MynaportalClient.start_request#1": ABANDONED,
+    "KmsEnvelope.encrypt#1": ABANDONED,
     "DynamoStateStore.start_retrieval#1": (["expired", "picked_up"], 1),
     "DynamoStateStore.redeem_code#1": (["revoked", "picked_up"], 1),
     "KmsEnvelope.decrypt#1": DELIVERED,
