@@ -37,6 +37,7 @@ EVENT_LABELS: dict[AuditEvent, tuple[str, str]] = {
     AuditEvent.SEALED: ("暗号化して保管しました", "Encrypted for the recipient"),
     AuditEvent.PICKED_UP: ("事業者に提供しました", "Provided to the recipient"),
     AuditEvent.EXPIRED: ("期限切れで削除しました", "Deleted: not picked up in time"),
+    AuditEvent.ABANDONED: ("手続きが完了しませんでした", "Not completed: the request lapsed"),
     AuditEvent.REVOKED: ("取り消しました", "Revoked"),
     AuditEvent.FAILED: ("取得できませんでした", "The retrieval failed"),
 }

@@ -86,6 +86,32 @@ def test_the_receipt_lists_the_flows_records_in_japanese(journey: Journey, clock
     assert page.headers["Referrer-Policy"] == "no-referrer"
 
 
+def test_every_kind_of_record_has_a_label_in_both_languages() -> None:
+    from chalicelib.api.receipts import EVENT_LABELS
+    from chalicelib.domain.audit import AuditEvent
+
+    assert set(EVENT_LABELS) == set(AuditEvent)
+    assert all(ja and en for ja, en in EVENT_LABELS.values())
+
+
+def test_the_receipt_of_a_flow_the_resident_abandoned_says_so(journey: Journey, clock: ShiftedClock) -> None:
+    # GIVEN a resident who kept the receipt link, went to the portal and never came back
+    assert journey.push().status_code == 201
+    receipt = receipt_path(journey.show_consent().body.decode())
+    assert journey.decide().status_code == 303
+    journey.at_portal()
+    clock.advance(minutes=18)  # the portal state's 15 minutes and the sweep's grace
+    assert run_due() == {"abandoned:portal_state.expired": 1}
+    # WHEN they open the receipt
+    page = journey.client.http.get(receipt)
+    # THEN it lists the records up to the abandonment, and offers nothing to revoke
+    assert page.status_code == 200
+    text = page.body.decode()
+    assert "マイナポータルへ進みました" in text
+    assert "手続きが完了しませんでした" in text
+    assert "提供を取り消す" not in text
+
+
 def test_the_receipt_speaks_english(journey: Journey, clock: ShiftedClock) -> None:
     _, receipt = through_token(journey)
     page = journey.client.http.get(receipt + "&lang=en").body.decode()
