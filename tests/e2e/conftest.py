@@ -71,6 +71,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     launcher = Launcher(tmp_path_factory.mktemp("e2e-stack"))
     launcher.start()
     record = json.loads((launcher.state_dir / "stack.json").read_text(encoding="utf-8"))
+    record["log_tail"] = launcher.log_tail  # for a failing test's message
     yield record
     launcher.stop()
 

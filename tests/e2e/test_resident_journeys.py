@@ -8,6 +8,8 @@ import re
 import time
 from typing import Any
 
+import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
 RESULT_TIMEOUT_MS = 60_000  # the sandbox answers in seconds; the demo page waits for the delivery
@@ -117,7 +119,17 @@ def test_the_receipt_lists_the_records_and_revocation_works(
     continue_to_portal(page)
     sign_in(page, "中村 翼（提供遅延）")
     expect(page.locator("h1")).to_have_text("情報提供への同意")
-    page.get_by_role("button", name="同意する").click(no_wait_after=True)  # the bank page now waits
+    # the bank's page then waits for the delivery; the relay's callback (a redirect on the way)
+    # has answered by the time the receipt page is opened
+    try:
+        with page.expect_response(lambda r: "/portal/callback" in r.url, timeout=90_000) as callback:
+            page.get_by_role("button", name="同意する").click(no_wait_after=True)
+    except PlaywrightTimeoutError:
+        pytest.fail(
+            f"the relay's callback did not answer within 90 s; the stack's log:\n{stack['log_tail']()}"
+        )
+    assert callback.value.status == 303, stack["log_tail"]()
+    assert "code=" in (callback.value.headers.get("location") or ""), stack["log_tail"]()
     # WHEN the resident opens the receipt page in another tab
     receipt_page = page.context.new_page()
     receipt_page.goto(receipt)
@@ -130,6 +142,7 @@ def test_the_receipt_lists_the_records_and_revocation_works(
     while not revoke.count() and time.monotonic() < deadline:
         receipt_page.wait_for_timeout(500)
         receipt_page.reload()
+    assert revoke.count(), f"no revoke button within 45 s; the stack's log:\n{stack['log_tail']()}"
     expect(receipt_page.locator("table")).to_contain_text("マイナポータルで同意しました")
     # AND revokes the delivery before the bank could pick it up
     revoke.click()

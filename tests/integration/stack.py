@@ -150,6 +150,11 @@ class Launcher:
             return
         leakscan.collect_launched_tables(record["aws_endpoint_url"], record["region"])
 
+    def log_tail(self, lines: int = 80) -> str:
+        """The last lines of the launcher's output so far (the relay's, the sandbox's, the
+        scheduler's): what a failing browser test shows beside its own assertion."""
+        return "\n".join(self._read_log().splitlines()[-lines:])
+
     def _read_log(self) -> str:
         if self._log is None:
             return self.output
