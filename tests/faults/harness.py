@@ -8,9 +8,9 @@ Invariants (``assert_consistent``), checked on the tables themselves after every
 - no lost audit record: replaying a flow's audit records through the state machine ends in the
   flow's stored status (a transition without its record, or a record without its transition,
   ends elsewhere);
-- no stuck flow: a flow the service must move on (``retrieving``, ``ready``) is in the due index;
-  otherwise it is terminal, or waits for the resident (``created``, ``at_portal``) until its
-  ``expires_at``, as docs/flow.md says abandoned flows do;
+- no stuck flow: every flow that has not ended is in the due index (``retrieving`` to poll,
+  ``ready`` to expire its delivery, ``created`` and ``at_portal`` to be ended as abandoned once
+  the resident's window closes, as docs/flow.md says); an ended flow is not;
 - the outbox: every state change the partner is told about has its webhook event, each either
   due or settled;
 - no personal data: no value of the persona's records, and not its name, in any table.
