@@ -45,7 +45,7 @@ class Listener:
     def __init__(self, status: int = 204, location: str | None = None) -> None:
         self.requests: list[tuple[str, str]] = []
 
-        @Request.application  # type: ignore[arg-type]
+        @Request.application
         def app(request: Request) -> Response:
             self.requests.append((request.host, request.full_path))
             headers = {"Location": location} if location else {}
