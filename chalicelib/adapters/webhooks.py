@@ -46,10 +46,13 @@ class HttpWebhookSender:
         read_timeout_s: float = 5.0,
         allow_private: bool = False,
         resolver: Resolver = resolve,
+        ca_certs: str | None = None,
     ) -> None:
+        """``ca_certs``: a CA bundle to trust instead of the system's (tests; None in the service)."""
         self._timeout = urllib3.Timeout(connect=connect_timeout_s, read=read_timeout_s)
         self._allow_private = allow_private
         self._resolve = resolver
+        self._ca_certs = ca_certs
         self._pools: dict[tuple[str, str, str, int], urllib3.HTTPConnectionPool] = {}
 
     def send(self, url: str, body: str, *, event_id: str) -> bool:
@@ -131,6 +134,7 @@ class HttpWebhookSender:
                     maxsize=2,
                     server_hostname=host,
                     assert_hostname=host,
+                    ca_certs=self._ca_certs,
                 )
             else:
                 pool = urllib3.HTTPConnectionPool(

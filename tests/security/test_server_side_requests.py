@@ -12,6 +12,7 @@ through would be seen.
 from __future__ import annotations
 
 import io
+import ssl
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -42,7 +43,9 @@ PRIVATE_WEBHOOKS = (
 class Listener:
     """An HTTP server on loopback that records what reaches it and answers ``status``."""
 
-    def __init__(self, status: int = 204, location: str | None = None) -> None:
+    def __init__(
+        self, status: int = 204, location: str | None = None, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self.requests: list[tuple[str, str]] = []
 
         @Request.application
@@ -51,7 +54,7 @@ class Listener:
             headers = {"Location": location} if location else {}
             return Response("", status=status, headers=headers)
 
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.server = make_server("127.0.0.1", 0, app, threaded=True, ssl_context=ssl_context)
         self.port = self.server.server_port
         self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
