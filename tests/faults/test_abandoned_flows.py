@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from chalicelib.domain.authorization import ABANDON_GRACE
 from tests.fakes import ShiftedClock
-from tests.faults.harness import Tables, WebhookReceiver, assert_consistent, run_due
+from tests.faults.harness import Tables, WebhookReceiver, assert_consistent, run_due, to_portal
 from tests.functional.conftest import Journey, location_query
 
 REQUEST_URI_LIFETIME = timedelta(seconds=300)  # settings: request_uri_lifetime_s
@@ -57,10 +57,7 @@ def test_a_resident_who_never_comes_back_from_the_portal_is_abandoned_after_the_
     journey: Journey, clock: ShiftedClock, receiver: WebhookReceiver, tables: Tables
 ) -> None:
     # GIVEN a resident who read the consent page and went to the portal, and never came back
-    assert journey.push().status_code == 201
-    assert journey.show_consent().status_code == 200
-    assert journey.decide().status_code == 303
-    journey.at_portal()
+    to_portal(journey)
     clock.advance(seconds=(PORTAL_STATE_LIFETIME + ABANDON_GRACE).total_seconds() - MARGIN_S)
     assert run_due(journey) == {}
     # WHEN the grace after the portal state's life is over
@@ -87,10 +84,7 @@ def test_a_callback_just_inside_the_portal_states_life_is_not_swept_from_under_i
     journey: Journey, clock: ShiftedClock, receiver: WebhookReceiver, tables: Tables
 ) -> None:
     # GIVEN a resident who comes back from the portal shortly before the state dies
-    assert journey.push().status_code == 201
-    assert journey.show_consent().status_code == 200
-    assert journey.decide().status_code == 303
-    journey.at_portal()
+    to_portal(journey)
     clock.advance(seconds=PORTAL_STATE_LIFETIME.total_seconds() - MARGIN_S)
     back = journey.callback()
     assert back.status_code == 303
