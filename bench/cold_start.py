@@ -82,14 +82,14 @@ def moto_server() -> Iterator[str]:
             server.stop()
 
 
-def aws_clients(endpoint: str) -> tuple[Any, Any]:
-    """DynamoDB and KMS clients of this process against the moto server."""
+def aws_clients(endpoint: str) -> tuple[Any, Any, Any]:
+    """DynamoDB, KMS and S3 clients of this process against the moto server."""
     import boto3
 
     session = boto3.session.Session(
         aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
     )
-    return session.client("dynamodb", endpoint_url=endpoint), session.client("kms", endpoint_url=endpoint)
+    return tuple(session.client(name, endpoint_url=endpoint) for name in ("dynamodb", "kms", "s3"))  # type: ignore[return-value]
 
 
 def lambda_memory_size(stage: str = "prod") -> int:
@@ -303,8 +303,8 @@ def measure() -> Section:
     from infra.resources import PARTNERS_TABLE
 
     with moto_server() as endpoint:
-        dynamodb, kms = aws_clients(endpoint)
-        ensure_resources(STAGE, dynamodb, kms)
+        dynamodb, kms, s3 = aws_clients(endpoint)
+        ensure_resources(STAGE, dynamodb, kms, s3)
         env = child_environment(
             endpoint,
             STAGE,

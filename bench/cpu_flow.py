@@ -550,7 +550,7 @@ def world() -> Iterator[World]:
         container.reset()
         session = boto3.session.Session(region_name=REGION)
         dynamodb, kms = session.client("dynamodb"), session.client("kms")
-        resources = ensure_resources(STAGE, dynamodb, kms)
+        resources = ensure_resources(STAGE, dynamodb, kms, session.client("s3"))
         for table in (
             resources["RELAY_STATE_TABLE"],
             resources["RELAY_AUDIT_TABLE"],

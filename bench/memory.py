@@ -215,8 +215,8 @@ def measure() -> Section:
 
     memory_sizes = configured_memory()
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as scratch, moto_server() as endpoint:
-        dynamodb, kms = aws_clients(endpoint)
-        ensure_resources(STAGE, dynamodb, kms)
+        dynamodb, kms, s3 = aws_clients(endpoint)
+        ensure_resources(STAGE, dynamodb, kms, s3)
         partner = TestPartner()
         store = DynamoPartnerStore(dynamodb, PARTNERS_TABLE.physical_name(STAGE), allow_loopback=True)
         PartnerRegistry(store, SystemClock(), allow_loopback=True).register(partner.document())

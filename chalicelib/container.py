@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from chalicelib.adapters.kms_signer import KmsSigner
     from chalicelib.adapters.mynaportal import MynaportalClient
     from chalicelib.adapters.portal_credentials import SecretsManagerPortalCredentials
+    from chalicelib.adapters.s3_anchor import S3HeadAnchor
     from chalicelib.domain.authorization import AuthorizationConfig, AuthorizationService
     from chalicelib.domain.checkpoints import CheckpointService
     from chalicelib.domain.delivery import DeliveryService
@@ -215,7 +216,19 @@ class Container:
     def audit_log(self) -> DynamoAuditLog:
         from chalicelib.adapters.dynamodb_audit import DynamoAuditLog
 
-        return DynamoAuditLog(self.aws.dynamodb, self.settings.audit_table)
+        return DynamoAuditLog(
+            self.aws.dynamodb,
+            self.settings.audit_table,
+            retention=timedelta(days=self.settings.audit_retention_days),
+        )
+
+    @cached_property
+    def head_anchor(self) -> S3HeadAnchor | None:
+        """The write-once bucket for signed tree heads (none configured: heads stay in DynamoDB)."""
+        from chalicelib.adapters.s3_anchor import S3HeadAnchor
+
+        bucket = self.settings.heads_bucket
+        return S3HeadAnchor(self.aws.s3, bucket) if bucket else None
 
     @cached_property
     def checkpoints(self) -> CheckpointService:
@@ -226,6 +239,7 @@ class Container:
             signer=self.signer,
             clock=self.clock,
             issuer=self.authorization_config.issuer,
+            anchor=self.head_anchor,
         )
 
     @cached_property

@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     )
     data_key_id: str
     pseudonym_key_id: str
+    heads_bucket: str | None = Field(
+        default=None,
+        max_length=63,
+        pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+        description="S3 bucket (Object Lock, compliance mode) every signed audit tree head is copied to.",
+    )
 
     # -- Mynaportal (endpoints are configuration: the sandbox locally, the real hosts in AWS) --------
     portal_authorize_url: str | None = None
@@ -98,6 +104,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "aws_endpoint_url",
+        "heads_bucket",
         "portal_client_cert",
         "portal_client_key",
         "portal_ca_bundle",

@@ -9,15 +9,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from infra.resources import KEYS, TABLES, KmsKeySpec, TableSpec, stage_environment
+from infra.resources import BUCKETS, KEYS, TABLES, BucketSpec, KmsKeySpec, TableSpec, stage_environment
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_kms.client import KMSClient
+    from mypy_boto3_s3.client import S3Client
 
 
-def ensure_resources(stage: str, dynamodb: DynamoDBClient, kms: KMSClient) -> dict[str, str]:
+def ensure_resources(stage: str, dynamodb: DynamoDBClient, kms: KMSClient, s3: S3Client) -> dict[str, str]:
     """Create whatever is missing and return the environment that names the resources."""
+    existing_buckets = {bucket["Name"] for bucket in s3.list_buckets().get("Buckets", [])}
+    for bucket in BUCKETS:
+        if bucket.physical_name(stage) not in existing_buckets:
+            _create_bucket(s3, bucket, stage)
     existing = set(dynamodb.list_tables()["TableNames"])
     for table in TABLES:
         if table.physical_name(stage) not in existing:
@@ -53,6 +58,31 @@ def _create_table(dynamodb: DynamoDBClient, table: TableSpec, stage: str) -> Non
             TableName=name,
             PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
         )
+
+
+def _create_bucket(s3: S3Client, bucket: BucketSpec, stage: str) -> None:
+    """Object Lock can only be turned on when a bucket is created (it turns versioning on too);
+    the default retention then locks every object written, in compliance mode."""
+    name = bucket.physical_name(stage)
+    region = s3.meta.region_name
+    location = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+    s3.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True, **location)  # type: ignore[arg-type]
+    s3.put_object_lock_configuration(
+        Bucket=name,
+        ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": bucket.object_lock_days[stage]}},
+        },
+    )
+    s3.put_public_access_block(
+        Bucket=name,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
 
 
 def _create_key(kms: KMSClient, key: KmsKeySpec, stage: str) -> None:

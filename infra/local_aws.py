@@ -175,7 +175,11 @@ def make_transactions_idempotent() -> None:
         now = time.monotonic()
         for stale in [key for key, (expires, _, _) in _IDEMPOTENT.items() if expires <= now]:
             del _IDEMPOTENT[stale]
-        digest = hashlib.sha256(json.dumps(self.body["TransactItems"], sort_keys=True).encode()).hexdigest()
+        # moto hands binary (B) values over already decoded: encode them back to compare requests.
+        canonical = json.dumps(
+            self.body["TransactItems"], sort_keys=True, default=lambda value: bytes(value).hex()
+        )
+        digest = hashlib.sha256(canonical.encode()).hexdigest()
         if token in _IDEMPOTENT:
             _, seen_digest, result = _IDEMPOTENT[token]
             if seen_digest != digest:

@@ -45,6 +45,7 @@ Target = Literal[
     "data",
     "pseudonym",
     "portal-secret",
+    "heads",
     "logs",
 ]
 
@@ -76,7 +77,9 @@ GRANTS: dict[str, tuple[Grant, ...]] = {
         FLOW_STATE,
         PARTNER_READ,
         Grant(
-            "audit", ("dynamodb:PutItem", "dynamodb:Query"), "audit records; a flow's records for receipts"
+            "audit",
+            ("dynamodb:PutItem", "dynamodb:Query", "dynamodb:GetItem", "dynamodb:BatchGetItem"),
+            "audit records; a flow's records, the latest head and the tiles of proofs (receipts, partners)",
         ),
         Grant("audit/index/by_partner", ("dynamodb:Query",), "the partner audit endpoint (its own month)"),
         SIGN,
@@ -102,10 +105,19 @@ GRANTS: dict[str, tuple[Grant, ...]] = {
     AUDIT_CHECKPOINT.chalice_name: (
         Grant(
             "audit",
-            ("dynamodb:Query", "dynamodb:Scan", "dynamodb:PutItem"),
-            "checkpoints; the first checkpoint reads every record",
+            (
+                "dynamodb:Query",
+                "dynamodb:GetItem",
+                "dynamodb:BatchGetItem",
+                "dynamodb:PutItem",
+                "dynamodb:BatchWriteItem",
+                "dynamodb:Scan",
+            ),
+            "the latest head and edge tiles; the head, keys and tiles (one transaction); leaf indexes; "
+            "the very first checkpoint of a log scans once for its first day",
         ),
-        Grant("audit/index/by_day", ("dynamodb:Query",), "the records of each day since the last checkpoint"),
+        Grant("audit/index/by_day", ("dynamodb:Query",), "the records after the last checkpoint, by shard"),
+        Grant("heads", ("s3:PutObject", "s3:GetObject"), "each signed head into the write-once bucket"),
         SIGN,
         LOGS,
     ),
@@ -139,6 +151,8 @@ def resource(target: Target, stage: str, function: FunctionSpec) -> Any:
         return {"Fn::GetAtt": [key_logical_id(KEY_IDS[target].logical_name), "Arn"]}
     if target == "portal-secret":
         return portal_secret_arn(stage)
+    if target == "heads":  # the template's bucket (infra.template.HEADS_BUCKET_ID), its objects only
+        return {"Fn::Sub": "${HeadsBucket.Arn}/checkpoints/*"}
     # The function's name is generated (<stack>-<logical id>-<suffix>); naming its log group by
     # reference would make the role depend on the function that depends on the role.
     return {

@@ -31,7 +31,14 @@ class KeySchema:
 class GlobalIndexSpec:
     name: str
     keys: KeySchema
-    projection: Literal["ALL", "KEYS_ONLY"] = "KEYS_ONLY"
+    projection: Literal["ALL", "KEYS_ONLY", "INCLUDE"] = "KEYS_ONLY"
+    included: tuple[str, ...] = ()  # the non-key attributes an INCLUDE projection copies
+
+    def projection_spec(self) -> dict[str, Any]:
+        spec: dict[str, Any] = {"ProjectionType": self.projection}
+        if self.projection == "INCLUDE":
+            spec["NonKeyAttributes"] = list(self.included)
+        return spec
 
 
 @dataclass(frozen=True)
@@ -64,7 +71,7 @@ class TableSpec:
             {
                 "IndexName": index.name,
                 "KeySchema": _key_schema(index.keys),
-                "Projection": {"ProjectionType": index.projection},
+                "Projection": index.projection_spec(),
             }
             for index in self.indexes
         ]
@@ -124,12 +131,17 @@ AUDIT_TABLE = TableSpec(
         "pk": "S",
         "sk": "S",
         "day_shard": "S",
-        "partner_month": "S",
+        "partner_shard": "S",
     },
     ttl_attribute="retain_until",
     indexes=(
-        GlobalIndexSpec("by_day", KeySchema("day_shard", "sk"), projection="ALL"),
-        GlobalIndexSpec("by_partner", KeySchema("partner_month", "sk"), projection="ALL"),
+        # Write-sharded (32 shards a day, 32 a partner-month): no key takes more than 1/32 of the
+        # writes. Each projects only what its reader needs: a checkpoint reads leaf hashes, a
+        # partner's page reads documents.
+        GlobalIndexSpec("by_day", KeySchema("day_shard", "sk"), projection="INCLUDE", included=("leaf",)),
+        GlobalIndexSpec(
+            "by_partner", KeySchema("partner_shard", "sk"), projection="INCLUDE", included=("document",)
+        ),
     ),
     point_in_time_recovery=True,
     deletion_protection=True,
@@ -165,10 +177,39 @@ PSEUDONYM_KEY = KmsKeySpec(
 KEYS: tuple[KmsKeySpec, ...] = (SIGNING_KEY, DATA_KEY, PSEUDONYM_KEY)
 
 
+@dataclass(frozen=True)
+class BucketSpec:
+    """One S3 bucket. Bucket names are global: a deployed stage's name ends with the account id
+    (the template sets it); local and test stages use the bare name in the embedded AWS."""
+
+    logical_name: str
+    env_var: str
+    object_lock_days: dict[str, int]  # compliance-mode retention of every object, by stage
+    purpose: str = ""
+
+    def physical_name(self, stage: str) -> str:
+        return f"{APP_NAME}-{stage}-{self.logical_name}"
+
+
+HEADS_BUCKET = BucketSpec(
+    logical_name="audit-heads",
+    env_var="RELAY_HEADS_BUCKET",
+    # Compliance mode: nobody, the account root included, can delete or overwrite a head before
+    # this. prod keeps them one year beyond the records' seven; dev (no real data) 30 days.
+    object_lock_days={"local": 1, "test": 1, "dev": 30, "prod": 8 * 365},
+    purpose="Every signed audit tree head, write-once (Object Lock, compliance mode): a deleted or "
+    "rewritten checkpoint in the audit table is detected against it.",
+)
+
+BUCKETS: tuple[BucketSpec, ...] = (HEADS_BUCKET,)
+
+
 def stage_environment(stage: str) -> dict[str, str]:
     """The resource-naming environment variables the service needs for ``stage``."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
     env = {table.env_var: table.physical_name(stage) for table in TABLES}
     env.update({key.env_var: key.alias(stage) for key in KEYS})
+    if stage in ("local", "test"):  # a deployed stage's bucket name ends with the account id
+        env.update({bucket.env_var: bucket.physical_name(stage) for bucket in BUCKETS})
     return env

@@ -30,7 +30,7 @@ from infra.deployment import (
     portal_secret_arn,
 )
 from infra.policy import key_logical_id, table_logical_id
-from infra.resources import APP_NAME, DATA_KEY, KEYS, TABLES, KmsKeySpec, TableSpec
+from infra.resources import APP_NAME, DATA_KEY, HEADS_BUCKET, KEYS, TABLES, BucketSpec, KmsKeySpec, TableSpec
 
 METRICS_NAMESPACE = "MynaRelay"  # chalicelib.telemetry.METRICS_NAMESPACE (infra never imports chalicelib)
 SERVICE_DIMENSION = {"Name": "service", "Value": APP_NAME}
@@ -94,6 +94,69 @@ def table_resource(table: TableSpec, stage: str) -> dict[str, Any]:
         "DeletionPolicy": f"{policy}ExceptOnCreate" if policy == "Retain" else policy,
         "UpdateReplacePolicy": policy,
         "Properties": properties,
+    }
+
+
+HEADS_BUCKET_ID = "HeadsBucket"
+
+
+def bucket_resources(bucket: BucketSpec, stage: str) -> dict[str, Any]:
+    """The write-once bucket of signed tree heads. Object Lock can only be enabled when a bucket is
+    created; compliance mode means nobody, the account's root included, can shorten the retention
+    or delete a locked version before it ends, so the stack keeps the bucket when it goes."""
+    return {
+        HEADS_BUCKET_ID: {
+            "Type": "AWS::S3::Bucket",
+            "DeletionPolicy": "RetainExceptOnCreate",
+            "UpdateReplacePolicy": "Retain",
+            "Properties": {
+                "BucketName": {"Fn::Sub": f"{bucket.physical_name(stage)}-${{AWS::AccountId}}"},
+                "ObjectLockEnabled": True,
+                "ObjectLockConfiguration": {
+                    "ObjectLockEnabled": "Enabled",
+                    "Rule": {
+                        "DefaultRetention": {"Mode": "COMPLIANCE", "Days": bucket.object_lock_days[stage]}
+                    },
+                },
+                "VersioningConfiguration": {"Status": "Enabled"},
+                # Signed heads are public by design (partners fetch them); S3-managed keys suffice.
+                "BucketEncryption": {
+                    "ServerSideEncryptionConfiguration": [
+                        {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+                    ]
+                },
+                "PublicAccessBlockConfiguration": {
+                    "BlockPublicAcls": True,
+                    "BlockPublicPolicy": True,
+                    "IgnorePublicAcls": True,
+                    "RestrictPublicBuckets": True,
+                },
+                "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+                "Tags": _tags(stage),
+            },
+        },
+        f"{HEADS_BUCKET_ID}Policy": {
+            "Type": "AWS::S3::BucketPolicy",
+            "Properties": {
+                "Bucket": {"Ref": HEADS_BUCKET_ID},
+                "PolicyDocument": {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "TlsOnly",
+                            "Effect": "Deny",
+                            "Principal": "*",
+                            "Action": "s3:*",
+                            "Resource": [
+                                {"Fn::GetAtt": [HEADS_BUCKET_ID, "Arn"]},
+                                {"Fn::Sub": f"${{{HEADS_BUCKET_ID}.Arn}}/*"},
+                            ],
+                            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                        }
+                    ],
+                },
+            },
+        },
     }
 
 
@@ -323,7 +386,8 @@ def extras(stage: str) -> dict[str, Any]:
         resources.update(key_resources(key, stage))
     for table in TABLES:
         resources[table_logical_id(table.logical_name)] = table_resource(table, stage)
-    environment = function_environment(stage)
+    resources.update(bucket_resources(HEADS_BUCKET, stage))
+    environment = {**function_environment(stage), HEADS_BUCKET.env_var: {"Ref": HEADS_BUCKET_ID}}
     for function in FUNCTIONS:
         resources[f"{function.logical_id}LogGroup"] = {
             "Type": "AWS::Logs::LogGroup",
@@ -374,6 +438,7 @@ def extras(stage: str) -> dict[str, Any]:
         logical = key_logical_id(key.logical_name)
         outputs[f"{logical}Arn"] = {"Value": {"Fn::GetAtt": [logical, "Arn"]}}
         outputs[f"{logical}Alias"] = {"Value": key.alias(stage)}
+    outputs["HeadsBucketName"] = {"Value": {"Ref": HEADS_BUCKET_ID}}
     outputs["PortalSecretName"] = {"Value": spec.portal_secret_name}
     outputs["SettingsParameterPath"] = {"Value": spec.parameter("")}
     return {

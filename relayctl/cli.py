@@ -14,6 +14,7 @@ import io
 import json
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -65,6 +66,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument(
         "--jwks", metavar="FILE", help="public JWKS to verify with (default: the stage's KMS signing key)"
+    )
+    verify.add_argument(
+        "--trusted-head",
+        metavar="FILE",
+        help="a signed head kept earlier (JWS, or the JSON of GET /v1/audit/checkpoints/latest): check the "
+        "log still holds it, then verify only what came after",
+    )
+    verify.add_argument(
+        "--no-anchor", action="store_true", help="do not compare the heads with the write-once bucket"
+    )
+    verify.add_argument(
+        "--retention-days",
+        type=int,
+        default=7 * 365,
+        metavar="N",
+        help="records older than this may have expired (default 2555, the service's RELAY_AUDIT_RETENTION_DAYS)",
     )
     audit_commands.add_parser("checkpoint", help="sign a checkpoint over the records since the last one now")
     export = audit_commands.add_parser("export", help="write the records of a date range (UTC)")
@@ -201,6 +218,7 @@ def stage_issuer(stage: str) -> str | None:
 def run_audit(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
     from chalicelib.adapters.dynamodb_audit import DynamoAuditLog
     from chalicelib.adapters.kms_signer import KmsSigner
+    from chalicelib.adapters.s3_anchor import S3HeadAnchor
     from relayctl import audit
 
     if args.command == "export":  # refuse bad dates before reaching for AWS
@@ -211,7 +229,13 @@ def run_audit(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
         if args.japanese_headers and args.format != "csv":
             raise CommandError("--japanese-headers applies to --format csv only")
     jwks = read_json(args.jwks, sys.stdin) if args.command == "verify" and args.jwks else None
+    trusted_document = (
+        read_json(args.trusted_head, sys.stdin) if args.command == "verify" and args.trusted_head else None
+    )
     target = resolve_target(args)
+    log = DynamoAuditLog(
+        target.dynamodb(), target.audit_table, retention=timedelta(days=getattr(args, "retention_days", 2555))
+    )
     if args.command == "verify":
         if jwks is not None:
             keys, source = audit.keys_from_jwks(jwks, args.jwks), f"in {args.jwks}"
@@ -219,39 +243,55 @@ def run_audit(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
             jwk = KmsSigner(target.kms(), target.signing_key).public_jwk()
             keys = audit.keys_from_jwks({"keys": [jwk]}, target.signing_key)
             source = f"the stage's signing key ({target.signing_key})"
-        result = audit.verify_snapshot(
-            audit.read_snapshot(target.dynamodb(), target.audit_table), keys, source
+        trusted = (
+            audit.trusted(audit.trusted_head_from(trusted_document, args.trusted_head), keys, source)
+            if trusted_document is not None
+            else None
         )
+        anchor = None if args.no_anchor else S3HeadAnchor(target.s3(), target.heads_bucket)
+        result = audit.Verifier(
+            source=log,
+            keys=keys,
+            key_source=source,
+            now=SystemClock().now(),
+            retention=timedelta(days=args.retention_days),
+            anchor=anchor,
+        ).run(trusted)
+        expired = f" ({result.expired} expired by retention)" if result.expired else ""
+        since = f" after trusted checkpoint {result.started_at}" if result.started_at else ""
         print(
-            f"verified {result.checkpoints} checkpoints covering {result.covered} records; "
+            f"verified {result.checkpoints} checkpoints{since} covering {result.covered} records{expired}; "
             f"{result.pending} newer records not yet checkpointed",
             file=out,
         )
-        if result.checkpoints:
+        if result.latest_seq:
             print(
-                f"latest signed head: checkpoint {result.checkpoints}, sha256 {result.latest_head}", file=out
+                f"latest signed head: checkpoint {result.latest_seq}, sha256 {result.latest_head}", file=out
             )
+        if anchor is not None:
+            print(f"anchored in s3://{anchor.bucket}: {result.anchored} of them", file=out)
     elif args.command == "checkpoint":
         from chalicelib.domain.checkpoints import CheckpointService, b64
 
         service = CheckpointService(
-            store=DynamoAuditLog(target.dynamodb(), target.audit_table),
+            store=log,
             signer=KmsSigner(target.kms(), target.signing_key),
             clock=SystemClock(),
             issuer=issuer_for(target, err),
+            anchor=S3HeadAnchor(target.s3(), target.heads_bucket),
         )
         checkpoint = service.checkpoint()
         if checkpoint is None:
             print("no records to checkpoint", file=out)
         else:
             print(
-                f"checkpoint {checkpoint.seq}: {len(checkpoint.leaves)} records through {checkpoint.through}; "
-                f"tree size {checkpoint.tree_size}, root {b64(checkpoint.root)}",
+                f"checkpoint {checkpoint.seq}: {checkpoint.tree_size - checkpoint.first_index} records "
+                f"through {checkpoint.through}; tree size {checkpoint.tree_size}, root {b64(checkpoint.root)}",
                 file=out,
             )
     elif args.command == "export":
-        records = audit.records_between(DynamoAuditLog(target.dynamodb(), target.audit_table), start, end)
         rendered = io.StringIO(newline="")  # rendered whole first: a bad record leaves no partial file
+        records = log.records_between(start, end)
         if args.format == "csv":
             count = audit.write_csv(records, rendered, japanese=args.japanese_headers)
         else:

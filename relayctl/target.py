@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from infra.resources import AUDIT_TABLE, PARTNERS_TABLE, SIGNING_KEY, STAGES
+from infra.resources import AUDIT_TABLE, HEADS_BUCKET, PARTNERS_TABLE, SIGNING_KEY, STAGES
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_kms.client import KMSClient
+    from mypy_boto3_s3.client import S3Client
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOCAL_DIR_ENV = "MYNA_RELAY_LOCAL_DIR"
@@ -48,6 +49,19 @@ class Target:
         return SIGNING_KEY.alias(self.stage)
 
     @property
+    def heads_bucket(self) -> str:
+        """The write-once bucket of signed heads: ``RELAY_HEADS_BUCKET`` if set; a deployed stage's
+        name ends with the account id (the template names it so), asked of STS."""
+        configured = os.environ.get(HEADS_BUCKET.env_var)
+        if configured:
+            return configured
+        name = HEADS_BUCKET.physical_name(self.stage)
+        if self.stage in ("local", "test"):
+            return name
+        account = self._client("sts").get_caller_identity()["Account"]
+        return f"{name}-{account}"
+
+    @property
     def allows_loopback(self) -> bool:
         return self.stage in ("local", "test")
 
@@ -59,7 +73,11 @@ class Target:
         client: KMSClient = self._client("kms")
         return client
 
-    def _client(self, service: Literal["dynamodb", "kms"]) -> Any:
+    def s3(self) -> S3Client:
+        client: S3Client = self._client("s3")
+        return client
+
+    def _client(self, service: Literal["dynamodb", "kms", "s3", "sts"]) -> Any:
         import boto3
         from botocore.config import Config
 

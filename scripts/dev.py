@@ -145,7 +145,12 @@ def bootstrap(endpoint: str, demo_ports: dict[str, int] | None = None) -> dict[s
         aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
     )
     dynamodb = session.client("dynamodb", endpoint_url=endpoint)
-    env = ensure_resources(STAGE, dynamodb, session.client("kms", endpoint_url=endpoint))
+    env = ensure_resources(
+        STAGE,
+        dynamodb,
+        session.client("kms", endpoint_url=endpoint),
+        session.client("s3", endpoint_url=endpoint),
+    )
     store = DynamoPartnerStore(dynamodb, PARTNERS_TABLE.physical_name(STAGE), allow_loopback=True)
     registry = PartnerRegistry(store, SystemClock(), allow_loopback=True)
     for document in sorted(DEMO_PARTNERS_DIR.glob("*.partner.json")):

@@ -74,7 +74,7 @@ def test_stage_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 def resources(aws: None, test_stage_env: dict[str, str]) -> dict[str, str]:
     """Tables and keys of the test stage, created in moto from infra/."""
     session = boto3.session.Session(region_name=REGION)
-    return ensure_resources("test", session.client("dynamodb"), session.client("kms"))
+    return ensure_resources("test", session.client("dynamodb"), session.client("kms"), session.client("s3"))
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from chalicelib.domain.errors import DependencyUnavailable
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_kms.client import KMSClient
+    from mypy_boto3_s3.client import S3Client
     from mypy_boto3_secretsmanager.client import SecretsManagerClient
 
     from chalicelib.settings import Settings
@@ -38,6 +39,7 @@ class AwsClients:
         self._dynamodb: DynamoDBClient | None = None
         self._kms: KMSClient | None = None
         self._secretsmanager: SecretsManagerClient | None = None
+        self._s3: S3Client | None = None
         # A boto3 Session is not thread-safe while it creates clients (the clients themselves
         # are). Lambda runs one request at a time; `chalice local` serves requests on threads.
         self._lock = threading.Lock()
@@ -72,6 +74,14 @@ class AwsClients:
                 if self._secretsmanager is None:
                     self._secretsmanager = self._client("secretsmanager")
         return self._secretsmanager
+
+    @property
+    def s3(self) -> S3Client:
+        if self._s3 is None:
+            with self._lock:
+                if self._s3 is None:
+                    self._s3 = self._client("s3")
+        return self._s3
 
 
 def error_code(exc: ClientError) -> str:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.adapters.aws import error_code, unavailable
+from chalicelib.adapters.dynamodb_audit import index_attributes
 from chalicelib.domain.audit import AuditRecord
 from chalicelib.domain.delivery import (
     DUE_SHARDS,
@@ -570,18 +571,21 @@ class DynamoStateStore:
         occurred = record.occurred_at
         # Records written together share a time; their position keeps the order they happened in.
         sort_key = audit_sort_key(occurred, position, record.record_id)
-        shard = int(record.record_id.encode().hex(), 16) % 16
+        document = record.model_dump_json()
         return {
             "Put": {
                 "TableName": self._audit_table,
                 "Item": {
                     "pk": _s(f"FLOW#{record.interaction_id}"),
                     "sk": _s(sort_key),
-                    # UTC, like the sort key: a record's day and month never depend on a clock's zone.
-                    "day_shard": _s(f"{occurred.astimezone(UTC):%Y-%m-%d}#{shard}"),
-                    "partner_month": _s(f"{record.requester_id}#{occurred.astimezone(UTC):%Y-%m}"),
+                    **index_attributes(
+                        record_id=record.record_id,
+                        requester_id=record.requester_id,
+                        occurred_at=occurred,
+                        document=document,
+                    ),
                     "event": _s(record.event.value),
-                    "document": _s(record.model_dump_json()),
+                    "document": _s(document),
                     "retain_until": _n(epoch(occurred + self._audit_retention)),
                 },
                 "ConditionExpression": "attribute_not_exists(pk)",

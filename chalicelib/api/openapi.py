@@ -166,6 +166,13 @@ INTERACTION_PARAMETER = Parameter(
 LANGUAGE_PARAMETER = Parameter(
     "Accept-Language", "header", "Pages are Japanese unless the first language is English (or ?lang=en)."
 )
+CHECKPOINT_PATH = Parameter(
+    "checkpoint",
+    "path",
+    "A checkpoint's sequence number, or latest.",
+    {"type": "string", "pattern": "^(latest|[1-9][0-9]{0,11})$"},
+    required=True,
+)
 INTERACTION_ID_PATH = Parameter(
     "interaction_id",
     "path",
@@ -437,6 +444,39 @@ OPERATIONS: tuple[Operation, ...] = (
             **PROBLEM_FAILURES,
         },
         query=schemas.AuditQuery,
+        security=({"private_key_jwt": []},),
+    ),
+    Operation(
+        "/v1/audit/checkpoints/{checkpoint}",
+        "GET",
+        "auditCheckpoint",
+        "A signed tree head of the audit log (RFC 9162), the latest or by number: keep it to witness the log.",
+        "delivery",
+        {
+            200: Answer("The signed tree head.", (Body(JSON, schemas.SignedTreeHead),)),
+            400: problem("A malformed checkpoint number or an unexpected query parameter; check names it."),
+            401: oauth_error("The bearer client assertion is refused (invalid_token).", WWW_AUTHENTICATE),
+            404: problem("No such checkpoint (or none yet)."),
+            **PROBLEM_FAILURES,
+        },
+        parameters=(CHECKPOINT_PATH,),
+        security=({"private_key_jwt": []},),
+    ),
+    Operation(
+        "/v1/audit/checkpoints/{checkpoint}/consistency",
+        "GET",
+        "auditConsistency",
+        "The RFC 9162 consistency proof from a checkpoint the partner kept (from) to this one.",
+        "delivery",
+        {
+            200: Answer("Both signed heads and the proof.", (Body(JSON, schemas.ConsistencyAnswer),)),
+            400: problem("from is missing or malformed, or a parameter is unexpected; check names it."),
+            401: oauth_error("The bearer client assertion is refused (invalid_token).", WWW_AUTHENTICATE),
+            404: problem("No such checkpoint, or from is later than it."),
+            **PROBLEM_FAILURES,
+        },
+        query=schemas.ConsistencyQuery,
+        parameters=(CHECKPOINT_PATH,),
         security=({"private_key_jwt": []},),
     ),
     Operation(

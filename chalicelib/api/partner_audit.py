@@ -1,4 +1,5 @@
-"""Partner reconciliation: ``GET /v1/audit`` (a partner's own audit records).
+"""Partner reconciliation: ``GET /v1/audit`` (a partner's own audit records), and the log's signed
+tree heads with consistency proofs (``GET /v1/audit/checkpoints/{seq|latest}[/consistency]``).
 
 Thin by design: the domain (``chalicelib.domain.partner_audit``) authenticates the bearer client
 assertion, validates the query and reads the page. Here, token errors become RFC 6750 section 3
@@ -9,7 +10,8 @@ answers (401, ``WWW-Authenticate: Bearer error="invalid_token"``, JSON ``error``
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from chalice.app import Blueprint, Response
 
@@ -25,6 +27,8 @@ if TYPE_CHECKING:  # imported by _service(): at the first audit request, not at 
 bp = Blueprint(__name__)
 
 AUDIT_PATH = "/v1/audit"
+CHECKPOINT_PATH = "/v1/audit/checkpoints/{checkpoint}"
+CONSISTENCY_PATH = "/v1/audit/checkpoints/{checkpoint}/consistency"
 
 
 def _service() -> PartnerAuditService:
@@ -39,18 +43,14 @@ def _service() -> PartnerAuditService:
         clock=container.clock,
         issuer=issuer,
         endpoint=f"{issuer}{AUDIT_PATH}",
+        checkpoints=container.checkpoints,
     )
 
 
-@bp.route(AUDIT_PATH, methods=["GET"])
-@problem_responses
-def partner_audit() -> Response:
-    request = bp.current_request
+def _answer(read: Callable[[], dict[str, Any]]) -> Response:
+    """200 with ``read()``'s JSON; token errors as RFC 6750 section 3 answers."""
     try:
-        page = _service().page(
-            authorization=single_header(request, "authorization", error=InvalidToken),
-            params=query_fields(request),
-        )
+        body = read()
     except InvalidToken as error:
         logger.info("audit request refused", extra={"error": error.error, "check": error.check})
         return Response(
@@ -63,7 +63,52 @@ def partner_audit() -> Response:
             },
         )
     return Response(
-        body=json.dumps(page.as_json(), ensure_ascii=False),
+        body=json.dumps(body, ensure_ascii=False),
         status_code=200,
         headers={"Content-Type": "application/json", "Cache-Control": "no-store"},
     )
+
+
+def _authorization() -> str | None:
+    return single_header(bp.current_request, "authorization", error=InvalidToken)
+
+
+@bp.route(AUDIT_PATH, methods=["GET"])
+@problem_responses
+def partner_audit() -> Response:
+    request = bp.current_request
+    return _answer(
+        lambda: _service().page(authorization=_authorization(), params=query_fields(request)).as_json()
+    )
+
+
+@bp.route(CHECKPOINT_PATH, methods=["GET"])
+@problem_responses
+def partner_checkpoint(checkpoint: str) -> Response:
+    request = bp.current_request
+
+    def read() -> dict[str, Any]:
+        from chalicelib.api.schemas import SignedTreeHead
+
+        head = _service().checkpoint(
+            authorization=_authorization(), checkpoint=checkpoint, params=query_fields(request)
+        )
+        return SignedTreeHead.model_validate(head.as_json()).model_dump(mode="json")
+
+    return _answer(read)
+
+
+@bp.route(CONSISTENCY_PATH, methods=["GET"])
+@problem_responses
+def partner_consistency(checkpoint: str) -> Response:
+    request = bp.current_request
+
+    def read() -> dict[str, Any]:
+        from chalicelib.api.schemas import ConsistencyAnswer
+
+        proof = _service().consistency(
+            authorization=_authorization(), checkpoint=checkpoint, params=query_fields(request)
+        )
+        return ConsistencyAnswer.model_validate(proof.as_json()).model_dump(mode="json")
+
+    return _answer(read)

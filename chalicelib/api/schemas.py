@@ -292,6 +292,34 @@ class AuditPage(_Sent):
     next: str | None = Field(description="The cursor of the following page (`after`); null on the last page.")
 
 
+class SignedTreeHead(_Sent):
+    """A checkpoint of the audit log: every member is also in the signed head (a JWS by our key,
+    ``typ`` ``myna-relay-checkpoint+jwt``), which is what a partner should keep."""
+
+    seq: int = Field(ge=1, description="The checkpoint's sequence number.")
+    tree_size: int = Field(ge=1, description="How many records the RFC 9162 Merkle tree holds.")
+    root: str = Field(pattern=BASE64URL, description="The tree's root hash (SHA-256, base64url).")
+    signed_tree_head: str = Field(pattern=JWS_COMPACT)
+
+
+class ConsistencyQuery(_Received):
+    """``from``: the checkpoint the partner kept."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    from_: str = Field(alias="from", pattern=r"^[1-9][0-9]{0,11}$")
+
+
+class ConsistencyAnswer(_Sent):
+    """RFC 9162 section 2.1.4: the ``first`` tree is a prefix of the ``second``."""
+
+    first: SignedTreeHead
+    second: SignedTreeHead
+    consistency_path: list[str] = Field(
+        description="Node hashes (base64url), as RFC 9162 section 2.1.4.1 orders them."
+    )
+
+
 # -- the resident's receipt -----------------------------------------------------------------------
 
 

@@ -229,3 +229,56 @@ def _require_leaf_hashes(leaf_hashes: Sequence[bytes]) -> None:
     for position, item in enumerate(leaf_hashes):
         if not _is_hash(item):
             raise ValueError(f"leaf hash {position} is not a {HASH_SIZE}-byte hash (pass leaf_hash(data))")
+
+
+class CompactRange:
+    """The right edge ("frontier") of a tree of ``size`` leaves: the roots of its perfect, aligned
+    subtrees, largest first, one per set bit of ``size`` (at most log2(size) + 1 hashes).
+
+    It is all that appending needs: ``append`` merges equal-sized neighbours (O(1) amortised hashes)
+    and ``root`` folds them from the right into ``MTH(D[0:size])`` (O(log n) hashes), so a
+    checkpoint never rehashes the leaves of earlier checkpoints. Stored in every checkpoint and
+    checked against its signed root before it is trusted.
+    """
+
+    def __init__(self, size: int = 0, hashes: Sequence[bytes] = ()) -> None:
+        if not _is_size(size):
+            raise ValueError(f"a tree size must be a non-negative integer, not {size!r}")
+        nodes = list(hashes)
+        if len(nodes) != bin(size).count("1") or not all(_is_hash(node) for node in nodes):
+            raise ValueError(f"a tree of {size} leaves has {bin(size).count('1')} frontier hashes")
+        self._size = size
+        self._nodes = nodes
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @property
+    def hashes(self) -> tuple[bytes, ...]:
+        return tuple(self._nodes)
+
+    def append(self, leaf: bytes) -> None:
+        """Add one leaf *hash* at index ``size``."""
+        if not _is_hash(leaf):
+            raise ValueError(f"a leaf hash must be {HASH_SIZE} bytes")
+        self._nodes.append(leaf)
+        merged = self._size
+        # Each trailing 1 bit of the old size is a subtree of the new leaf's size: merge them.
+        while merged & 1:
+            right = self._nodes.pop()
+            left = self._nodes.pop()
+            self._nodes.append(_node(left, right))
+            merged >>= 1
+        self._size += 1
+
+    def root(self) -> bytes:
+        if not self._nodes:
+            return EMPTY_ROOT
+        result = self._nodes[-1]
+        for left in reversed(self._nodes[:-1]):
+            result = _node(left, result)
+        return result
+
+    def copy(self) -> CompactRange:
+        return CompactRange(self._size, self._nodes)

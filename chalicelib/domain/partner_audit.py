@@ -19,6 +19,12 @@ What it must never do:
 
 Pages follow the store's key order; the cursor (``after``) is the base64url of the last sort key
 returned, opaque to partners.
+
+The same authentication opens the log's signed tree heads (``GET /v1/audit/checkpoints/{seq|latest}``)
+and the RFC 9162 consistency proof from a head the partner kept to a later one
+(``.../consistency?from=<seq>``). A partner that keeps the heads it was shown is a witness: a
+rolled-back, forked or rewritten log cannot prove itself consistent with them. Those endpoints
+accept only the issuer as the assertion's audience (FAPI 2.0 Security Profile final, 5.3.2.1).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from chalicelib.domain.audit import AuditRecord
-from chalicelib.domain.checkpoints import StoredRecord
+from chalicelib.domain.checkpoints import CheckpointService, ConsistencyProof, StoredRecord, TreeHead
 from chalicelib.domain.errors import InvalidRequest, PartnerDisabled, PartnerNotFound
 from chalicelib.domain.flow import fingerprint
 from chalicelib.domain.oauth.client_assertion import (
@@ -61,6 +67,8 @@ _SORT_KEY = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII without spaces: wha
 # and ``DynamoAuditLog.records_of_partner`` sends ``after`` as such a value.
 BEFORE_FIRST_KEY = " "
 _BEARER = re.compile(r"^Bearer +(\S+) *$", re.IGNORECASE)  # RFC 6750 2.1; schemes are case-insensitive
+_SEQ = re.compile(r"^[1-9][0-9]{0,11}$")  # a checkpoint's sequence number, as stored (12 digits at most)
+LATEST = "latest"
 
 
 class AuditRecordReader(Protocol):
@@ -108,15 +116,25 @@ def decode_cursor(cursor: str) -> str:
     return sort_key
 
 
-def _single(params: Mapping[str, Sequence[str]]) -> dict[str, str]:
+def _single_of(params: Mapping[str, Sequence[str]], *, allowed: frozenset[str]) -> dict[str, str]:
     for name, values in params.items():
-        if name not in QUERY_PARAMETERS:
+        if name not in allowed:
             raise InvalidRequest(f"unexpected query parameter {name[:40]!r}", check=name[:40])
         if len(values) != 1:
             raise InvalidRequest(f"{name} is repeated", check=name)
         if len(values[0]) > MAX_PARAMETER_LENGTH:
             raise InvalidRequest(f"{name} is longer than {MAX_PARAMETER_LENGTH} characters", check=name)
     return {name: values[0] for name, values in params.items()}
+
+
+def _single(params: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    return _single_of(params, allowed=QUERY_PARAMETERS)
+
+
+def parse_seq(text: str, name: str) -> int:
+    if not _SEQ.fullmatch(text):
+        raise InvalidRequest(f"{name} must be a checkpoint number (1, 2, ...)", check=name)
+    return int(text)
 
 
 class PartnerAuditService:
@@ -129,6 +147,7 @@ class PartnerAuditService:
         clock: Clock,
         issuer: str,
         endpoint: str,
+        checkpoints: CheckpointService | None = None,
     ) -> None:
         self._partners = partners
         self._log = log
@@ -136,6 +155,7 @@ class PartnerAuditService:
         self._clock = clock
         self._issuer = issuer
         self._endpoint = endpoint
+        self._checkpoints = checkpoints
 
     # -- parameters -------------------------------------------------------------------------------
 
@@ -159,7 +179,9 @@ class PartnerAuditService:
 
     # -- authentication (RFC 6750 bearer carrying an RFC 7523 client assertion) ------------------
 
-    def _verified(self, authorization: str | None) -> tuple[Partner, str, datetime]:
+    def _verified(
+        self, authorization: str | None, *, audiences: frozenset[str] | None = None
+    ) -> tuple[Partner, str, datetime]:
         """The partner behind the bearer assertion, with its fingerprinted jti and expiry; nothing
         is remembered yet. Every refusal is ``InvalidToken`` naming the failed check."""
         if not authorization:
@@ -186,7 +208,7 @@ class PartnerAuditService:
                 assertion,
                 client_id=partner.id,
                 jwks=partner.jwks,
-                accepted_audiences=frozenset({self._issuer, self._endpoint}),
+                accepted_audiences=audiences or frozenset({self._issuer, self._endpoint}),
                 now=self._clock.now(),
             )
         except InvalidClient as refused:
@@ -222,3 +244,33 @@ class PartnerAuditService:
         # The cursor follows what was read, not what was shown, so a filtered record never stalls paging.
         following = encode_cursor(shown[-1].sort_key) if len(stored) > query.limit else None
         return AuditPage(records=records, next=following)
+
+    # -- signed tree heads and consistency ---------------------------------------------------------
+
+    def _service(self) -> CheckpointService:
+        if self._checkpoints is None:  # composition error, never a partner's
+            raise RuntimeError("PartnerAuditService built without checkpoints")
+        return self._checkpoints
+
+    def checkpoint(
+        self, *, authorization: str | None, checkpoint: str, params: Mapping[str, Sequence[str]]
+    ) -> TreeHead:
+        """A signed tree head: ``latest`` or by sequence number (404 when there is none)."""
+        partner, jti_fingerprint, until = self._verified(authorization, audiences=frozenset({self._issuer}))
+        _single_of(params, allowed=frozenset())
+        seq = None if checkpoint == LATEST else parse_seq(checkpoint, "checkpoint")
+        self._remember(partner, jti_fingerprint, until)
+        return self._service().head(seq)
+
+    def consistency(
+        self, *, authorization: str | None, checkpoint: str, params: Mapping[str, Sequence[str]]
+    ) -> ConsistencyProof:
+        """The RFC 9162 section 2.1.4 proof from checkpoint ``from`` (one the partner kept) to this one."""
+        partner, jti_fingerprint, until = self._verified(authorization, audiences=frozenset({self._issuer}))
+        single = _single_of(params, allowed=frozenset({"from"}))
+        if "from" not in single:
+            raise InvalidRequest("from (the checkpoint number you kept) is required", check="from")
+        first = parse_seq(single["from"], "from")
+        second = None if checkpoint == LATEST else parse_seq(checkpoint, "checkpoint")
+        self._remember(partner, jti_fingerprint, until)
+        return self._service().consistency(first, second)

@@ -47,6 +47,10 @@ class RevocationRefused(RelayError):
 class AuditReader(Protocol):
     def records_of_flow(self, interaction_id: str) -> list[StoredRecord]: ...
 
+    def flow_trail(self, interaction_id: str) -> tuple[list[StoredRecord], dict[str, int]]:
+        """The flow's records, and the leaf index of each one a checkpoint covered (one read)."""
+        ...
+
 
 @dataclass(frozen=True)
 class ReceiptView:
@@ -116,12 +120,14 @@ class ReceiptService:
         """A JWS (ES256, the service key) over the flow's records, with an RFC 6962 inclusion
         proof for each record already covered by a signed checkpoint."""
         self._check(interaction_id, expires, token)
-        stored = self._audit.records_of_flow(interaction_id)
+        stored, leaf_indexes = self._audit.flow_trail(interaction_id)
         if not stored:
             raise ReceiptNotFound("no receipt", check="receipt")
+        # One head, and each tile on the proofs' paths read once for all the flow's records.
+        proofs = self._checkpoints.inclusion_proofs(leaf_indexes)
         entries: list[dict[str, Any]] = []
         for record in stored:
-            proof = self._checkpoints.inclusion_proof(record.key)
+            proof = proofs.get(record.key)
             entries.append(
                 {
                     "key": record.key,

@@ -32,5 +32,9 @@ def audit_checkpoint(event: Any) -> dict[str, int]:
     checkpoint = get_container().checkpoints.checkpoint()
     if checkpoint is None:
         return {"records": 0}
-    logger.info("audit checkpoint", extra={"seq": checkpoint.seq, "tree_size": checkpoint.tree_size})
-    return {"seq": checkpoint.seq, "records": len(checkpoint.leaves), "tree_size": checkpoint.tree_size}
+    records = checkpoint.tree_size - checkpoint.first_index
+    logger.info(
+        "audit checkpoint",
+        extra={"seq": checkpoint.seq, "records": records, "tree_size": checkpoint.tree_size},
+    )
+    return {"seq": checkpoint.seq, "records": records, "tree_size": checkpoint.tree_size}

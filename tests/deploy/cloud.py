@@ -75,8 +75,10 @@ def resources_of(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any
     return {name: body for name, body in template["Resources"].items() if body["Type"] == kind}
 
 
-def create_stack_resources(template: dict[str, Any], resolver: Resolver, dynamodb: Any, kms: Any) -> None:
-    """Keys and aliases first (the tables are encrypted with one), then the tables."""
+def create_stack_resources(
+    template: dict[str, Any], resolver: Resolver, dynamodb: Any, kms: Any, s3: Any
+) -> None:
+    """Keys and aliases first (the tables are encrypted with one), then the tables and buckets."""
     for logical, body in resources_of(template, "AWS::KMS::Key").items():
         props = resolver.resolve(body["Properties"])
         created = kms.create_key(
@@ -125,6 +127,21 @@ def create_stack_resources(template: dict[str, Any], resolver: Resolver, dynamod
                 PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
             )
         resolver.physical[logical] = {"Ref": table["TableName"], "Arn": table["TableArn"]}
+    for logical, body in resources_of(template, "AWS::S3::Bucket").items():
+        props = resolver.resolve(body["Properties"])
+        name = props["BucketName"]
+        s3.create_bucket(
+            Bucket=name,
+            ObjectLockEnabledForBucket=props["ObjectLockEnabled"],
+            CreateBucketConfiguration={"LocationConstraint": resolver.region},
+        )
+        s3.put_object_lock_configuration(
+            Bucket=name, ObjectLockConfiguration=props["ObjectLockConfiguration"]
+        )
+        s3.put_public_access_block(
+            Bucket=name, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"]
+        )
+        resolver.physical[logical] = {"Ref": name, "Arn": f"arn:{PARTITION}:s3:::{name}"}
 
 
 # -- IAM ---------------------------------------------------------------------------------------------
@@ -166,6 +183,10 @@ def dynamodb_permissions(
         for item in params["TransactItems"]:
             ((kind, body),) = item.items()
             yield TRANSACT_ACTIONS[kind], table_arn(body["TableName"])
+        return
+    if operation in ("BatchGetItem", "BatchWriteItem"):
+        for table in params["RequestItems"]:
+            yield f"dynamodb:{operation}", table_arn(table)
         return
     arn = table_arn(params["TableName"])
     if params.get("IndexName"):

@@ -122,7 +122,9 @@ def deployed(
                 parameters={"AlarmTopicArn": "", "SettingsRevision": "1"},
                 ssm=lambda name: str(ssm.get_parameter(Name=name)["Parameter"]["Value"]),
             )
-            create_stack_resources(template, resolver, session.client("dynamodb"), session.client("kms"))
+            create_stack_resources(
+                template, resolver, session.client("dynamodb"), session.client("kms"), session.client("s3")
+            )
             # ... and the portal secret, encrypted with the stack's data key
             session.client("secretsmanager").create_secret(
                 Name=spec.portal_secret_name,
@@ -193,6 +195,8 @@ def arn_of(stack: DeployedStack, service: str, params: dict[str, Any]) -> str:
         return str(stack.session.client("kms").describe_key(KeyId=params["KeyId"])["KeyMetadata"]["Arn"])
     if service == "secretsmanager":
         return str(stack.session.client("secretsmanager").describe_secret(SecretId=params["SecretId"])["ARN"])
+    if service == "s3":
+        return f"arn:aws:s3:::{params['Bucket']}/{params['Key']}"
     raise AssertionError(f"unexpected service {service}")
 
 

@@ -19,7 +19,7 @@ from infra.deployment import DEPLOYED_STAGES, FUNCTIONS, FunctionSpec
 from infra.policy import GRANTS, policy_document, policy_file, rendered
 from tests.conftest import REPO_ROOT
 
-SERVICES = {"dynamodb": "dynamodb", "kms": "kms", "secretsmanager": "secretsmanager"}
+SERVICES = {"dynamodb": "dynamodb", "kms": "kms", "secretsmanager": "secretsmanager", "s3": "s3"}
 RUNTIME_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}  # Lambda's log delivery, not boto3 calls
 TRANSACTION_ITEMS = {
     "Put": "PutItem",
@@ -142,7 +142,11 @@ def test_the_scheduled_functions_cannot_touch_what_only_the_api_needs() -> None:
 
     api, due, checkpoint = (targets(function) for function in FUNCTIONS)
     # the checkpoint signs audit tree heads: no flow state, no partners, no portal, no data key
-    assert set(checkpoint) == {"audit", "audit/index/by_day", "signing", "logs"}
+    assert set(checkpoint) == {"audit", "audit/index/by_day", "heads", "signing", "logs"}
+    # only the checkpoint writes heads to the write-once bucket, and it never reads the partner index
+    assert "heads" not in api
+    assert "heads" not in due
+    assert checkpoint["heads"] == {"s3:PutObject", "s3:GetObject"}
     # the poller never encrypts a portal token, never makes pseudonyms, never reads partner audits
     assert "pseudonym" not in due
     assert "audit/index/by_partner" not in due

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from joserfc import jws
 from joserfc.jwk import ECKey
@@ -19,18 +20,19 @@ from joserfc.jwk import ECKey
 from chalicelib.adapters.dynamodb_audit import DynamoAuditLog
 from chalicelib.adapters.dynamodb_state import DynamoStateStore, audit_sort_key
 from chalicelib.adapters.kms_signer import KmsSigner
-from chalicelib.domain import merkle
+from chalicelib.adapters.s3_anchor import S3HeadAnchor
 from chalicelib.domain.audit import AuditEvent, AuditRecord
 from chalicelib.domain.checkpoints import (
     CHECKPOINT_TYP,
     SETTLE,
     CheckpointService,
     b64,
-    parse_checkpoint,
+    parse_head,
 )
 from chalicelib.domain.sealing import sign_jwt
-from relayctl.audit import MerkleLevels
+from chalicelib.domain.tiles import TileId
 from relayctl.cli import main
+from tests.conftest import REGION
 from tests.fakes import FixedClock
 
 ISSUER = "https://myna-relay.test"
@@ -71,6 +73,8 @@ class AuditLog:
     kms: Any
     signing_key: str
     records: list[AuditRecord]
+    s3: Any
+    bucket: str
 
     def key(self, n: int) -> str:
         pk, sk = self.item_key(n)
@@ -105,6 +109,19 @@ class AuditLog:
     def jwk(self) -> dict[str, Any]:
         return KmsSigner(self.kms, self.signing_key).public_jwk()
 
+    def head(self, seq: int) -> Any:
+        item = self.checkpoint_item(seq)
+        return parse_head(item["document"]["S"], item["signed_head"]["S"])
+
+    def tile(self, level: int, index: int, width: int) -> dict[str, Any]:
+        return self.get(f"TILE#{level}#{index}", f"{width:03d}")
+
+    def edit_leaves(self, seq: int, edit: Callable[[list[str]], None]) -> None:
+        item = self.get("CHECKPOINT#LEAVES", f"{seq:012d}")
+        keys = item["keys"]["S"].split("\n")
+        edit(keys)
+        self.put({**item, "keys": {"S": "\n".join(keys)}})
+
 
 def audit_record(n: int, at: datetime) -> AuditRecord:
     return AuditRecord(
@@ -129,6 +146,8 @@ def audit_record(n: int, at: datetime) -> AuditRecord:
 @pytest.fixture
 def log(resources: dict[str, str], dynamodb_client: Any, kms_client: Any) -> AuditLog:
     table, signing_key = resources["RELAY_AUDIT_TABLE"], resources["RELAY_SIGNING_KEY_ID"]
+    s3 = boto3.client("s3", region_name=REGION)
+    bucket = resources["RELAY_HEADS_BUCKET"]
     store = DynamoStateStore(dynamodb_client, resources["RELAY_STATE_TABLE"], audit_table=table)
     # Records 0-7 on day 1, 8-15 on day 2, 16-19 on day 3: ten minutes apart from 01:00 (UTC).
     records = [audit_record(n, DAYS[n // 8] + timedelta(hours=1, minutes=10 * (n % 8))) for n in range(20)]
@@ -142,6 +161,7 @@ def log(resources: dict[str, str], dynamodb_client: Any, kms_client: Any) -> Aud
         signer=KmsSigner(kms_client, signing_key),
         clock=clock,
         issuer=ISSUER,
+        anchor=S3HeadAnchor(s3, bucket),
     )
     sizes = []
     for now in (DAYS[1], records[14].occurred_at + SETTLE / 2, DAYS[2] + timedelta(days=1)):
@@ -150,7 +170,7 @@ def log(resources: dict[str, str], dynamodb_client: Any, kms_client: Any) -> Aud
         assert checkpoint is not None
         sizes.append(checkpoint.tree_size)
     assert sizes == [8, 14, 20]
-    return AuditLog(dynamodb_client, table, kms_client, signing_key, records)
+    return AuditLog(dynamodb_client, table, kms_client, signing_key, records, s3, bucket)
 
 
 @pytest.fixture
@@ -186,9 +206,10 @@ def test_an_untouched_log_verifies(log: AuditLog, relayctl: Callable[..., Run]) 
 def test_an_empty_log_verifies(resources: dict[str, str], relayctl: Callable[..., Run]) -> None:
     run = relayctl("verify")
     assert run.status == 0, run.err
-    assert (
-        run.out.strip() == "verified 0 checkpoints covering 0 records; 0 newer records not yet checkpointed"
-    )
+    assert run.out.splitlines() == [
+        "verified 0 checkpoints covering 0 records; 0 newer records not yet checkpointed",
+        "anchored in s3://myna-relay-test-audit-heads: 0 of them",
+    ]
 
 
 def test_the_published_jwks_verifies(log: AuditLog, relayctl: Callable[..., Run], tmp_path: Path) -> None:
@@ -208,9 +229,7 @@ def test_checkpoint_on_demand_covers_the_newer_records(log: AuditLog, relayctl: 
     verified = relayctl("verify")
     assert verified.status == 0, verified.err
     assert verified.out.startswith("verified 4 checkpoints covering 22 records; 0 newer records")
-    head = parse_checkpoint(
-        log.checkpoint_item(4)["document"]["S"], log.checkpoint_item(4)["signed_head"]["S"]
-    )
+    head = log.head(4)
     claims = json.loads(jws.extract_compact(head.signed_head.encode()).payload)
     assert claims["iss"] == ISSUER
 
@@ -274,20 +293,50 @@ def test_an_altered_checkpoint_root_is_named(log: AuditLog, relayctl: Callable[.
     refused(relayctl("verify"), "checkpoint 2: signed head does not match its stored document (root)")
 
 
-def test_an_altered_leaf_hash_is_named(log: AuditLog, relayctl: Callable[..., Run]) -> None:
-    def edit(document: dict[str, Any]) -> None:
-        document["leaves"][3]["hash"] = b64(merkle.leaf_hash(b"something else"))
+def test_an_altered_leaf_tile_is_named_by_the_signed_root(
+    log: AuditLog, relayctl: Callable[..., Run]
+) -> None:
+    # GIVEN one leaf hash of the level-0 tile the leaves are read from, bit-flipped
+    tile = log.tile(0, 0, 20)
+    data = bytearray(tile["hashes"]["B"])
+    data[3 * 32] ^= 0x01
+    log.put({**tile, "hashes": {"B": bytes(data)}})
+    # THEN the first checkpoint over it no longer has its signed root
+    refused(relayctl("verify"), "checkpoint 1: root does not match its leaf tiles (tile/0/000.p/20)")
 
-    log.edit_checkpoint(1, edit)
-    refused(relayctl("verify"), "checkpoint 1: root does not match its leaves")
+
+@pytest.mark.parametrize(
+    ("tile", "damage"),
+    [((0, 0, 8), "flip"), ((0, 0, 14), "truncate"), ((0, 0, 8), "delete")],
+)
+def test_a_damaged_partial_tile_of_an_earlier_checkpoint_is_named(
+    log: AuditLog, relayctl: Callable[..., Run], tile: tuple[int, int, int], damage: str
+) -> None:
+    # GIVEN a partial tile a proof against an earlier checkpoint would read, damaged
+    level, index, width = tile
+    item = log.tile(level, index, width)
+    seq = {8: 1, 14: 2}[width]
+    path = TileId(level, index, width).path()
+    if damage == "delete":
+        log.delete(item["pk"]["S"], item["sk"]["S"])
+        expected = f"tile {path}: missing (checkpoint {seq})"
+    else:
+        data = bytearray(item["hashes"]["B"])
+        if damage == "flip":
+            data[-1] ^= 0x80
+        else:
+            del data[-32:]
+        log.put({**item, "hashes": {"B": bytes(data)}})
+        expected = f"tile {path}: altered, it does not match the signed tree (checkpoint {seq})"
+    # THEN verify names it (the proofs against that checkpoint would fail)
+    refused(relayctl("verify", "--no-anchor"), expected)
 
 
 def test_reordered_leaves_are_named(log: AuditLog, relayctl: Callable[..., Run]) -> None:
-    def edit(document: dict[str, Any]) -> None:
-        leaves = document["leaves"]
-        leaves[1], leaves[2] = leaves[2], leaves[1]
+    def edit(keys: list[str]) -> None:
+        keys[1], keys[2] = keys[2], keys[1]
 
-    log.edit_checkpoint(2, edit)
+    log.edit_leaves(2, edit)
     refused(relayctl("verify"), f"checkpoint 2: leaf 10 ({log.key(9)}) is out of order")
 
 
@@ -300,13 +349,17 @@ def test_a_resigned_earlier_checkpoint_breaks_the_next_link(
     log: AuditLog, relayctl: Callable[..., Run]
 ) -> None:
     item = log.checkpoint_item(1)
-    checkpoint = parse_checkpoint(item["document"]["S"], item["signed_head"]["S"])
+    checkpoint = log.head(1)
     resigned = sign_jwt(
         checkpoint.head_claims(ISSUER), signer=KmsSigner(log.kms, log.signing_key), typ=CHECKPOINT_TYP
     )
     assert resigned != checkpoint.signed_head  # ECDSA: a fresh signature over the same claims
     log.put({**item, "signed_head": {"S": resigned}})
-    refused(relayctl("verify"), "checkpoint 2: link to checkpoint 1 broken")
+    refused(relayctl("verify", "--no-anchor"), "checkpoint 2: link to checkpoint 1 broken")
+    # and against the write-once copy, the rewritten head itself is named
+    refused(
+        relayctl("verify"), "checkpoint 1: differs from its write-once copy in myna-relay-test-audit-heads"
+    )
 
 
 def test_an_unreadable_checkpoint_document_is_named(log: AuditLog, relayctl: Callable[..., Run]) -> None:
@@ -345,18 +398,115 @@ def test_another_jwks_is_refused(log: AuditLog, relayctl: Callable[..., Run], tm
     refused(relayctl("verify", "--jwks", str(not_jwks)), "is not a JWKS")
 
 
-# -- the incremental tree agrees with chalicelib.domain.merkle --------------------------------------
+# -- heads kept elsewhere: the anchor bucket and a partner's trusted head ---------------------------
 
 
-def test_merkle_levels_match_the_library() -> None:
-    hashes = [merkle.leaf_hash(str(i).encode()) for i in range(40)]
-    tree = MerkleLevels()
-    for hash_ in hashes:
-        tree.append(hash_)
-    for new in range(1, 41):
-        assert tree.root(new) == merkle.root(hashes[:new])
-        for old in range(1, new + 1):
-            assert tree.consistency_proof(old, new) == merkle.consistency_proof(hashes[:new], old)
+def delete_latest_checkpoint(log: AuditLog, seq: int) -> None:
+    """What an operator with table access would do to hide the last records: drop the latest head."""
+    for pk in ("CHECKPOINT", "CHECKPOINT#LEAVES", "CHECKPOINT#PUBLISHED"):
+        log.delete(pk, f"{seq:012d}")
+
+
+def test_a_deleted_latest_checkpoint_is_named_against_the_anchor(
+    log: AuditLog, relayctl: Callable[..., Run]
+) -> None:
+    delete_latest_checkpoint(log, 3)
+    # the table alone still looks whole: its records now read as not yet checkpointed
+    alone = relayctl("verify", "--no-anchor")
+    assert alone.status == 0, alone.err
+    assert alone.out.startswith("verified 2 checkpoints covering 14 records; 8 newer records")
+    refused(
+        relayctl("verify"),
+        "checkpoint 3: in the anchor bucket myna-relay-test-audit-heads but not in the table",
+    )
+
+
+def test_anchored_heads_cannot_be_deleted_or_overwritten(log: AuditLog) -> None:
+    # GIVEN the compliance-mode retention the bucket puts on every head
+    versions = log.s3.list_object_versions(Bucket=log.bucket, Prefix="checkpoints/")["Versions"]
+    assert len(versions) == 3
+    head = log.s3.head_object(Bucket=log.bucket, Key=versions[0]["Key"])
+    assert head["ObjectLockMode"] == "COMPLIANCE"
+    assert head["ObjectLockRetainUntilDate"] > datetime.now(UTC)
+    # WHEN the operator tries to delete one: THEN it is refused
+    with pytest.raises(log.s3.exceptions.ClientError, match="AccessDenied"):
+        log.s3.delete_object(Bucket=log.bucket, Key=versions[0]["Key"], VersionId=versions[0]["VersionId"])
+
+
+def trusted_head_file(tmp_path: Path, signed_head: str) -> str:
+    path = tmp_path / "head.json"
+    path.write_text(json.dumps({"seq": 0, "signed_tree_head": signed_head}), encoding="utf-8")
+    return str(path)
+
+
+def test_verify_from_a_trusted_head_reads_only_what_came_after(
+    log: AuditLog, relayctl: Callable[..., Run], tmp_path: Path
+) -> None:
+    # GIVEN a partner kept checkpoint 2, and a record covered only by checkpoint 1 was later damaged
+    pk, sk = log.item_key(2)
+    log.put({**log.get(pk, sk), "document": {"S": "{}"}})
+    run = relayctl("verify", "--trusted-head", trusted_head_file(tmp_path, log.head(2).signed_head))
+    # THEN verification starts at the trusted head (what it covers is the partner's to vouch for)
+    assert run.status == 0, run.err
+    assert run.out.startswith(
+        "verified 1 checkpoints after trusted checkpoint 2 covering 20 records; 2 newer records"
+    )
+    # and a record after it is still checked
+    pk, sk = log.item_key(17)
+    log.put({**log.get(pk, sk), "document": {"S": "{}"}})
+    refused(
+        relayctl("verify", "--trusted-head", trusted_head_file(tmp_path, log.head(2).signed_head)),
+        f"record {log.key(17)}: altered (checkpoint 3, leaf 17)",
+    )
+
+
+def test_a_rolled_back_log_is_named_against_a_trusted_head(
+    log: AuditLog, relayctl: Callable[..., Run], tmp_path: Path
+) -> None:
+    kept = log.head(3).signed_head
+    delete_latest_checkpoint(log, 3)
+    refused(
+        relayctl("verify", "--no-anchor", "--trusted-head", trusted_head_file(tmp_path, kept)),
+        "trusted head: the log has no checkpoint 3 (rolled back",
+    )
+
+
+def test_a_forked_head_shown_to_one_partner_is_named(
+    log: AuditLog, relayctl: Callable[..., Run], tmp_path: Path
+) -> None:
+    # GIVEN a head for checkpoint 2 signed by the service over another tree (shown to one partner)
+    genuine = log.head(2)
+    claims = {**genuine.head_claims(ISSUER), "root": b64(b"\x05" * 32)}
+    forked = sign_jwt(claims, signer=KmsSigner(log.kms, log.signing_key), typ=CHECKPOINT_TYP)
+    # THEN the partner's head does not match the log's
+    refused(
+        relayctl("verify", "--trusted-head", trusted_head_file(tmp_path, forked)),
+        "trusted head: checkpoint 2 in the log has another tree",
+    )
+
+
+def test_a_trusted_head_needs_the_service_signature(
+    log: AuditLog, relayctl: Callable[..., Run], tmp_path: Path
+) -> None:
+    signed = jws.extract_compact(log.head(2).signed_head.encode())
+    forger = ECKey.generate_key("P-256")
+    forged = jws.serialize_compact(dict(signed.headers()), signed.payload, forger, algorithms=["ES256"])
+    refused(
+        relayctl("verify", "--trusted-head", trusted_head_file(tmp_path, forged)),
+        "trusted head: signature does not verify",
+    )
+
+
+def test_records_past_their_retention_may_be_gone(log: AuditLog, relayctl: Callable[..., Run]) -> None:
+    # GIVEN the first day's records expired (DynamoDB's TTL deleted two of them)
+    log.delete(*log.item_key(3))
+    log.delete(*log.item_key(4))
+    # THEN the tree still verifies the retained suffix, counting what expired
+    run = relayctl("verify", "--retention-days", "3")
+    assert run.status == 0, run.err
+    assert run.out.startswith("verified 3 checkpoints covering 20 records (2 expired by retention); 2 newer")
+    # while the same deletion within the retention is named
+    refused(relayctl("verify"), f"record {log.key(3)}: deleted (checkpoint 1, leaf 3)")
 
 
 # -- export ----------------------------------------------------------------------------------------
