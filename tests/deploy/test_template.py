@@ -167,7 +167,9 @@ def test_the_functions_name_the_resources_the_template_creates_and_read_the_rest
         assert not any(name.startswith("AWS_ENDPOINT_URL") for name in env)
         props = template["Resources"][function.logical_id]["Properties"]
         assert props["ReservedConcurrentExecutions"] == spec.reserved_concurrency[function.chalice_name]
-        assert props["MemorySize"] == 1024
+        # every function writes its heads to the write-once bucket the template creates (only the
+        # checkpoint's role may)
+        assert env["RELAY_HEADS_BUCKET"] == {"Ref": "HeadsBucket"}
         log_group = template["Resources"][f"{function.logical_id}LogGroup"]["Properties"]
         assert log_group == {
             "LogGroupName": {"Fn::Sub": f"/aws/lambda/${{{function.logical_id}}}"},
@@ -177,6 +179,34 @@ def test_the_functions_name_the_resources_the_template_creates_and_read_the_rest
     config_env = stage_config_environment(stage)
     for name, value in config_env.items():
         assert function_env(template, "APIHandler")[name] == value
+
+
+@STAGES
+def test_functions_are_sized_on_purpose(templates: dict[str, dict[str, Any]], stage: str) -> None:
+    # bench/RESULTS.md "audit at scale" shows the checkpoint's headroom at 10^7 leaves in these limits
+    resources = templates[stage]["Resources"]
+    sizes = {
+        logical: (resources[logical]["Properties"]["MemorySize"], resources[logical]["Properties"]["Timeout"])
+        for logical in ("APIHandler", "ProcessDue", "AuditCheckpoint")
+    }
+    assert sizes == {"APIHandler": (1024, 60), "ProcessDue": (1024, 60), "AuditCheckpoint": (512, 120)}
+
+
+def test_the_heads_bucket_is_write_once_for_longer_than_the_records_live(
+    templates: dict[str, dict[str, Any]],
+) -> None:
+    bucket = templates["prod"]["Resources"]["HeadsBucket"]
+    props = bucket["Properties"]
+    assert props["ObjectLockEnabled"] is True
+    retention = props["ObjectLockConfiguration"]["Rule"]["DefaultRetention"]
+    assert retention["Mode"] == "COMPLIANCE"
+    assert retention["Days"] >= 7 * 365  # the records' retention (RELAY_AUDIT_RETENTION_DAYS default)
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert all(props["PublicAccessBlockConfiguration"].values())
+    assert bucket["DeletionPolicy"] == "RetainExceptOnCreate"
+    assert templates["dev"]["Resources"]["HeadsBucket"]["Properties"]["ObjectLockConfiguration"]["Rule"][
+        "DefaultRetention"
+    ] == {"Mode": "COMPLIANCE", "Days": 30}
 
 
 @STAGES
