@@ -333,7 +333,7 @@ class Tables:
     def snapshot(self) -> list[str]:
         """Every item of the state and audit tables, for "nothing changed" comparisons."""
         return sorted(
-            json.dumps(item, sort_keys=True)
+            json.dumps(item, sort_keys=True, default=bytes.hex)  # audit leaf hashes are binary
             for table in (self.state, self.audit)
             for item in self.scan(table)
         )

@@ -27,13 +27,17 @@ FAR_FUTURE = "9999999999"  # a well-formed, unexpired receipt expiry (Unix secon
 Items = list[dict[str, Any]]
 
 
+def _stable(item: dict[str, Any]) -> str:
+    return json.dumps(item, sort_keys=True, default=bytes.hex)  # audit leaf hashes are binary
+
+
 @pytest.fixture
 def stored(dynamodb_client: Any, resources: dict[str, str]) -> Callable[[], dict[str, Items]]:
     """Every item of every table of the stage, in a stable order."""
 
     def scan() -> dict[str, Items]:
         return {
-            name: sorted(dynamodb_client.scan(TableName=table)["Items"], key=json.dumps)
+            name: sorted(dynamodb_client.scan(TableName=table)["Items"], key=_stable)
             for name, table in resources.items()
             if name.endswith("_TABLE")
         }
