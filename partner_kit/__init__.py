@@ -1,7 +1,7 @@
 """myna-relay partner kit: what a bank or app needs to receive Mynaportal records through the relay.
 
-Written from the protocol alone (the relay's discovery metadata and docs/partners.md); it imports
-nothing from the relay itself. Quickstart: ``partner_kit/README.md``.
+Written from the protocol alone (the relay's discovery metadata, docs/partners.md and
+docs/partner-audit.md); it imports nothing from the relay itself. Quickstart: ``partner_kit/README.md``.
 """
 
 from partner_kit.client import (
@@ -17,10 +17,12 @@ from partner_kit.errors import (
     CallbackMismatch,
     DeliveryGone,
     DeliveryTimeout,
+    InconsistentLog,
     RelayError,
     VerificationError,
 )
 from partner_kit.keys import KeyFileError, PartnerKeys, generate_partner_keys
+from partner_kit.rfc9162 import verify_consistency
 
 __all__ = [
     "AuthorizationError",
@@ -28,6 +30,7 @@ __all__ = [
     "Delivery",
     "DeliveryGone",
     "DeliveryTimeout",
+    "InconsistentLog",
     "KeyFileError",
     "PartnerKeys",
     "PendingAuthorization",
@@ -38,4 +41,5 @@ __all__ = [
     "generate_partner_keys",
     "new_code_verifier",
     "s256",
+    "verify_consistency",
 ]

@@ -11,6 +11,11 @@
 
 ``verify_webhook`` checks a ``delivery.*`` event; ``revoke`` withdraws a delivery not yet picked up.
 Everything comes from ``/.well-known/oauth-authorization-server`` (fetched once).
+
+Witnessing the audit log (docs/partner-audit.md): ``latest_checkpoint`` / ``checkpoint`` fetch a
+verified signed tree head; ``consistency`` proves (RFC 9162 section 2.1.4) that a head the partner
+kept is a prefix of a newer one, and raises ``InconsistentLog`` on a fork, a rollback or a proof
+that does not verify. The kit never trusts a head it has not verified itself.
 """
 
 from __future__ import annotations
@@ -19,13 +24,14 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import urlencode
 
 import requests
@@ -38,15 +44,21 @@ from partner_kit.errors import (
     CallbackMismatch,
     DeliveryGone,
     DeliveryTimeout,
+    InconsistentLog,
     RelayError,
     VerificationError,
 )
 from partner_kit.keys import CONTENT_ENCRYPTION, ENCRYPTION_ALG, SIGNING_ALG, PartnerKeys
+from partner_kit.rfc9162 import HASH_SIZE, verify_consistency
 
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_LIFETIME_S = 60  # the relay accepts at most 120
 WEBHOOK_TYPE = "myna-relay-event+jwt"
 SELF_INFO_PATH = "/v1/self-info"
+CHECKPOINTS_PATH = "/v1/audit/checkpoints"
+CHECKPOINT_TYP = "myna-relay-checkpoint+jwt"
+LATEST = "latest"
+_BASE64URL = re.compile(r"^[A-Za-z0-9_-]+$")
 DEFAULT_RETRY_AFTER_S = 5.0
 
 
@@ -356,9 +368,138 @@ class RelayClient:
         if answer.status_code != 200:
             raise _error_of(answer, "revoke")
 
+    # the audit log's signed tree heads (checkpoints) ---------------------------------------------
+
+    def latest_checkpoint(self) -> dict[str, Any]:
+        """The relay's newest signed tree head, verified: ``{"seq", "tree_size", "root",
+        "signed_tree_head"}``. Keep it (it is JSON) to ask ``consistency`` from later. ``RelayError``
+        with status 404 when no checkpoint is signed yet; ``VerificationError`` for a bad head."""
+        return self._head_at(LATEST).as_json()
+
+    def checkpoint(self, seq: int) -> dict[str, Any]:
+        """Signed tree head number ``seq``, verified (as ``latest_checkpoint``)."""
+        return self._head_at(_checkpoint_name(seq)).as_json()
+
+    def consistency(self, kept_head: Mapping[str, Any], seq: int | str = LATEST) -> dict[str, Any]:
+        """Prove that the log still extends ``kept_head`` (a head this kit returned earlier) up to
+        checkpoint ``seq`` (the latest by default) and return that head, verified: keep it in place
+        of the old one.
+
+        Raises ``InconsistentLog`` (a ``VerificationError``) when the relay shows another tree under
+        the kept number (``fork``), answers a head older or smaller than the kept one or denies the
+        kept one (``rollback``), or its RFC 9162 proof does not verify (``proof``);
+        ``VerificationError`` for a head that does not verify; ``RelayError`` for any other refusal;
+        ``ValueError`` if ``kept_head`` is not a head or ``seq`` is before it."""
+        kept = _kept(kept_head)
+        name = _checkpoint_name(seq)
+        if name != LATEST and int(name) < kept.seq:
+            raise ValueError(f"consistency goes forward: checkpoint {name} is before the kept {kept.seq}")
+        url = f"{self.issuer}{CHECKPOINTS_PATH}/{name}/consistency?{urlencode({'from': kept.seq})}"
+        answer = self._request("GET", url, headers=self._bearer())
+        if answer.status_code == 404:
+            raise self._why_not_found(kept, name, answer)
+        if answer.status_code != 200:
+            raise _error_of(answer, "consistency")
+        body = _json_object(answer, "consistency")
+        first = self._verified_head(body.get("first"), "consistency: first")
+        second = self._verified_head(body.get("second"), "consistency: second")
+        if (first.seq, first.tree_size, first.root) != (kept.seq, kept.tree_size, kept.root):
+            raise InconsistentLog(
+                "fork",
+                f"the relay now shows checkpoint {first.seq} as {first.describe()}; "
+                f"the kept checkpoint {kept.seq} is {kept.describe()}",
+            )
+        if name != LATEST and second.seq != int(name):
+            raise VerificationError(f"asked for checkpoint {name}, the relay answered {second.seq}")
+        if second.seq < first.seq or second.tree_size < first.tree_size:
+            raise InconsistentLog(
+                "rollback",
+                f"the relay's checkpoint {second.seq} ({second.describe()}) is behind the kept "
+                f"checkpoint {kept.seq} ({kept.describe()})",
+            )
+        if second.seq == first.seq and (second.tree_size, second.root) != (first.tree_size, first.root):
+            raise InconsistentLog("fork", f"the relay shows two different trees as checkpoint {first.seq}")
+        if second.seq == first.seq + 1 and second.previous != _head_hash(first.signed):
+            raise InconsistentLog(
+                "fork", f"checkpoint {second.seq} does not link to the kept checkpoint {first.seq} (previous)"
+            )
+        path = _hashes_of(body.get("consistency_path"))
+        if path is None or not verify_consistency(
+            first.tree_size, second.tree_size, first.root, second.root, path
+        ):
+            raise InconsistentLog(
+                "proof",
+                f"the consistency proof from checkpoint {first.seq} to {second.seq} does not verify "
+                "(RFC 9162 section 2.1.4.2)",
+            )
+        return second.as_json()
+
+    def _head_at(self, name: str) -> _Head:
+        answer = self._request("GET", f"{self.issuer}{CHECKPOINTS_PATH}/{name}", headers=self._bearer())
+        if answer.status_code != 200:
+            raise _error_of(answer, "checkpoint")
+        head = self._verified_head(_json_object(answer, "checkpoint"), "checkpoint")
+        if name != LATEST and head.seq != int(name):
+            raise VerificationError(f"asked for checkpoint {name}, the relay answered {head.seq}")
+        return head
+
+    def _why_not_found(self, kept: _Head, name: str, answer: requests.Response) -> RelayError:
+        """A 404 to ``consistency``: the checkpoint asked for does not exist yet (an ordinary
+        refusal), or the relay no longer has the kept checkpoint it signed (a rollback)."""
+        try:
+            latest: _Head | None = self._head_at(LATEST)
+        except RelayError as refused:
+            if refused.status != 404:
+                raise
+            latest = None
+        if latest is None:
+            return InconsistentLog(
+                "rollback",
+                f"the relay has no checkpoint at all, but signed checkpoint {kept.seq} ({kept.describe()})",
+            )
+        if latest.seq < kept.seq or latest.tree_size < kept.tree_size:
+            return InconsistentLog(
+                "rollback",
+                f"the relay's latest checkpoint {latest.seq} ({latest.describe()}) is behind "
+                f"the kept checkpoint {kept.seq} ({kept.describe()})",
+            )
+        if name != LATEST and int(name) > latest.seq:
+            return _error_of(answer, "consistency")  # asked beyond the latest: not signed yet
+        return InconsistentLog(
+            "rollback",
+            f"the relay denies the kept checkpoint {kept.seq}, which it signed, though its latest is "
+            f"{latest.seq}",
+        )
+
+    def _verified_head(self, document: Any, where: str) -> _Head:
+        """A head from the relay, once its signature (the relay's JWKS, ``typ``
+        ``myna-relay-checkpoint+jwt``) and ``iss`` verify and its JSON says what the claims say."""
+        if not isinstance(document, dict):
+            raise VerificationError(f"{where}: not a signed tree head")
+        signed = document.get("signed_tree_head")
+        if not isinstance(signed, str):
+            raise VerificationError(f"{where}: no signed_tree_head")
+        claims = self._verified_claims(signed, expected_typ=CHECKPOINT_TYP, addressed=False)
+        head = _head_of(claims, signed)
+        if head is None:
+            raise VerificationError(f"{where}: the signed head has no valid seq, tree_size and root")
+        for name, signed_value in (("seq", head.seq), ("tree_size", head.tree_size), ("root", head.root_b64)):
+            value = document.get(name)
+            if isinstance(value, bool) or value != signed_value:
+                raise VerificationError(f"{where}: {name} {value!r} is not what the signed head says")
+        return head
+
+    def _bearer(self) -> dict[str, str]:
+        # An RFC 6750 bearer carrying a fresh client assertion; these endpoints take only the issuer as aud.
+        return {"Authorization": f"Bearer {self.client_assertion(self.issuer)}", "Accept": "application/json"}
+
     # internals -------------------------------------------------------------------------------
 
-    def _verified_claims(self, token: str | bytes, *, expected_typ: str) -> dict[str, Any]:
+    def _verified_claims(
+        self, token: str | bytes, *, expected_typ: str, addressed: bool = True
+    ) -> dict[str, Any]:
+        """The claims of a JWS signed by the relay (``iss`` checked); ``addressed``: it must name us
+        in ``aud`` (a signed tree head is addressed to nobody in particular)."""
         text = token.decode("ascii", "replace") if isinstance(token, bytes) else token
         text = text.strip()
         try:
@@ -382,6 +523,8 @@ class RelayClient:
             raise VerificationError("the claims are not an object")
         if claims.get("iss") != self.issuer:
             raise VerificationError(f"iss {claims.get('iss')!r} is not {self.issuer!r}")
+        if not addressed:
+            return claims
         audience = claims.get("aud")
         if audience != self.client_id and not (isinstance(audience, list) and self.client_id in audience):
             raise VerificationError(f"aud {audience!r} is not {self.client_id!r}")
@@ -400,6 +543,86 @@ class RelayClient:
             return self._http.request(method, url, timeout=self.timeout_s, **kwargs)
         except requests.RequestException as exc:
             raise RelayError(f"{method} {url} failed: {type(exc).__name__}") from exc
+
+
+@dataclass(frozen=True)
+class _Head:
+    """A signed tree head's numbers (``signed`` and ``previous`` empty for a head the caller kept)."""
+
+    seq: int
+    tree_size: int
+    root: bytes
+    signed: str = ""
+    previous: str | None = None
+
+    @property
+    def root_b64(self) -> str:
+        return b64url(self.root)
+
+    def describe(self) -> str:
+        return f"tree size {self.tree_size}, root {self.root_b64}"
+
+    def as_json(self) -> dict[str, Any]:
+        """What the relay serves, and what a partner keeps."""
+        return {
+            "seq": self.seq,
+            "tree_size": self.tree_size,
+            "root": self.root_b64,
+            "signed_tree_head": self.signed,
+        }
+
+
+def _head_of(claims: Mapping[str, Any], signed: str) -> _Head | None:
+    seq, tree_size, root = claims.get("seq"), claims.get("tree_size"), claims.get("root")
+    root_hash = _hash_of(root)
+    if not (_is_count(seq) and _is_count(tree_size)) or root_hash is None:
+        return None
+    previous = claims.get("previous")
+    return _Head(seq, tree_size, root_hash, signed, previous if isinstance(previous, str) else None)
+
+
+def _kept(head: Mapping[str, Any]) -> _Head:
+    """The numbers of a head the partner kept, as ``latest_checkpoint`` or ``consistency`` returned
+    it; ``ValueError`` for anything else. Its signature was verified when the kit received it, and
+    the relay's ``first`` (verified again) must be exactly it."""
+    kept = _head_of(head, "")
+    if kept is None:
+        raise ValueError("not a signed tree head ({seq, tree_size, root, ...}) as the kit returns it")
+    return kept
+
+
+def _checkpoint_name(seq: int | str) -> str:
+    """``latest`` or a checkpoint number (1, 2, ...), as it goes in the path."""
+    if seq == LATEST:
+        return LATEST
+    if not _is_count(seq):
+        raise ValueError(f"a checkpoint is a positive integer or {LATEST!r}, not {seq!r}")
+    return str(seq)
+
+
+def _is_count(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _hash_of(text: object) -> bytes | None:
+    """A SHA-256 hash from its base64url form without padding (43 characters); None for anything else."""
+    if not isinstance(text, str) or len(text) != 43 or not _BASE64URL.fullmatch(text):
+        return None
+    data = base64.urlsafe_b64decode(_padded(text))
+    return data if len(data) == HASH_SIZE and b64url(data) == text else None
+
+
+def _hashes_of(path: object) -> list[bytes] | None:
+    """A consistency path (base64url hashes) as bytes; None if any member is not a hash."""
+    if not isinstance(path, list):
+        return None
+    hashes = [_hash_of(node) for node in path]
+    return None if None in hashes else [node for node in hashes if node is not None]
+
+
+def _head_hash(signed_head: str) -> str:
+    """How a signed head names the one before it (``previous``): base64url SHA-256 of its text."""
+    return b64url(hashlib.sha256(signed_head.encode()).digest())
 
 
 def _padded(segment: str) -> bytes:

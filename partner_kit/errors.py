@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 
 class RelayError(Exception):
@@ -61,4 +61,22 @@ class DeliveryTimeout(RelayError):
 
 
 class VerificationError(RelayError):
-    """A sealed payload or a webhook did not decrypt, verify or carry the expected claims."""
+    """A sealed payload, a webhook or a signed tree head did not decrypt, verify or carry the
+    expected claims."""
+
+
+class InconsistentLog(VerificationError):
+    """The relay's audit log contradicts a signed tree head the partner kept (docs/partner-audit.md):
+
+    - ``fork``: the relay shows another tree under the kept checkpoint's number, or a next head that
+      does not link to it (``previous``);
+    - ``rollback``: its head is older or smaller than the kept one, or it denies the kept one;
+    - ``proof``: the RFC 9162 section 2.1.4 consistency proof does not verify.
+
+    Signed heads the partner verified say otherwise, so this is evidence, not an outage: keep the
+    kept head and the relay's answer, report them to the operator, and do not replace the kept head.
+    """
+
+    def __init__(self, kind: Literal["fork", "rollback", "proof"], message: str) -> None:
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind

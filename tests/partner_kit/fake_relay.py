@@ -1,8 +1,10 @@
 """A scripted relay for unit tests: canned answers per (method, URL), every request recorded, and a
-service signing key to seal payloads and sign webhooks with, as the relay would."""
+service signing key to seal payloads, sign webhooks and sign tree heads with, as the relay would."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import time
 import uuid
@@ -14,6 +16,8 @@ from typing import Any
 import requests
 from joserfc import jwe, jwt
 from joserfc.jwk import ECKey
+
+from tests.partner_kit import rfc6962
 
 ISSUER = "http://relay.test"
 METADATA = {
@@ -113,3 +117,61 @@ class Sealer:
         recipient = to or self.partner_encryption_key
         header = {"alg": "ECDH-ES+A256KW", "enc": "A256GCM", "kid": recipient.kid, "cty": "JWT"}
         return jwe.encrypt_compact(header, inner or self.inner(**overrides), recipient)
+
+
+CHECKPOINT_TYP = "myna-relay-checkpoint+jwt"
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def signed_head(key: ECKey, claims: dict[str, Any], *, typ: str = CHECKPOINT_TYP) -> str:
+    """A signed tree head as docs/partner-audit.md describes it (ES256, the relay's kid)."""
+    return jwt.encode({"alg": "ES256", "kid": key.kid, "typ": typ}, claims, key)
+
+
+@dataclass
+class FakeLog:
+    """The relay's audit log as a partner sees it: entries in an RFC 6962 tree (built with the test's
+    own reference, tests/partner_kit/rfc6962.py), signed heads and consistency proofs between them.
+    Two logs that share a key and diverge are what a forking relay shows two partners."""
+
+    service_key: ECKey
+    entries: list[bytes] = field(default_factory=list)
+    heads: list[dict[str, Any]] = field(default_factory=list)  # as served, heads[seq - 1]
+
+    def append(self, count: int, *, tag: bytes = b"record") -> None:
+        start = len(self.entries)
+        self.entries.extend(tag + b"-" + str(index).encode() for index in range(start, start + count))
+
+    def sign(self, **overrides: Any) -> dict[str, Any]:
+        """A new checkpoint over every entry so far; ``overrides`` replace signed claims."""
+        previous = self.heads[-1]["signed_tree_head"] if self.heads else ""
+        claims: dict[str, Any] = {
+            "iss": ISSUER,
+            "seq": len(self.heads) + 1,
+            "tree_size": len(self.entries),
+            "root": b64url(rfc6962.mth(self.entries)),
+            "through": f"2026-11-27T09:41:0{len(self.heads)}Z#00#r{len(self.entries)}",
+            "previous": b64url(hashlib.sha256(previous.encode()).digest()) if previous else "",
+            "iat": int(time.time()),
+        }
+        claims.update(overrides)
+        head = {
+            "seq": claims["seq"],
+            "tree_size": claims["tree_size"],
+            "root": claims["root"],
+            "signed_tree_head": signed_head(self.service_key, claims),
+        }
+        self.heads.append(head)
+        return head
+
+    def head(self, seq: int) -> dict[str, Any]:
+        return dict(self.heads[seq - 1])
+
+    def consistency(self, first: int, second: int) -> dict[str, Any]:
+        """The answer of ``GET /v1/audit/checkpoints/{second}/consistency?from={first}``."""
+        old, new = self.head(first), self.head(second)
+        path = rfc6962.proof(old["tree_size"], self.entries[: new["tree_size"]])
+        return {"first": old, "second": new, "consistency_path": [b64url(node) for node in path]}

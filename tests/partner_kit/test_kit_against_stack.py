@@ -1,6 +1,7 @@
 """The partner kit and the demo bank against the whole local stack (`make run`'s launcher) over real
 HTTP: PAR, the resident's browser steps through the interstitial and the sandbox portal, the token,
-the pickup and the sealed payload, all as a partner would do them."""
+the pickup and the sealed payload, all as a partner would do them; and the kit keeping a signed tree
+head of the audit log and proving a later one extends it."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from partner_kit import DeliveryGone, PartnerKeys, RelayClient
+from partner_kit import DeliveryGone, InconsistentLog, PartnerKeys, RelayClient
 from tests.conftest import REPO_ROOT
+from tests.fakes import ShiftedClock
 from tests.integration.stack import Launcher
 
 pytestmark = pytest.mark.integration
@@ -126,3 +128,66 @@ def test_the_demo_bank_sends_the_resident_to_the_relay_and_shows_the_income(laun
     assert 'id="result"' in result.text, result.text
     assert "3,680,000円" in result.text
     assert "年収400万円以上: いいえ" in result.text
+
+
+def released_income(kit: RelayClient, launcher: Launcher) -> dict[str, Any]:
+    """One whole flow through the kit (as in the test above); the opened claims."""
+    bank_url = stack_record(launcher)["demo"]["bank"]
+    pending = kit.start(f"{bank_url.rstrip('/')}/callback", "loan-screening", "local_tax")
+    redirect = resident_agrees(loopback_session(), pending.authorize_url, launcher.api)
+    return kit.open(kit.pick_up(kit.finish(pending, query_of(redirect)), wait_s=60))
+
+
+def checkpoint_now(launcher: Launcher) -> int:
+    """Sign a checkpoint over every record so far: what `relayctl --local audit checkpoint` does (same
+    table, KMS key, anchor bucket and issuer as the launched relay), with its clock moved past SETTLE
+    instead of sleeping (a checkpoint covers only records older than 60 s). Its sequence number."""
+    from chalicelib.adapters.dynamodb_audit import DynamoAuditLog
+    from chalicelib.adapters.kms_signer import KmsSigner
+    from chalicelib.adapters.s3_anchor import S3HeadAnchor
+    from chalicelib.domain.checkpoints import SETTLE, CheckpointService
+    from relayctl.target import local_target
+
+    target = local_target(str(launcher.state_dir))
+    clock = ShiftedClock()
+    clock.advance(seconds=SETTLE.total_seconds() + 1)
+    service = CheckpointService(
+        store=DynamoAuditLog(target.dynamodb(), target.audit_table),
+        signer=KmsSigner(target.kms(), target.signing_key),
+        clock=clock,
+        issuer=launcher.api,
+        anchor=S3HeadAnchor(target.s3(), target.heads_bucket),
+    )
+    for _ in range(3):  # None: the launcher's own scheduled run committed that number first
+        head = service.checkpoint()
+        if head is not None:
+            return head.seq
+    pytest.fail("no checkpoint could be signed over the flow's records")
+
+
+def test_the_kit_keeps_a_signed_head_and_proves_the_next_one_extends_it(launcher: Launcher) -> None:
+    # GIVEN the stack, and a flow run through the kit whose audit records are now checkpointed
+    launcher.start()
+    kit = RelayClient(launcher.api, "demo-bank", PartnerKeys.load(DEMO_BANK_KEYS), session=loopback_session())
+    released_income(kit, launcher)
+    first_seq = checkpoint_now(launcher)
+    # WHEN the kit fetches the latest signed tree head and keeps it
+    kept = kit.latest_checkpoint()
+    assert kept["seq"] >= first_seq
+    assert kept["tree_size"] > 0
+    assert kit.checkpoint(kept["seq"]) == kept
+    # AND another flow is run and checkpointed
+    released_income(kit, launcher)
+    second_seq = checkpoint_now(launcher)
+    # THEN the relay proves the newer head extends the kept one, and the kit returns it verified
+    newer = kit.consistency(kept)
+    assert newer["seq"] >= second_seq > kept["seq"]
+    assert newer["tree_size"] > kept["tree_size"]
+    assert kit.checkpoint(newer["seq"]) == newer
+    assert kit.consistency(kept, seq=newer["seq"]) == newer
+    assert kit.consistency(newer, seq=newer["seq"]) == newer  # the same head: an empty proof
+    # AND a kept head the relay never signed under that number (another root) is a fork
+    other_root = kept["root"][:-2] + ("AA" if not kept["root"].endswith("AA") else "AQ")
+    with pytest.raises(InconsistentLog) as forked:
+        kit.consistency({**kept, "root": other_root})
+    assert forked.value.kind == "fork"
