@@ -26,7 +26,7 @@ class Target:
     label: str
     limit: float
     unit: str
-    at_most: bool = True  # every target is "at most", except none so far
+    at_most: bool = True  # "at most"; False: "at least" (a capacity)
 
     def met(self, value: float) -> bool:
         return value <= self.limit if self.at_most else value >= self.limit
@@ -39,6 +39,21 @@ TARGETS: tuple[Target, ...] = (
     Target("usd_per_10k_flows", "Cost of 10,000 onboardings (portal excluded)", 0.50, "USD"),
     Target("errors_at_64", "Errors at 64 concurrent flows", 0, "errors"),
     Target("peak_rss_mib", "Peak resident memory after a complete flow", 128, "MiB"),
+    Target(
+        "audit_checkpoint_growth", "Checkpoint CPU at 10^7 audit leaves vs 10^4 (2,000 new records)", 1.5, "x"
+    ),
+    Target("audit_checkpoint_rru_at_1e7", "DynamoDB reads of a checkpoint at 10^7 leaves", 1000, "RRU"),
+    Target("audit_proof_rru_at_1e7", "DynamoDB reads of an inclusion proof at 10^7 leaves", 20, "RRU"),
+    Target(
+        "audit_verify_peak_mib_at_1e6", "Peak memory of relayctl audit verify over 10^6 records", 256, "MiB"
+    ),
+    Target(
+        "audit_partner_max_onboardings_per_s",
+        "Onboardings per second the sharded audit indexes take (computed)",
+        1000,
+        "/s",
+        at_most=False,
+    ),
 )
 
 
@@ -115,7 +130,8 @@ def write(sections: list[Section], info: dict[str, Any], elapsed_s: float) -> di
         shown = "not measured" if value is None else f"{value:g} {target.unit}"
         met = "—" if value is None else ("yes" if target.met(value) else "**no**")
         lines.append(
-            f"| {target.label} (`{target.key}`) | {shown} | ≤ {target.limit:g} {target.unit} | {met} |"
+            f"| {target.label} (`{target.key}`) | {shown} | {'≤' if target.at_most else '≥'} "
+            f"{target.limit:g} {target.unit} | {met} |"
         )
     lines.append("")
     for section in sections:

@@ -10,7 +10,7 @@ import time
 
 from bench.report import Section, machine, write
 
-BENCHMARKS = ("cold_start", "cpu_flow", "memory", "concurrency")
+BENCHMARKS = ("cold_start", "cpu_flow", "memory", "concurrency", "audit_scale")
 
 
 def main(argv: list[str] | None = None) -> int:
