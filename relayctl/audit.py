@@ -57,7 +57,7 @@ from chalicelib.adapters.dynamodb_audit import (
     TILE_PREFIX,
     occurred_of,
 )
-from chalicelib.adapters.s3_anchor import AnchoredHead
+from chalicelib.adapters.s3_anchor import AnchorHistory
 from chalicelib.domain import merkle
 from chalicelib.domain.audit import AuditRecord
 from chalicelib.domain.checkpoints import (
@@ -149,7 +149,7 @@ class AnchorSource(Protocol):
     @property
     def bucket(self) -> str: ...
 
-    def get(self, seq: int) -> AnchoredHead | None: ...
+    def history(self, seq: int) -> AnchorHistory | None: ...
 
     def sequence_numbers(self, *, after: int = 0) -> Iterator[int]: ...
 
@@ -631,11 +631,17 @@ class Verifier:
             raise _fail(f"checkpoint {head.seq}: not consistent with checkpoint {previous.seq}")
 
     def _anchored(self, anchor: AnchorSource, head: TreeHead) -> bool:
-        copy = anchor.get(head.seq)
-        if copy is None:
+        history = anchor.history(head.seq)
+        if history is None:
             if not self.source.is_published(head.seq):
                 return False  # the newest head, not published yet (the next run will)
             raise _fail(f"checkpoint {head.seq}: missing from the anchor bucket {anchor.bucket}")
+        if history.tampered:
+            raise _fail(
+                f"checkpoint {head.seq}: its key in {anchor.bucket} has {history.delete_markers} delete "
+                f"marker(s) and {history.later_versions} later version(s) (deleted or overwritten)"
+            )
+        copy = history.first
         if copy.signed_head != head.signed_head or copy.document != head_document(head):
             raise _fail(
                 f"checkpoint {head.seq}: differs from its write-once copy in {anchor.bucket} (rewritten)"

@@ -271,7 +271,7 @@ def run_audit(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
         if anchor is not None:
             print(f"anchored in s3://{anchor.bucket}: {result.anchored} of them", file=out)
     elif args.command == "checkpoint":
-        from chalicelib.domain.checkpoints import CheckpointService, b64
+        from chalicelib.domain.checkpoints import SETTLE, CheckpointService, b64
 
         service = CheckpointService(
             store=log,
@@ -282,7 +282,8 @@ def run_audit(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
         )
         checkpoint = service.checkpoint()
         if checkpoint is None:
-            print("no records to checkpoint", file=out)
+            settle = int(SETTLE.total_seconds())
+            print(f"no records to checkpoint (a record is covered once it is {settle} s old)", file=out)
         else:
             print(
                 f"checkpoint {checkpoint.seq}: {checkpoint.tree_size - checkpoint.first_index} records "

@@ -10,6 +10,13 @@ a *different* head under an anchored sequence number is refused: that would be a
 One object per head, ``checkpoints/<seq, 12 digits>.json``: ``{"document", "signed_head"}``,
 the head as the audit table stores it. Listing after a sequence number is one request per 1,000
 heads; nothing on the service's own path lists the bucket.
+
+Object Lock protects object *versions*; it does not stop anyone with ``s3:DeleteObject`` from
+putting a delete marker on a key (the key then reads as missing) nor, behind that marker, from
+writing a second version under it (``If-None-Match`` only looks at the current version). So what
+a verifier trusts is the key's **first version**, and any delete marker or later version is itself
+the evidence of tampering: ``history`` reads a head that way (``s3:ListBucketVersions`` and
+``s3:GetObjectVersion``), and ``sequence_numbers`` lists versions and delete markers alike.
 """
 
 from __future__ import annotations
@@ -39,6 +46,20 @@ class AnchoredHead:
     seq: int
     document: str
     signed_head: str
+
+
+@dataclass(frozen=True)
+class AnchorHistory:
+    """Every trace a head's key left in the versioned bucket: its first version (the head as first
+    anchored), how many versions were written after it and how many delete markers were put."""
+
+    first: AnchoredHead
+    later_versions: int
+    delete_markers: int
+
+    @property
+    def tampered(self) -> bool:
+        return bool(self.later_versions or self.delete_markers)
 
 
 class S3HeadAnchor:
@@ -91,16 +112,61 @@ class S3HeadAnchor:
             return AnchoredHead(seq, "", "")  # unreadable: compared, it differs from any head
         return AnchoredHead(seq, str(data.get("document", "")), str(data.get("signed_head", "")))
 
-    def sequence_numbers(self, *, after: int = 0) -> Iterator[int]:
-        """The anchored heads' sequence numbers above ``after``, in order (paginated listing)."""
+    def history(self, seq: int) -> AnchorHistory | None:
+        """Head ``seq`` as first anchored, with what was done to its key since; None if no version
+        of it was ever written (a delete marker alone is not a head, but it is reported). Two
+        requests (the key's versions, then its first version's body)."""
+        key = object_key(seq)
         try:
-            pages = self._client.get_paginator("list_objects_v2").paginate(
-                Bucket=self._bucket, Prefix=PREFIX, StartAfter=object_key(after)
-            )
-            for page in pages:
-                for entry in page.get("Contents", []):
-                    name = entry["Key"].removeprefix(PREFIX).removesuffix(".json")
-                    if name.isdigit():
-                        yield int(name)
+            listed = self._client.list_object_versions(Bucket=self._bucket, Prefix=key)
         except (ClientError, BotoCoreError) as exc:
-            raise unavailable("s3", "ListObjectsV2", exc) from exc
+            raise unavailable("s3", "ListObjectVersions", exc) from exc
+        versions = [v for v in listed.get("Versions", []) if v.get("Key") == key]
+        markers = [m for m in listed.get("DeleteMarkers", []) if m.get("Key") == key]
+        if not versions:
+            if markers:  # a marker on a key with no version: evidence of tampering all the same
+                return AnchorHistory(AnchoredHead(seq, "", ""), 0, len(markers))
+            return None
+        first = min(versions, key=lambda v: v["LastModified"])
+        try:
+            answer = self._client.get_object(Bucket=self._bucket, Key=key, VersionId=first["VersionId"])
+            data = json.loads(answer["Body"].read())
+            head = AnchoredHead(seq, str(data.get("document", "")), str(data.get("signed_head", "")))
+        except (ClientError, BotoCoreError) as exc:
+            raise unavailable("s3", "GetObject", exc) from exc
+        except ValueError:
+            head = AnchoredHead(seq, "", "")  # unreadable: compared, it differs from any head
+        return AnchorHistory(head, len(versions) - 1, len(markers))
+
+    def sequence_numbers(self, *, after: int = 0) -> Iterator[int]:
+        """The sequence numbers above ``after`` whose key has any version or delete marker, in
+        order (paginated listing of versions: a delete marker does not hide a head from it)."""
+        last = None
+        key_marker, version_marker = object_key(after), ""
+        try:
+            while True:
+                page = (
+                    self._client.list_object_versions(
+                        Bucket=self._bucket,
+                        Prefix=PREFIX,
+                        KeyMarker=key_marker,
+                        VersionIdMarker=version_marker,
+                    )
+                    if version_marker
+                    else self._client.list_object_versions(
+                        Bucket=self._bucket, Prefix=PREFIX, KeyMarker=key_marker
+                    )
+                )
+                keys = sorted(
+                    {entry["Key"] for entry in (*page.get("Versions", []), *page.get("DeleteMarkers", []))}
+                )
+                for key in keys:
+                    name = key.removeprefix(PREFIX).removesuffix(".json")
+                    if name.isdigit() and int(name) > after and int(name) != last:
+                        last = int(name)
+                        yield last
+                if not page.get("IsTruncated"):
+                    return
+                key_marker, version_marker = page["NextKeyMarker"], page["NextVersionIdMarker"]
+        except (ClientError, BotoCoreError) as exc:
+            raise unavailable("s3", "ListObjectVersions", exc) from exc

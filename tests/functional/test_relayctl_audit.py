@@ -225,7 +225,7 @@ def test_checkpoint_on_demand_covers_the_newer_records(log: AuditLog, relayctl: 
     assert made.status == 0, made.err
     assert made.out.startswith(f"checkpoint 4: 2 records through {log.item_key(21)[1]}; tree size 22")
     again = relayctl("checkpoint")
-    assert again.out.strip() == "no records to checkpoint"
+    assert again.out.strip() == "no records to checkpoint (a record is covered once it is 60 s old)"
     verified = relayctl("verify")
     assert verified.status == 0, verified.err
     assert verified.out.startswith("verified 4 checkpoints covering 22 records; 0 newer records")
@@ -431,6 +431,42 @@ def test_anchored_heads_cannot_be_deleted_or_overwritten(log: AuditLog) -> None:
     # WHEN the operator tries to delete one: THEN it is refused
     with pytest.raises(log.s3.exceptions.ClientError, match="AccessDenied"):
         log.s3.delete_object(Bucket=log.bucket, Key=versions[0]["Key"], VersionId=versions[0]["VersionId"])
+
+
+def test_a_delete_marker_on_the_latest_anchored_head_does_not_hide_it(
+    log: AuditLog, relayctl: Callable[..., Run]
+) -> None:
+    # GIVEN an operator who dropped the latest head from the table and, since Object Lock keeps
+    # versions but lets anyone with s3:DeleteObject put a delete marker, hid its anchored copy too
+    delete_latest_checkpoint(log, 3)
+    log.s3.delete_object(Bucket=log.bucket, Key="checkpoints/000000000003.json")
+    with pytest.raises(log.s3.exceptions.ClientError, match="NoSuchKey"):
+        log.s3.get_object(Bucket=log.bucket, Key="checkpoints/000000000003.json")
+    # THEN verify still finds the head: it lists versions and delete markers, not current objects
+    refused(
+        relayctl("verify"),
+        "checkpoint 3: in the anchor bucket myna-relay-test-audit-heads but not in the table",
+    )
+
+
+def test_a_second_version_written_behind_a_delete_marker_is_named(
+    log: AuditLog, relayctl: Callable[..., Run]
+) -> None:
+    # GIVEN a delete marker on an anchored head, then another body written under its key (the
+    # marker makes If-None-Match pass): the current object now says something else
+    key = "checkpoints/000000000002.json"
+    log.s3.delete_object(Bucket=log.bucket, Key=key)
+    log.s3.put_object(
+        Bucket=log.bucket,
+        Key=key,
+        Body=b'{"document":"{}","signed_head":"forged"}',
+        ChecksumAlgorithm="SHA256",
+    )
+    # THEN verify names the head whose key was touched, whatever its current version says
+    refused(
+        relayctl("verify"),
+        "checkpoint 2: its key in myna-relay-test-audit-heads has 1 delete marker(s) and 1 later version(s)",
+    )
 
 
 def trusted_head_file(tmp_path: Path, signed_head: str) -> str:
