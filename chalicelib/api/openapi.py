@@ -206,7 +206,10 @@ PROBLEM_FAILURES: Mapping[int, Answer] = {
 }
 # chalicelib.api.errors.oauth_responses: RFC 6749 section 5.2 errors (PAR, token, revocation).
 OAUTH_FAILURES: Mapping[int, Answer] = {
-    400: oauth_error("A malformed, repeated, unknown or refused parameter; error_description names it."),
+    400: oauth_error(
+        "A missing, malformed, repeated or refused parameter, or more than 30 parameters; "
+        "error_description names it. Parameters not documented here are ignored (RFC 6749 section 3.1)."
+    ),
     401: oauth_error("Client authentication failed (invalid_client)."),
     413: oauth_error("The form is larger than 16 KiB."),
     415: oauth_error("The body is not application/x-www-form-urlencoded."),

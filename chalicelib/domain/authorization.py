@@ -56,9 +56,11 @@ from chalicelib.domain.oauth.errors import (
     InvalidGrant,
     InvalidRequest,
     InvalidScope,
+    RequestNotSupported,
     UnauthorizedClient,
     UnsupportedGrantType,
 )
+from chalicelib.domain.oauth.parameters import single_values, ui_language
 from chalicelib.domain.oauth.pkce import validate_challenge, verify_code_verifier
 from chalicelib.domain.oauth.ports import ReplayStore
 from chalicelib.domain.oauth.replay import ReplayEntry, spend
@@ -80,15 +82,18 @@ SCOPES: tuple[str, ...] = tuple(DATASETS)
 # Gateway stops a request after 29 s; the function's own timeout is 60 s).
 ABANDON_GRACE = timedelta(minutes=2)
 JST = timezone(timedelta(hours=9), "JST")
-MAX_PARAMETER_LENGTH = 2048
-MAX_ASSERTION_LENGTH = 8192
 # A token request or a revocation re-reads its flow when a scheduled run moved it on between read
 # and write; a poll takes seconds, so a third collision in a row means something else is wrong.
 WRITE_ATTEMPTS = 3
 
+# Parameters each endpoint reads. Any other is ignored (RFC 6749 sections 3.1 and 3.2, RFC 9126
+# section 2.1): its name is logged by the HTTP layer, never its value. Repeats are refused whether
+# known or not (RFC 6749 section 3.1), and the HTTP layer bounds how many parameters a body may hold.
 PAR_PARAMETERS = frozenset(
     {
         "response_type",
+        "response_mode",
+        "ui_locales",
         "client_id",
         "redirect_uri",
         "state",
@@ -114,6 +119,15 @@ TOKEN_PARAMETERS = frozenset(
 REVOKE_PARAMETERS = frozenset(
     {"token", "token_type_hint", "client_id", "client_assertion_type", "client_assertion"}
 )
+# Recognised at PAR and refused there, because ignoring them would silently change what the client
+# asked for: a request object (JAR, RFC 9101: we do not support it, request_parameter_supported is
+# false), a request_uri (RFC 9126 section 2.1: it MUST NOT be provided), a client secret (RFC 6749
+# section 2.3: one authentication method per request, and ours is private_key_jwt only).
+REFUSED_AT_PAR: dict[str, str] = {
+    "request": "request objects (JAR) are not supported; send the parameters in the form",
+    "request_uri": "must not be sent to the PAR endpoint (RFC 9126 section 2.1)",
+    "client_secret": "only private_key_jwt client authentication is supported",
+}
 
 PortalRefusal = Literal["cancelled", "certificate_expired", "card_locked", "other"]
 
@@ -178,19 +192,6 @@ class IssuedToken:
 
     def __repr__(self) -> str:
         return f"IssuedToken(expires_in={self.expires_in}, scope={self.scope!r})"
-
-
-def single_values(form: Mapping[str, list[str]], allowed: frozenset[str]) -> dict[str, str]:
-    """RFC 6749 section 3.1: parameters must not repeat; we also refuse unknown ones."""
-    for name, values in form.items():
-        if name not in allowed:
-            raise InvalidRequest(f"unexpected parameter {name[:40]!r}", check=name[:40])
-        if len(values) != 1:
-            raise InvalidRequest("parameter repeated", check=name)
-        limit = MAX_ASSERTION_LENGTH if name == "client_assertion" else MAX_PARAMETER_LENGTH
-        if len(values[0]) > limit:
-            raise InvalidRequest(f"longer than {limit} characters", check=name)
-    return {name: values[0] for name, values in form.items()}
 
 
 def _required(params: Mapping[str, str], name: str) -> str:
@@ -271,9 +272,16 @@ class AuthorizationService:
 
     def push(self, form: Mapping[str, list[str]]) -> PushedRequest:
         params = single_values(form, PAR_PARAMETERS)
+        for name, reason in REFUSED_AT_PAR.items():
+            if form.get(name, [""])[0]:  # RFC 6749 section 3.1: an empty parameter is an absent one
+                error = RequestNotSupported if name == "request" else InvalidRequest
+                raise error(reason, check=name)
         partner, jti, jti_until = self._authenticate(params, endpoint=self.config.par_endpoint)
         if params.get("response_type") != "code":
             raise InvalidRequest("only response_type=code is supported", check="response_type")
+        if params.get("response_mode", "query") not in ("", "query"):
+            # response_modes_supported: a code sent another way than the client asked is refused, not sent
+            raise InvalidRequest("only response_mode=query is supported", check="response_mode")
         redirect_uri = _required(params, "redirect_uri")
         if redirect_uri not in partner.redirect_uris:  # exact string comparison (RFC 9700 2.1)
             raise InvalidRequest("not a registered redirect URI of this client", check="redirect_uri")
@@ -318,6 +326,7 @@ class AuthorizationService:
             + purpose.data_life
             + timedelta(hours=1),
             portal_client_id=portal_client_id,
+            ui_locale=ui_language(params.get("ui_locales")),
             # swept as abandoned if the resident never decides (the request_uri is dead by then)
             next_due_at=now + lifetime + ABANDON_GRACE,
         )

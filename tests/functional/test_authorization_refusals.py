@@ -463,7 +463,7 @@ def test_a_scope_or_purpose_outside_the_registration_is_refused_and_stores_nothi
     ("overrides", "check"),
     [
         pytest.param({"state": None}, "state", id="no-state"),
-        pytest.param({"prompt": "none"}, "prompt", id="unknown-parameter"),
+        pytest.param({"response_mode": "form_post"}, "response_mode", id="unsupported-response-mode"),
     ],
 )
 def test_a_malformed_pushed_request_is_refused_and_stores_nothing(
@@ -485,14 +485,18 @@ def test_other_malformed_pushed_requests_are_refused_and_store_nothing(
         ({"response_type": "token"}, "response_type"),
         ({"response_type": "code id_token"}, "response_type"),
         ({"response_type": None}, "response_type"),
-        ({"request": "eyJhbGciOiJub25lIn0.e30."}, "request"),  # no request objects: PAR parameters only
-        ({"request_uri": "urn:ietf:params:oauth:request_uri:x"}, "request_uri"),
+        ({"request_uri": "urn:ietf:params:oauth:request_uri:x"}, "request_uri"),  # RFC 9126 2.1
         ({"scope": None}, "scope"),
         ({"purpose": None}, "purpose"),
         ({"client_secret": "s3cret"}, "client_secret"),
         ({"code_challenge": "A" * 2049}, "code_challenge"),
+        ({"nonce": "n" * 2049}, "nonce"),  # an ignored parameter is held to the same limit
     ):
         assert_oauth_error(journey.push(**overrides), 400, "invalid_request", check)
+    # no request objects (JAR): PAR takes plain parameters only (request_parameter_supported: false)
+    assert_oauth_error(
+        journey.push(request="eyJhbGciOiJub25lIn0.e30."), 400, "request_not_supported", "request"
+    )
     assert stored() == []
 
 
