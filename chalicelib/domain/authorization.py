@@ -230,7 +230,7 @@ class AuthorizationService:
 
     # -- client authentication (RFC 7523 private_key_jwt) --------------------------------------------
 
-    def _authenticate(self, params: Mapping[str, str], *, endpoint: str) -> tuple[Partner, str, datetime]:
+    def _authenticate(self, params: Mapping[str, str]) -> tuple[Partner, str, datetime]:
         """The partner behind a valid client assertion, with the assertion's jti and expiry; the
         jti is remembered later, once every other check has passed."""
         if params.get("client_assertion_type") != CLIENT_ASSERTION_TYPE:
@@ -249,10 +249,9 @@ class AuthorizationService:
             assertion,
             client_id=partner.id,
             jwks=partner.jwks,
-            # RFC 9126 section 2: at the PAR endpoint the issuer, the token endpoint and the PAR
-            # endpoint are all valid audiences; elsewhere the issuer and the receiving endpoint.
-            accepted_audiences=frozenset({self.config.issuer, endpoint})
-            | ({self.config.token_endpoint} if endpoint == self.config.par_endpoint else set()),
+            # FAPI 2.0 Security Profile (final) 5.3.2.1 item 8: the issuer, as a string, only, at
+            # every endpoint (not RFC 9126 section 2's older list of endpoint URLs).
+            issuer=self.config.issuer,
             now=self._clock.now(),
         )
         return partner, verified.jti, verified.expires_at
@@ -271,7 +270,7 @@ class AuthorizationService:
 
     def push(self, form: Mapping[str, list[str]]) -> PushedRequest:
         params = single_values(form, PAR_PARAMETERS)
-        partner, jti, jti_until = self._authenticate(params, endpoint=self.config.par_endpoint)
+        partner, jti, jti_until = self._authenticate(params)
         if params.get("response_type") != "code":
             raise InvalidRequest("only response_type=code is supported", check="response_type")
         redirect_uri = _required(params, "redirect_uri")
@@ -536,7 +535,7 @@ class AuthorizationService:
         params = single_values(form, TOKEN_PARAMETERS)
         if params.get("grant_type") != "authorization_code":
             raise UnsupportedGrantType("only authorization_code is supported", check="grant_type")
-        partner, jti, jti_until = self._authenticate(params, endpoint=self.config.token_endpoint)
+        partner, jti, jti_until = self._authenticate(params)
         now = self._clock.now()
         proof = verify_dpop_proof(dpop_proof, method="POST", url=self.config.token_endpoint, now=now)
         code = _required(params, "code")
@@ -671,7 +670,7 @@ class AuthorizationService:
 
     def revoke(self, form: Mapping[str, list[str]]) -> None:
         params = single_values(form, REVOKE_PARAMETERS)
-        partner, jti, jti_until = self._authenticate(params, endpoint=self.config.revocation_endpoint)
+        partner, jti, jti_until = self._authenticate(params)
         token = _required(params, "token")
         # RFC 7009 2.1: token_type_hint may be ignored; only access tokens exist here, so the
         # search covers every token type whatever the hint says.
