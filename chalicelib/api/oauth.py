@@ -69,7 +69,9 @@ def metadata() -> Response:
 @oauth_responses
 def pushed_authorization_request() -> Response:
     request = bp.current_request
-    pushed = get_container().authorization.push(form_fields(request))
+    # RFC 9449 section 10.1: a DPoP proof at PAR binds the code to its key (exactly one proof, 4.3)
+    proof = single_header(request, "dpop", error=InvalidDpopProof)
+    pushed = get_container().authorization.push(form_fields(request), dpop_proof=proof)
     record_metric("flows_started", 1)
     # RFC 9126 section 2.2: 201 Created
     return _json(201, {"request_uri": pushed.request_uri, "expires_in": pushed.expires_in}, NO_STORE)

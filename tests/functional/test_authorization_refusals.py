@@ -1221,3 +1221,34 @@ def test_refusals_echo_the_partners_interaction_id(journey: Journey) -> None:
     assert_oauth_error(unsupported, 415, "invalid_request", "content-type")
     assert unsupported.headers["x-fapi-interaction-id"] == sent
 
+
+# -- DPoP at PAR (RFC 9449 section 10, 10.1) --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "binding",
+    [
+        pytest.param("header", id="dpop-header"),
+        pytest.param("dpop_jkt", id="dpop-jkt"),
+        pytest.param("both", id="header-and-matching-dpop-jkt"),
+    ],
+)
+def test_a_request_pushed_with_dpop_binds_the_code_and_the_token_to_that_key(
+    journey: Journey, flow: Callable[[], dict[str, Any]], binding: str
+) -> None:
+    # GIVEN a pushed request binding its code to the partner's DPoP key, by a proof, by dpop_jkt or both
+    thumbprint = journey.partner.dpop_thumbprint()
+    proof = journey.partner.dpop("POST", PAR_URL) if binding != "dpop_jkt" else None
+    fields = {"dpop_jkt": thumbprint} if binding != "header" else {}
+    assert journey.push(dpop=proof, **fields).status_code == 201
+    # THEN the flow remembers the key from the start
+    assert flow()["dpop_jkt"] == thumbprint
+    # AND WHEN the resident goes through and the partner redeems the code with a proof by that key
+    assert journey.show_consent().status_code == 200
+    assert journey.decide().status_code == 303
+    journey.at_portal()
+    code = location_query(journey.callback())["code"]
+    issued = journey.redeem(code)
+    # THEN the token is issued, bound to the same key
+    assert issued.status_code == 200, issued.body
+    assert flow()["dpop_jkt"] == thumbprint
