@@ -91,7 +91,11 @@ def _read_form(endpoint: str, accepted: frozenset[str]) -> dict[str, list[str]]:
 def pushed_authorization_request() -> Response:
     from chalicelib.domain.authorization import PAR_PARAMETERS, REFUSED_AT_PAR
 
-    pushed = get_container().authorization.push(_read_form("/par", PAR_PARAMETERS | set(REFUSED_AT_PAR)))
+    # RFC 9449 section 10.1: a DPoP proof at PAR binds the code to its key (exactly one proof, 4.3)
+    proof = single_header(bp.current_request, "dpop", error=InvalidDpopProof)
+    pushed = get_container().authorization.push(
+        _read_form("/par", PAR_PARAMETERS | set(REFUSED_AT_PAR)), dpop_proof=proof
+    )
     record_metric("flows_started", 1)
     # RFC 9126 section 2.2: 201 Created
     return _json(201, {"request_uri": pushed.request_uri, "expires_in": pushed.expires_in}, NO_STORE)

@@ -242,7 +242,8 @@ SECURITY_SCHEMES: Mapping[str, Any] = {
         "type": "http",
         "scheme": "bearer",
         "bearerFormat": "JWT",
-        "description": "RFC 7523 client assertion (iss = sub = client_id, aud = issuer or this endpoint, "
+        "description": "RFC 7523 client assertion (iss = sub = client_id, aud = the issuer as a string and "
+        "nothing else (FAPI 2.0 Security Profile 5.3.2.1), "
         "exp at most 2 minutes after iat, single-use jti), signed with a key of the registered JWKS. "
         "At /par, /token and /revoke the same assertion is sent in the form body "
         "(client_assertion_type, client_assertion); at /v1/audit as a bearer token.",
@@ -307,10 +308,19 @@ OPERATIONS: tuple[Operation, ...] = (
         "/par",
         "POST",
         "pushAuthorizationRequest",
-        "Pushed authorization request (RFC 9126), authenticated with private_key_jwt.",
+        "Pushed authorization request (RFC 9126), authenticated with private_key_jwt; an optional DPoP "
+        "proof binds the code to its key (RFC 9449 section 10.1).",
         "oauth",
-        {201: Answer("Pushed.", (Body(JSON, schemas.PushedAuthorizationResponse),)), **OAUTH_FAILURES},
+        {
+            201: Answer("Pushed.", (Body(JSON, schemas.PushedAuthorizationResponse),)),
+            **OAUTH_FAILURES,
+            400: oauth_error(
+                "A refused parameter or DPoP proof; invalid_dpop_proof comes with a challenge.",
+                optional(WWW_AUTHENTICATE),
+            ),
+        },
         form=schemas.PushedAuthorizationRequest,
+        security=({}, {"DPoPProof": []}),
     ),
     Operation(
         "/token",

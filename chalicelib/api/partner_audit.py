@@ -35,14 +35,12 @@ def _service() -> PartnerAuditService:
     from chalicelib.domain.partner_audit import PartnerAuditService
 
     container = get_container()
-    issuer = container.authorization_config.issuer
     return PartnerAuditService(
         partners=container.partners,
         log=container.audit_log,
         replay=container.state_store,
         clock=container.clock,
-        issuer=issuer,
-        endpoint=f"{issuer}{AUDIT_PATH}",
+        issuer=container.authorization_config.issuer,
         checkpoints=container.checkpoints,
     )
 

@@ -175,6 +175,13 @@ class PushedAuthorizationRequest(ClientAuthentication):
     code_challenge_method: Literal["S256"]
     scope: DatasetId
     purpose: str = _Parameter
+    dpop_jkt: str | SkipJsonSchema[None] = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{43}$",
+        description="RFC 9449 section 10: the RFC 7638 SHA-256 thumbprint of the DPoP key the code is bound "
+        "to. A DPoP header on this request binds the code the same way; when both are sent they must name "
+        "the same key. /token then refuses a proof by any other key (invalid_dpop_proof).",
+    )
 
 
 class PushedAuthorizationResponse(_Sent):

@@ -42,7 +42,6 @@ UNKNOWN = {
     "acr_values": "urn:mace:incommon:iap:silver",
     "claims": '{"userinfo":{"name":null}}',
     "authorization_details": '[{"type":"x"}]',
-    "dpop_jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I",
     "login_hint": "taro@example.jp",
 }
 
