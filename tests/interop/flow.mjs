@@ -8,7 +8,9 @@
 //   REDIRECT_URI    a registered redirect URI (nobody needs to listen on it)
 //   PARTNER_JWKS    a file holding the partner's PRIVATE JWK set: one use=sig key, one use=enc key
 //   SCOPE, PURPOSE  default local_tax, loan-screening
-//   JOURNEY         deliver (default): the resident agrees; cancel: the resident cancels
+//   JOURNEY         deliver (default): the resident agrees; cancel: the resident cancels;
+//                   other_key: the resident agrees, the code is first presented with a DPoP key
+//                   other than the one the PAR was pushed with (refused), then with the right one
 //   PICKUP_WAIT_S   how long to keep picking up through 202 (default 90)
 //
 // Talk, one JSON object a line: stdout {"event": "authorize", "url"} (send the resident's browser
@@ -139,6 +141,24 @@ async function main() {
     }
     throw new Error('the redirect carried a code although the resident cancelled');
   }
+  let otherKey = null;
+  if (journey === 'other_key') {
+    // RFC 9449 section 10: the PAR's DPoP proof bound the code to its key; another key is refused
+    const stranger = client.getDPoPHandle(config, await client.randomDPoPKeyPair('ES256'));
+    try {
+      await client.authorizationCodeGrant(
+        config,
+        callbackUrl,
+        { pkceCodeVerifier: codeVerifier, expectedState: state },
+        undefined,
+        { DPoP: stranger },
+      );
+      throw new Error('the code was redeemed with a DPoP key other than the one pushed with the PAR');
+    } catch (error) {
+      if (!(error instanceof client.ResponseBodyError)) throw error;
+      otherKey = describe(error);
+    }
+  }
   const tokens = await client.authorizationCodeGrant(
     config,
     callbackUrl,
@@ -205,6 +225,7 @@ async function main() {
     jws_header: jwsHeader,
     claims,
     second_pickup: { status: again.status, content_type: again.headers.get('content-type'), body: problem },
+    other_key: otherKey,
   });
 }
 

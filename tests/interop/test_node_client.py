@@ -157,3 +157,17 @@ def test_openid_client_reports_access_denied_when_the_resident_cancels_on_the_po
 
     assert result["name"] == "AuthorizationResponseError"
     assert result["error"] == "access_denied"
+
+
+def test_a_code_pushed_with_one_dpop_key_is_refused_with_another_and_then_redeemed(
+    node: str, relay: Relay
+) -> None:
+    # GIVEN openid-client pushed the PAR with its DPoP handle (the library's default: a proof on /par)
+    # WHEN the code comes back to /token under a second handle, then under the first
+    result = run_journey(node, relay, "other_key", agrees)
+    # THEN the stranger key is refused (RFC 9449 section 10) and changed nothing: the right key redeems
+    assert result["other_key"]["name"] == "ResponseBodyError"
+    assert result["other_key"]["error"] == "invalid_dpop_proof"
+    assert result["token"]["token_type"].lower() == "dpop"
+    assert result["pickups"][-1] == 200
+    assert result["second_pickup"]["status"] == 410
