@@ -30,9 +30,9 @@ from pydantic_core import core_schema
 
 from chalicelib.api import schemas
 from chalicelib.api.errors import PROBLEM_CONTENT_TYPE
-from chalicelib.api.middleware import INTERACTION_HEADER
+from chalicelib.api.middleware import INTERACTION_HEADER, INTERACTION_ID_PATTERN
 from chalicelib.api.openapi_route import OPENAPI_PATH as OPENAPI_PATH
-from chalicelib.api.wellknown import JWKS_CONTENT_TYPE
+from chalicelib.api.wellknown import JWKS_CONTENT_TYPE, OPENID_CONFIGURATION_PATH
 
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "1"
@@ -158,9 +158,11 @@ INTERACTION_PARAMETER = Parameter(
     INTERACTION_HEADER,
     "header",
     "FAPI interaction id to echo (a UUID); anything else is refused with 400.",
+    # What the middleware enforces: a UUID in its 8-4-4-4-12 hex form (either case).
     {
         "type": "string",
-        "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+        "format": "uuid",
+        "pattern": INTERACTION_ID_PATTERN,
     },
 )
 LANGUAGE_PARAMETER = Parameter(
@@ -292,6 +294,14 @@ OPERATIONS: tuple[Operation, ...] = (
             200: Answer("The JWKS.", (Body(JWKS_CONTENT_TYPE, schemas.Jwks),), cacheable=True),
             **PROBLEM_FAILURES,
         },
+    ),
+    Operation(
+        OPENID_CONFIGURATION_PATH,
+        "GET",
+        "openidConfiguration",
+        "Not served: the relay is an OAuth 2.0 server; its metadata is /.well-known/oauth-authorization-server.",
+        "discovery",
+        {404: problem("Always: the detail points to the RFC 8414 metadata."), **PROBLEM_FAILURES},
     ),
     Operation(
         "/.well-known/oauth-authorization-server",
