@@ -18,8 +18,11 @@ REST API and the schedules. This adds:
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from chalicelib.api.errors import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX
+from chalicelib.api.middleware import SECURITY_HEADERS
 from infra.deployment import (
     AUDIT_CHECKPOINT,
     FUNCTIONS,
@@ -378,6 +381,59 @@ def alarms(spec: StageDeployment) -> dict[str, Any]:
     }
 
 
+# What API Gateway answers itself (no Lambda involved) is answered like the service: an RFC 9457
+# problem with the security headers, never {"message": "Missing Authentication Token"}. A path or
+# a method no route has is MISSING_AUTHENTICATION_TOKEN to API Gateway: 404 here (it cannot tell
+# the two apart; chalice local, which can, answers 405 with Allow for a known path). The interaction
+# id is API Gateway's request id: the sent x-fapi-interaction-id is not validated at this layer, so
+# it is never reflected. $context.error.messageString is API Gateway's message as a quoted JSON string.
+GATEWAY_PROBLEMS: dict[str, tuple[int | None, str, str, str]] = {
+    # response type: (status, or None to keep API Gateway's; problem code; title; detail)
+    "MISSING_AUTHENTICATION_TOKEN": (404, "not-found", '"Not found"', '"no such resource or method"'),
+    "THROTTLED": (429, "throttled", '"Too many requests"', "$context.error.messageString"),
+    "REQUEST_TOO_LARGE": (413, "request-too-large", '"Request too large"', "$context.error.messageString"),
+    "INTEGRATION_TIMEOUT": (
+        504,
+        "gateway-timeout",
+        '"Gateway timeout"',
+        '"the service did not answer in time"',
+    ),
+    "DEFAULT_4XX": (None, "gateway-refused", '"$context.error.responseType"', "$context.error.messageString"),
+    "DEFAULT_5XX": (None, "gateway-error", '"$context.error.responseType"', '"an unexpected error occurred"'),
+}
+
+
+def gateway_responses() -> dict[str, Any]:
+    """SAM's ``GatewayResponses`` of the API (in its definition, so that a change is deployed)."""
+    # A static value is written between single quotes and cannot hold one: the CSP ('none') is left
+    # out (X-Frame-Options DENY and nosniff still hold for a JSON body).
+    headers = {
+        name: f"'{value}'"
+        for name, value in {"Content-Type": PROBLEM_CONTENT_TYPE, **SECURITY_HEADERS}.items()
+        if "'" not in value
+    }
+    responses: dict[str, Any] = {}
+    for response_type, (status, code, title, detail) in GATEWAY_PROBLEMS.items():
+        members = [
+            f'"type": {json.dumps(PROBLEM_TYPE_PREFIX + code)}',
+            f'"title": {title}',
+            *([f'"status": {status}'] if status is not None else []),
+            f'"detail": {detail}',
+            '"interaction_id": "$context.requestId"',
+        ]
+        response: dict[str, Any] = {
+            "ResponseParameters": {"Headers": dict(headers)},
+            "ResponseTemplates": {
+                PROBLEM_CONTENT_TYPE: "{" + ", ".join(members) + "}",
+                "application/json": "{" + ", ".join(members) + "}",
+            },
+        }
+        if status is not None:
+            response["StatusCode"] = str(status)
+        responses[response_type] = response
+    return responses
+
+
 def extras(stage: str) -> dict[str, Any]:
     """The template fragment merged into ``chalice package``'s output for ``stage``."""
     spec = deployment(stage)
@@ -426,6 +482,7 @@ def extras(stage: str) -> dict[str, Any]:
                 }
             ],
             "Tags": {"app": APP_NAME, "stage": stage},
+            "GatewayResponses": gateway_responses(),
         }
     }
     resources.update(alarms(spec))

@@ -388,8 +388,11 @@ def main(argv: list[str] | None = None) -> int:
         api = f"http://{args.host}:{args.port}"
         sandbox = start_sandbox(args, api, state_dir / "sandbox-tls")
         portal_env = portal_environment(sandbox)
+        # chalice local with the service's answers for unknown paths and methods (scripts/chalice_local.py).
         command = [
-            str(Path(sys.executable).parent / "chalice"),
+            sys.executable,
+            "-m",
+            "scripts.chalice_local",
             "local",
             "--stage",
             STAGE,

@@ -810,7 +810,9 @@ def install_child_recorder(record_dir: str) -> None:
 
     gateway = chalice.local.LocalGateway
     gateway.handle_request = recording_gateway(gateway.handle_request, body_sink)  # type: ignore[method-assign]
-    append("processes.txt", f"{os.getpid()}\t{' '.join(getattr(sys, 'argv', []) or [])}")
+    # The interpreter's own command line: `python -m scripts.chalice_local local ...` has only `-m` as
+    # sys.argv[0] while the module is being found.
+    append("processes.txt", f"{os.getpid()}\t{' '.join(getattr(sys, 'orig_argv', []) or sys.argv or [])}")
 
 
 def collect_launched_tables(endpoint: str, region: str) -> None:

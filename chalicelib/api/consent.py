@@ -21,6 +21,7 @@ from chalicelib.api.pages import STATIC_PATH, TEXT, Lang, choose_language, error
 from chalicelib.container import get_container
 from chalicelib.domain.datasets import DATASETS, DERIVED_CLAIMS
 from chalicelib.domain.errors import CsrfFailure, PageError, RelayError
+from chalicelib.domain.oauth.parameters import parameter_name
 from chalicelib.settings import SettingsError
 from chalicelib.telemetry import logger
 
@@ -30,20 +31,24 @@ if TYPE_CHECKING:  # the domain's services load with the first request that need
 bp = Blueprint(__name__)
 P = ParamSpec("P")
 CSRF_COOKIE = "relay_csrf"
+AUTHORIZE_PARAMETERS = frozenset({"client_id", "request_uri", "lang"})
 PORTAL_COOKIE = "relay_portal"  # binds the portal's callback to the browser that left for it
 # Text, not bytes: a Lambda proxy response is JSON, so a bytes body of a non-binary type cannot be sent.
 CSS = (Path(__file__).resolve().parent / "static" / "relay.css").read_text(encoding="utf-8")
 
 
-def _lang() -> Lang:
-    """The page language; never raises (it also chooses the language of error pages)."""
+def _lang(pushed: Lang | None = None) -> Lang:
+    """The page language; never raises (it also chooses the language of error pages). An explicit
+    ``lang`` (the page's own switch, the decision form's hidden field) wins over the language the
+    partner pushed (``ui_locales``), which wins over Accept-Language."""
     request = bp.current_request
     params: dict[str, str] = dict(request.query_params or {})
     form_lang = None
     if request.method == "POST":
         with contextlib.suppress(RelayError):  # a malformed form still gets its error page
             form_lang = form_fields(request).get("lang", [None])[0]
-    return choose_language(request, params.get("lang") or form_lang)
+    explicit = params.get("lang") or form_lang
+    return choose_language(request, explicit if explicit in ("ja", "en") else pushed)
 
 
 def page_responses(view: Callable[P, Response]) -> Callable[P, Response]:
@@ -100,9 +105,19 @@ def _one(params: dict[str, list[str]], name: str) -> str:
 def authorize() -> Response:
     params = query_fields(bp.current_request)
     client_id, request_uri = _one(params, "client_id"), _one(params, "request_uri")
-    lang = _lang()
+    # PAR is required (RFC 9126 section 4): the pushed request is the whole authorization request,
+    # so any other parameter is ignored (its name logged, never its value); none may repeat.
+    for name, values in params.items():
+        if len(values) != 1:
+            raise PageError("repeated parameter", check=parameter_name(name))
+    ignored = sorted(parameter_name(name) for name in params if name not in AUTHORIZE_PARAMETERS)
+    if ignored:
+        logger.info(
+            "unrecognised parameters ignored", extra={"endpoint": "/authorize", "ignored_parameters": ignored}
+        )
     container = get_container()
     view = container.authorization.consent_view(client_id, request_uri)
+    lang = _lang(view.flow.ui_locale)
     purpose, dataset = view.purpose, DATASETS[view.purpose.dataset]
     labels = {field.name: (field.label_ja if lang == "ja" else field.label_en) for field in dataset.fields}
     items = [labels[name] for name in purpose.fields]

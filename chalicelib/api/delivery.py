@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from chalicelib.api.errors import problem, problem_responses
 from chalicelib.api.forms import query_fields, single_header
+from chalicelib.api.middleware import require_credential
 from chalicelib.container import get_container
 from chalicelib.domain.oauth.errors import InvalidDpopProof, OAuthError
 from chalicelib.domain.oauth.jose_parsing import no_duplicates
@@ -76,7 +77,17 @@ def completion_notice() -> Response:
     return Response(body=json.dumps(answer), status_code=200, headers={"Content-Type": "application/json"})
 
 
-@bp.route("/v1/self-info", methods=["GET"])
+PICKUP_PATH = "/v1/self-info"
+PICKUP_CHALLENGE = 'DPoP algs="ES256 PS256 EdDSA"'
+# RFC 6750 section 3: a request without a credential is a 401 with the challenge, whatever else is wrong.
+require_credential(
+    PICKUP_PATH,
+    f'{PICKUP_CHALLENGE}, error="invalid_token"',
+    "authorization: a DPoP-bound access token is required (Authorization: DPoP <token>)",
+)
+
+
+@bp.route(PICKUP_PATH, methods=["GET"])
 @problem_responses
 def self_info() -> Response:
     from chalicelib.domain.delivery import Pending
@@ -107,7 +118,7 @@ def self_info() -> Response:
         # RFC 6750 section 3 / RFC 9449 section 7.1: token and proof errors are 401 with a challenge.
         logger.info("pickup refused", extra={"error": error.error, "check": error.check})
         status = 400 if error.error == "invalid_request" else 401
-        challenge = f'DPoP algs="ES256 PS256 EdDSA", error="{error.error}"'
+        challenge = f'{PICKUP_CHALLENGE}, error="{error.error}"'
         return Response(
             body=json.dumps({"error": error.error, "error_description": error.description}),
             status_code=status,

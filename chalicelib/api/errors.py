@@ -115,12 +115,10 @@ def oauth_responses(view: Callable[P, Any]) -> Callable[P, Any]:
             return view(*args, **kwargs)
         except OAuthError as error:
             logger.info("oauth request refused", extra={"error": error.error, "check": error.check})
-            headers = (
-                {"WWW-Authenticate": 'DPoP error="invalid_dpop_proof"'}
-                if error.error == "invalid_dpop_proof"
-                else None
-            )
-            return oauth_error(error.status, error.error, error.description, headers)
+            # RFC 9449 section 5 / RFC 6749 section 5.2: the error is in the body. A WWW-Authenticate
+            # challenge belongs to resource servers (RFC 9449 section 7.1); on a 400 from /token
+            # openid-client reads it as a challenge instead of the token error it is.
+            return oauth_error(error.status, error.error, error.description)
         except RelayError as error:
             logger.warning("oauth request failed", extra={"error_code": error.code, "check": error.check})
             if error.category == "unavailable":

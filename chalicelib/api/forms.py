@@ -14,7 +14,11 @@ from chalice.app import Request
 from chalicelib.domain.oauth.errors import InvalidRequest, OAuthError
 
 MAX_FORM_BYTES = 16 * 1024
+# Unknown OAuth parameters are ignored, not refused (RFC 6749 section 3.1): these bounds keep what
+# is ignored cheap. A body or query of more parameters, or a parameter name longer than this, is
+# refused before anything is read.
 MAX_FIELDS = 30
+MAX_NAME_LENGTH = 64
 FORM = "application/x-www-form-urlencoded"
 
 
@@ -41,16 +45,32 @@ def form_fields(request: Request) -> dict[str, list[str]]:
         raise BodyTooLarge(f"the body is larger than {MAX_FORM_BYTES} bytes", check="body")
     try:
         text = body.decode("utf-8")
-        return parse_qs(text, keep_blank_values=True, strict_parsing=bool(text), max_num_fields=MAX_FIELDS)
-    except (UnicodeDecodeError, ValueError):
+    except UnicodeDecodeError:
         raise InvalidRequest("the body is not a valid form encoding", check="body") from None
+    if text.count("&") + 1 > MAX_FIELDS:  # as parse_qs counts them, before it splits anything
+        raise InvalidRequest(f"more than {MAX_FIELDS} parameters", check="body")
+    try:
+        fields = parse_qs(text, keep_blank_values=True, strict_parsing=bool(text), max_num_fields=MAX_FIELDS)
+    except ValueError:
+        raise InvalidRequest("the body is not a valid form encoding", check="body") from None
+    _check_names(fields, "body")
+    return fields
 
 
 def query_fields(request: Request) -> dict[str, list[str]]:
     params = request.query_params
     if not params:
         return {}
-    return {name: list(params.getlist(name)) for name in params}
+    fields = {name: list(params.getlist(name)) for name in params}
+    if sum(len(values) for values in fields.values()) > MAX_FIELDS:
+        raise InvalidRequest(f"more than {MAX_FIELDS} parameters", check="query")
+    _check_names(fields, "query")
+    return fields
+
+
+def _check_names(fields: dict[str, list[str]], where: str) -> None:
+    if any(len(name) > MAX_NAME_LENGTH for name in fields):
+        raise InvalidRequest(f"a parameter name is longer than {MAX_NAME_LENGTH} characters", check=where)
 
 
 def single_header(request: Request, name: str, *, error: type[OAuthError] = InvalidRequest) -> str | None:

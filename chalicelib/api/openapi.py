@@ -30,9 +30,9 @@ from pydantic_core import core_schema
 
 from chalicelib.api import schemas
 from chalicelib.api.errors import PROBLEM_CONTENT_TYPE
-from chalicelib.api.middleware import INTERACTION_HEADER
+from chalicelib.api.middleware import INTERACTION_HEADER, INTERACTION_ID_PATTERN
 from chalicelib.api.openapi_route import OPENAPI_PATH as OPENAPI_PATH
-from chalicelib.api.wellknown import JWKS_CONTENT_TYPE
+from chalicelib.api.wellknown import JWKS_CONTENT_TYPE, OPENID_CONFIGURATION_PATH
 
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "1"
@@ -158,9 +158,11 @@ INTERACTION_PARAMETER = Parameter(
     INTERACTION_HEADER,
     "header",
     "FAPI interaction id to echo (a UUID); anything else is refused with 400.",
+    # What the middleware enforces: a UUID in its 8-4-4-4-12 hex form (either case).
     {
         "type": "string",
-        "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+        "format": "uuid",
+        "pattern": INTERACTION_ID_PATTERN,
     },
 )
 LANGUAGE_PARAMETER = Parameter(
@@ -206,7 +208,10 @@ PROBLEM_FAILURES: Mapping[int, Answer] = {
 }
 # chalicelib.api.errors.oauth_responses: RFC 6749 section 5.2 errors (PAR, token, revocation).
 OAUTH_FAILURES: Mapping[int, Answer] = {
-    400: oauth_error("A malformed, repeated, unknown or refused parameter; error_description names it."),
+    400: oauth_error(
+        "A missing, malformed, repeated or refused parameter, or more than 30 parameters; "
+        "error_description names it. Parameters not documented here are ignored (RFC 6749 section 3.1)."
+    ),
     401: oauth_error("Client authentication failed (invalid_client)."),
     413: oauth_error("The form is larger than 16 KiB."),
     415: oauth_error("The body is not application/x-www-form-urlencoded."),
@@ -239,7 +244,8 @@ SECURITY_SCHEMES: Mapping[str, Any] = {
         "type": "http",
         "scheme": "bearer",
         "bearerFormat": "JWT",
-        "description": "RFC 7523 client assertion (iss = sub = client_id, aud = issuer or this endpoint, "
+        "description": "RFC 7523 client assertion (iss = sub = client_id, aud = the issuer as a string and "
+        "nothing else (FAPI 2.0 Security Profile 5.3.2.1), "
         "exp at most 2 minutes after iat, single-use jti), signed with a key of the registered JWKS. "
         "At /par, /token and /revoke the same assertion is sent in the form body "
         "(client_assertion_type, client_assertion); at /v1/audit as a bearer token.",
@@ -290,6 +296,14 @@ OPERATIONS: tuple[Operation, ...] = (
         },
     ),
     Operation(
+        OPENID_CONFIGURATION_PATH,
+        "GET",
+        "openidConfiguration",
+        "Not served: the relay is an OAuth 2.0 server; its metadata is /.well-known/oauth-authorization-server.",
+        "discovery",
+        {404: problem("Always: the detail points to the RFC 8414 metadata."), **PROBLEM_FAILURES},
+    ),
+    Operation(
         "/.well-known/oauth-authorization-server",
         "GET",
         "authorizationServerMetadata",
@@ -304,10 +318,19 @@ OPERATIONS: tuple[Operation, ...] = (
         "/par",
         "POST",
         "pushAuthorizationRequest",
-        "Pushed authorization request (RFC 9126), authenticated with private_key_jwt.",
+        "Pushed authorization request (RFC 9126), authenticated with private_key_jwt; an optional DPoP "
+        "proof binds the code to its key (RFC 9449 section 10.1).",
         "oauth",
-        {201: Answer("Pushed.", (Body(JSON, schemas.PushedAuthorizationResponse),)), **OAUTH_FAILURES},
+        {
+            201: Answer("Pushed.", (Body(JSON, schemas.PushedAuthorizationResponse),)),
+            **OAUTH_FAILURES,
+            400: oauth_error(
+                "A refused parameter or DPoP proof; invalid_dpop_proof comes with a challenge.",
+                optional(WWW_AUTHENTICATE),
+            ),
+        },
         form=schemas.PushedAuthorizationRequest,
+        security=({}, {"DPoPProof": []}),
     ),
     Operation(
         "/token",

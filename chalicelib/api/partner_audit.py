@@ -17,6 +17,7 @@ from chalice.app import Blueprint, Response
 
 from chalicelib.api.errors import problem_responses
 from chalicelib.api.forms import query_fields, single_header
+from chalicelib.api.middleware import require_credential
 from chalicelib.container import get_container
 from chalicelib.domain.oauth.errors import InvalidToken
 from chalicelib.telemetry import logger
@@ -29,20 +30,25 @@ bp = Blueprint(__name__)
 AUDIT_PATH = "/v1/audit"
 CHECKPOINT_PATH = "/v1/audit/checkpoints/{checkpoint}"
 CONSISTENCY_PATH = "/v1/audit/checkpoints/{checkpoint}/consistency"
+# RFC 6750 section 3: a request without a credential is a 401 with the challenge, whatever else is wrong.
+for _path in (AUDIT_PATH, CHECKPOINT_PATH, CONSISTENCY_PATH):
+    require_credential(
+        _path,
+        'Bearer error="invalid_token"',
+        "authorization: a client assertion is required (Authorization: Bearer <assertion>)",
+    )
 
 
 def _service() -> PartnerAuditService:
     from chalicelib.domain.partner_audit import PartnerAuditService
 
     container = get_container()
-    issuer = container.authorization_config.issuer
     return PartnerAuditService(
         partners=container.partners,
         log=container.audit_log,
         replay=container.state_store,
         clock=container.clock,
-        issuer=issuer,
-        endpoint=f"{issuer}{AUDIT_PATH}",
+        issuer=container.authorization_config.issuer,
         checkpoints=container.checkpoints,
     )
 

@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from chalicelib.domain.audit import AuditRecord
-from chalicelib.domain.authorization import MAX_ASSERTION_LENGTH, MAX_PARAMETER_LENGTH
 from chalicelib.domain.datasets import DatasetId
+from chalicelib.domain.oauth.parameters import MAX_ASSERTION_LENGTH, MAX_PARAMETER_LENGTH
 from chalicelib.domain.partner_audit import MAX_CURSOR_LENGTH, MAX_LIMIT
 from chalicelib.domain.partner_audit import MAX_PARAMETER_LENGTH as MAX_AUDIT_PARAMETER_LENGTH
 
@@ -133,7 +133,14 @@ class AuthorizationServerMetadata(_Sent):
 _Parameter = Field(min_length=1, max_length=MAX_PARAMETER_LENGTH)
 
 
-class ClientAuthentication(_Received):
+class _OAuthParameters(BaseModel):
+    """What a partner sends to an OAuth endpoint (or the resident's browser to ``/authorize``):
+    parameters not listed are ignored, not refused (RFC 6749 section 3.1); none may repeat."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class ClientAuthentication(_OAuthParameters):
     """``private_key_jwt`` (RFC 7523 section 2.2): the client authenticates in the form body."""
 
     client_id: str | SkipJsonSchema[None] = Field(
@@ -153,12 +160,28 @@ class PushedAuthorizationRequest(ClientAuthentication):
     """RFC 9126 section 2.1; FAPI 2.0: PKCE S256, exact redirect URI, one purpose of the client."""
 
     response_type: Literal["code"]
+    response_mode: Literal["query"] | SkipJsonSchema[None] = Field(
+        default=None, description="Only `query` (the default); any other mode is refused."
+    )
+    ui_locales: str | SkipJsonSchema[None] = Field(
+        default=None,
+        max_length=MAX_PARAMETER_LENGTH,
+        description="Space-separated BCP 47 tags; the first one supported (`ja`, `en`) is the "
+        "language of the consent page.",
+    )
     redirect_uri: str = _Parameter
     state: str = Field(pattern=r"^[\x20-\x7e]{1,512}$")
     code_challenge: str = Field(pattern=r"^[A-Za-z0-9_-]{43}$")
     code_challenge_method: Literal["S256"]
     scope: DatasetId
     purpose: str = _Parameter
+    dpop_jkt: str | SkipJsonSchema[None] = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{43}$",
+        description="RFC 9449 section 10: the RFC 7638 SHA-256 thumbprint of the DPoP key the code is bound "
+        "to. A DPoP header on this request binds the code the same way; when both are sent they must name "
+        "the same key. /token then refuses a proof by any other key (invalid_dpop_proof).",
+    )
 
 
 class PushedAuthorizationResponse(_Sent):
@@ -197,7 +220,7 @@ class RevocationRequest(ClientAuthentication):
 # -- the resident's browser -----------------------------------------------------------------------
 
 
-class AuthorizeQuery(_Received):
+class AuthorizeQuery(_OAuthParameters):
     """``GET /authorize``: the partner sends the resident here with what PAR returned."""
 
     client_id: str = _Parameter

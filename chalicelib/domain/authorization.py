@@ -15,6 +15,8 @@ name the failed check and never echo a secret.
 from __future__ import annotations
 
 import base64
+import hmac
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -49,16 +51,18 @@ from chalicelib.domain.oauth.client_assertion import (
     parse_unverified_client_id,
     verify_client_assertion,
 )
-from chalicelib.domain.oauth.dpop import MAX_AGE, MAX_FUTURE, verify_dpop_proof
+from chalicelib.domain.oauth.dpop import MAX_AGE, MAX_FUTURE, DpopProof, verify_dpop_proof
 from chalicelib.domain.oauth.errors import (
     InvalidClient,
     InvalidDpopProof,
     InvalidGrant,
     InvalidRequest,
     InvalidScope,
+    RequestNotSupported,
     UnauthorizedClient,
     UnsupportedGrantType,
 )
+from chalicelib.domain.oauth.parameters import single_values, ui_language
 from chalicelib.domain.oauth.pkce import validate_challenge, verify_code_verifier
 from chalicelib.domain.oauth.ports import ReplayStore
 from chalicelib.domain.oauth.replay import ReplayEntry, spend
@@ -80,15 +84,20 @@ SCOPES: tuple[str, ...] = tuple(DATASETS)
 # Gateway stops a request after 29 s; the function's own timeout is 60 s).
 ABANDON_GRACE = timedelta(minutes=2)
 JST = timezone(timedelta(hours=9), "JST")
-MAX_PARAMETER_LENGTH = 2048
-MAX_ASSERTION_LENGTH = 8192
+# RFC 9449 section 10 / RFC 7638 section 3: dpop_jkt is the base64url (unpadded) SHA-256 thumbprint.
+_JKT = re.compile(r"[A-Za-z0-9_-]{43}")
 # A token request or a revocation re-reads its flow when a scheduled run moved it on between read
 # and write; a poll takes seconds, so a third collision in a row means something else is wrong.
 WRITE_ATTEMPTS = 3
 
+# Parameters each endpoint reads. Any other is ignored (RFC 6749 sections 3.1 and 3.2, RFC 9126
+# section 2.1): its name is logged by the HTTP layer, never its value. Repeats are refused whether
+# known or not (RFC 6749 section 3.1), and the HTTP layer bounds how many parameters a body may hold.
 PAR_PARAMETERS = frozenset(
     {
         "response_type",
+        "response_mode",
+        "ui_locales",
         "client_id",
         "redirect_uri",
         "state",
@@ -98,6 +107,7 @@ PAR_PARAMETERS = frozenset(
         "purpose",
         "client_assertion_type",
         "client_assertion",
+        "dpop_jkt",  # RFC 9449 section 10
     }
 )
 TOKEN_PARAMETERS = frozenset(
@@ -114,6 +124,15 @@ TOKEN_PARAMETERS = frozenset(
 REVOKE_PARAMETERS = frozenset(
     {"token", "token_type_hint", "client_id", "client_assertion_type", "client_assertion"}
 )
+# Recognised at PAR and refused there, because ignoring them would silently change what the client
+# asked for: a request object (JAR, RFC 9101: we do not support it, request_parameter_supported is
+# false), a request_uri (RFC 9126 section 2.1: it MUST NOT be provided), a client secret (RFC 6749
+# section 2.3: one authentication method per request, and ours is private_key_jwt only).
+REFUSED_AT_PAR: dict[str, str] = {
+    "request": "request objects (JAR) are not supported; send the parameters in the form",
+    "request_uri": "must not be sent to the PAR endpoint (RFC 9126 section 2.1)",
+    "client_secret": "only private_key_jwt client authentication is supported",
+}
 
 PortalRefusal = Literal["cancelled", "certificate_expired", "card_locked", "other"]
 
@@ -180,19 +199,6 @@ class IssuedToken:
         return f"IssuedToken(expires_in={self.expires_in}, scope={self.scope!r})"
 
 
-def single_values(form: Mapping[str, list[str]], allowed: frozenset[str]) -> dict[str, str]:
-    """RFC 6749 section 3.1: parameters must not repeat; we also refuse unknown ones."""
-    for name, values in form.items():
-        if name not in allowed:
-            raise InvalidRequest(f"unexpected parameter {name[:40]!r}", check=name[:40])
-        if len(values) != 1:
-            raise InvalidRequest("parameter repeated", check=name)
-        limit = MAX_ASSERTION_LENGTH if name == "client_assertion" else MAX_PARAMETER_LENGTH
-        if len(values[0]) > limit:
-            raise InvalidRequest(f"longer than {limit} characters", check=name)
-    return {name: values[0] for name, values in form.items()}
-
-
 def _required(params: Mapping[str, str], name: str) -> str:
     value = params.get(name, "")
     if not value:
@@ -230,7 +236,7 @@ class AuthorizationService:
 
     # -- client authentication (RFC 7523 private_key_jwt) --------------------------------------------
 
-    def _authenticate(self, params: Mapping[str, str], *, endpoint: str) -> tuple[Partner, str, datetime]:
+    def _authenticate(self, params: Mapping[str, str]) -> tuple[Partner, str, datetime]:
         """The partner behind a valid client assertion, with the assertion's jti and expiry; the
         jti is remembered later, once every other check has passed."""
         if params.get("client_assertion_type") != CLIENT_ASSERTION_TYPE:
@@ -249,10 +255,9 @@ class AuthorizationService:
             assertion,
             client_id=partner.id,
             jwks=partner.jwks,
-            # RFC 9126 section 2: at the PAR endpoint the issuer, the token endpoint and the PAR
-            # endpoint are all valid audiences; elsewhere the issuer and the receiving endpoint.
-            accepted_audiences=frozenset({self.config.issuer, endpoint})
-            | ({self.config.token_endpoint} if endpoint == self.config.par_endpoint else set()),
+            # FAPI 2.0 Security Profile (final) 5.3.2.1 item 8: the issuer, as a string, only, at
+            # every endpoint (not RFC 9126 section 2's older list of endpoint URLs).
+            issuer=self.config.issuer,
             now=self._clock.now(),
         )
         return partner, verified.jti, verified.expires_at
@@ -269,11 +274,20 @@ class AuthorizationService:
 
     # -- PAR (RFC 9126) -----------------------------------------------------------------------------
 
-    def push(self, form: Mapping[str, list[str]]) -> PushedRequest:
+    def push(self, form: Mapping[str, list[str]], *, dpop_proof: str | None = None) -> PushedRequest:
+        """``dpop_proof`` is the request's ``DPoP`` header, None when it carried none."""
         params = single_values(form, PAR_PARAMETERS)
-        partner, jti, jti_until = self._authenticate(params, endpoint=self.config.par_endpoint)
+        for name, reason in REFUSED_AT_PAR.items():
+            if form.get(name, [""])[0]:  # RFC 6749 section 3.1: an empty parameter is an absent one
+                error = RequestNotSupported if name == "request" else InvalidRequest
+                raise error(reason, check=name)
+        partner, jti, jti_until = self._authenticate(params)
+        dpop_jkt, proof_jti = self._par_dpop_binding(params, dpop_proof)
         if params.get("response_type") != "code":
             raise InvalidRequest("only response_type=code is supported", check="response_type")
+        if params.get("response_mode", "query") not in ("", "query"):
+            # response_modes_supported: a code sent another way than the client asked is refused, not sent
+            raise InvalidRequest("only response_mode=query is supported", check="response_mode")
         redirect_uri = _required(params, "redirect_uri")
         if redirect_uri not in partner.redirect_uris:  # exact string comparison (RFC 9700 2.1)
             raise InvalidRequest("not a registered redirect URI of this client", check="redirect_uri")
@@ -318,17 +332,54 @@ class AuthorizationService:
             + purpose.data_life
             + timedelta(hours=1),
             portal_client_id=portal_client_id,
+            ui_locale=ui_language(params.get("ui_locales")),
             # swept as abandoned if the resident never decides (the request_uri is dead by then)
             next_due_at=now + lifetime + ABANDON_GRACE,
+            dpop_jkt=dpop_jkt,  # the key the code is bound to (RFC 9449 section 10), if any
         )
         self._flows.create(
             flow,
             request_uri_hash=fingerprint(request_uri),
             request_uri_expires_at=now + lifetime,
             audits=[audit_record(flow, AuditEvent.REQUEST_PUSHED, at=now, outcome="pushed")],
-            replays=[assertion_jti],  # a replayed assertion cancels the flow's creation
+            # a replayed assertion, then a replayed proof, cancels the flow's creation
+            replays=[assertion_jti, *proof_jti],
         )
         return PushedRequest(request_uri=request_uri, expires_in=int(lifetime.total_seconds()))
+
+    def _par_dpop_binding(
+        self, params: Mapping[str, str], dpop_proof: str | None
+    ) -> tuple[str | None, list[ReplayEntry]]:
+        """RFC 9449 section 10 and 10.1: the key a pushed request binds its code to (None: unbound),
+        with the proof's jti to spend in the flow's creation.
+
+        A ``DPoP`` header is verified like any proof (typ, alg, signature, htm POST, htu the PAR
+        endpoint, iat window; its jti is single use) and binds the code to its key's RFC 7638
+        thumbprint; ``dpop_jkt`` in the body does the same; when both are sent they must name the
+        same key."""
+        dpop_jkt = params.get("dpop_jkt")
+        if dpop_jkt is not None and not _JKT.fullmatch(dpop_jkt):
+            raise InvalidRequest(
+                "must be the base64url SHA-256 JWK thumbprint (RFC 7638) of the DPoP key", check="dpop_jkt"
+            )
+        if dpop_proof is None:
+            return dpop_jkt, []
+        now = self._clock.now()
+        proof = verify_dpop_proof(dpop_proof, method="POST", url=self.config.par_endpoint, now=now)
+        if dpop_jkt is not None and not hmac.compare_digest(dpop_jkt, proof.jkt):
+            raise InvalidDpopProof("the proof key is not the key dpop_jkt names", check="dpop.jkt")
+        return proof.jkt, [self._proof_jti(proof, now)]
+
+    @staticmethod
+    def _proof_jti(proof: DpopProof, now: datetime) -> ReplayEntry:
+        """A DPoP proof's jti, to be remembered by the step's write (RFC 9449 section 11.1)."""
+        return ReplayEntry(
+            f"dpop:{proof.jkt}",
+            fingerprint(proof.jti),
+            until=proof.issued_at + MAX_AGE + MAX_FUTURE,
+            at=now,
+            refusal=InvalidDpopProof("DPoP proof jti already used", check="dpop.jti"),
+        )
 
     # -- the consent interstitial ---------------------------------------------------------------------
 
@@ -533,31 +584,38 @@ class AuthorizationService:
     # -- token (RFC 6749 4.1.3 + RFC 7636 + RFC 9449) ------------------------------------------------
 
     def redeem(self, form: Mapping[str, list[str]], *, dpop_proof: str | None) -> IssuedToken:
-        params = single_values(form, TOKEN_PARAMETERS)
-        if params.get("grant_type") != "authorization_code":
+        # The grant type first, before any other parameter and before client authentication: a
+        # grant we do not support is unsupported_grant_type whatever else the request carries (a
+        # refresh_token grant brings a refresh_token parameter, a missing code...), as conformance
+        # suites expect (RFC 6749 section 5.2 orders nothing). It reveals nothing the metadata's
+        # grant_types_supported does not publish, and nothing is written.
+        grant_types = form.get("grant_type", [])
+        if len(grant_types) > 1:
+            raise InvalidRequest("parameter repeated", check="grant_type")
+        if grant_types != ["authorization_code"]:
             raise UnsupportedGrantType("only authorization_code is supported", check="grant_type")
-        partner, jti, jti_until = self._authenticate(params, endpoint=self.config.token_endpoint)
+        params = single_values(form, TOKEN_PARAMETERS)
+        partner, jti, jti_until = self._authenticate(params)
         now = self._clock.now()
         proof = verify_dpop_proof(dpop_proof, method="POST", url=self.config.token_endpoint, now=now)
         code = _required(params, "code")
         state, flow_id = self._flows.code_state(fingerprint(code), now=now)
-        if state == "used" and flow_id is not None:
+        if state not in ("unused", "used") or flow_id is None:
+            raise InvalidGrant("the code is unknown or expired", check="code")
+        # The code's owner before its single use (as node oidc-provider orders them): another
+        # client presenting a code, used or not, is refused and changes nothing for the owner.
+        flow = self._flows.get(flow_id, now=now)
+        if flow is not None and flow.partner_id != partner.id:
+            raise InvalidGrant("the code was issued to another client", check="client_id")
+        if state == "used":
             self._revoke_after_code_replay(flow_id)
             raise InvalidGrant("the code was already used; what it issued is revoked", check="code")
-        if state != "unused" or flow_id is None:
-            raise InvalidGrant("the code is unknown or expired", check="code")
-        flow = self._redeemable(flow_id, partner, params, now=now)
+        flow = self._redeemable(flow, partner, params, proof_jkt=proof.jkt)
         # Both jtis are written with the redemption, the assertion's first: a replayed assertion
         # is refused as such, then a replayed proof, then a used code (the order of the checks).
         replays = [
             self._assertion_jti(partner, jti, jti_until),
-            ReplayEntry(
-                f"dpop:{proof.jkt}",
-                fingerprint(proof.jti),
-                until=proof.issued_at + MAX_AGE + MAX_FUTURE,
-                at=now,
-                refusal=InvalidDpopProof("DPoP proof jti already used", check="dpop.jti"),
-            ),
+            self._proof_jti(proof, now),
         ]
         try:
             return self._issue(
@@ -617,14 +675,15 @@ class AuthorizationService:
                 # code is still unused (its own condition held), so read the flow again and retry.
                 if attempt == WRITE_ATTEMPTS:
                     raise
-                flow = self._redeemable(flow.flow_id, partner, params, now=now)
+                flow = self._redeemable(
+                    self._flows.get(flow.flow_id, now=now), partner, params, proof_jkt=proof_jkt
+                )
         return IssuedToken(access_token, int((expires_at - now).total_seconds()), flow.scope, flow.flow_id)
 
     def _redeemable(
-        self, flow_id: str, partner: Partner, params: Mapping[str, str], *, now: datetime
+        self, flow: Flow | None, partner: Partner, params: Mapping[str, str], *, proof_jkt: str
     ) -> Flow:
         """The flow an unused code points at, once the token request matches what was pushed."""
-        flow = self._flows.get(flow_id, now=now)
         if flow is None:
             raise InvalidGrant("the code is unknown or expired", check="code")
         if flow.partner_id != partner.id:
@@ -632,6 +691,12 @@ class AuthorizationService:
         if params.get("redirect_uri") != flow.redirect_uri:
             raise InvalidGrant("redirect_uri differs from the pushed request", check="redirect_uri")
         verify_code_verifier(params.get("code_verifier"), flow.code_challenge)
+        # RFC 9449 section 10 and 10.1: a code pushed with a DPoP proof or dpop_jkt is bound to
+        # that key; a proof by any other key cannot redeem it (and leaves it to its owner).
+        if flow.dpop_jkt is not None and not hmac.compare_digest(flow.dpop_jkt, proof_jkt):
+            raise InvalidDpopProof(
+                "the proof key is not the key the pushed request bound the code to", check="dpop.jkt"
+            )
         if flow.status not in (FlowStatus.RETRIEVING, FlowStatus.READY):
             raise InvalidGrant(f"the flow is {flow.status.value}", check="code")
         return flow
@@ -671,7 +736,7 @@ class AuthorizationService:
 
     def revoke(self, form: Mapping[str, list[str]]) -> None:
         params = single_values(form, REVOKE_PARAMETERS)
-        partner, jti, jti_until = self._authenticate(params, endpoint=self.config.revocation_endpoint)
+        partner, jti, jti_until = self._authenticate(params)
         token = _required(params, "token")
         # RFC 7009 2.1: token_type_hint may be ignored; only access tokens exist here, so the
         # search covers every token type whatever the hint says.

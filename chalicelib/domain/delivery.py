@@ -30,6 +30,7 @@ from chalicelib.domain.flow import Flow, FlowStatus, fingerprint, new_secret
 from chalicelib.domain.flow_store import AccessTokenRecord
 from chalicelib.domain.minimise import release
 from chalicelib.domain.normalise import MalformedResult, normalise
+from chalicelib.domain.oauth.credentials import credentials
 from chalicelib.domain.oauth.dpop import MAX_AGE, MAX_FUTURE, verify_dpop_proof
 from chalicelib.domain.oauth.errors import InvalidDpopProof, InvalidToken
 from chalicelib.domain.oauth.ports import ReplayStore
@@ -607,8 +608,9 @@ class DeliveryService:
         self, *, authorization: str | None, dpop_proof: str | None, delivery_id: str | None
     ) -> Pending | Picked:
         now = self._clock.now()
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme != "DPoP" or not token:
+        # RFC 9449 section 7.1; the scheme is case-insensitive and 1*SP may follow it (RFC 9110 11.1, 11.4)
+        token = credentials(authorization, "DPoP")
+        if token is None:
             raise InvalidToken(
                 "a DPoP-bound access token is required (Authorization: DPoP <token>)", check="authorization"
             )

@@ -17,7 +17,7 @@ import hashlib
 import secrets
 from datetime import datetime
 from enum import StrEnum
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -93,6 +93,8 @@ class Flow(BaseModel):
     csrf_hash: str | None = None
     access_token_hash: str | None = None
     dpop_jkt: str | None = None
+    # the consent interstitial's language chosen from the pushed ui_locales (None: the page's default)
+    ui_locale: Literal["ja", "en"] | None = None
     retrieval_deadline: datetime | None = None
     failure_reason: str | None = None
     # when the scheduled run must look: the poller (retrieving), the delivery's expiry (ready), or

@@ -3,8 +3,10 @@
 Why this module exists: a partner bank reconciles what it asked for and received against our
 mirror of the portal's provision history (情報提供等記録). It authenticates exactly as at the
 token endpoint, with a fresh ``private_key_jwt`` client assertion (RFC 7523 section 3), sent as an
-RFC 6750 bearer token: ``Authorization: Bearer <assertion>`` whose ``aud`` is this endpoint's URL
-or our issuer. The assertion is single use: its ``jti`` is remembered in the same replay namespace
+RFC 6750 bearer token: ``Authorization: Bearer <assertion>`` whose ``aud`` is our issuer, as a
+string (FAPI 2.0 Security Profile final, 5.3.2.1 item 8: as at every endpoint). The scheme
+compares case-insensitively and may be followed by one or more spaces (RFC 9110 11.1, 11.4). The
+assertion is single use: its ``jti`` is remembered in the same replay namespace
 as at PAR, token and revocation (``ca:<client_id>``), so an assertion spent at one endpoint cannot
 be spent again at another. No other credential is accepted (no access token, no DPoP, no query
 parameter): this endpoint issues nothing and needs no session.
@@ -23,8 +25,7 @@ returned, opaque to partners.
 The same authentication opens the log's signed tree heads (``GET /v1/audit/checkpoints/{seq|latest}``)
 and the RFC 9162 consistency proof from a head the partner kept to a later one
 (``.../consistency?from=<seq>``). A partner that keeps the heads it was shown is a witness: a
-rolled-back, forked or rewritten log cannot prove itself consistent with them. Those endpoints
-accept only the issuer as the assertion's audience (FAPI 2.0 Security Profile final, 5.3.2.1).
+rolled-back, forked or rewritten log cannot prove itself consistent with them.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from chalicelib.domain.oauth.client_assertion import (
     parse_unverified_client_id,
     verify_client_assertion,
 )
+from chalicelib.domain.oauth.credentials import credentials
 from chalicelib.domain.oauth.errors import InvalidClient, InvalidToken
 from chalicelib.domain.oauth.ports import ReplayStore
 from chalicelib.domain.partners import Partner
@@ -66,7 +68,6 @@ _SORT_KEY = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII without spaces: wha
 # Not "": DynamoDB refuses an empty string as a key value in a key condition (ValidationException),
 # and ``DynamoAuditLog.records_of_partner`` sends ``after`` as such a value.
 BEFORE_FIRST_KEY = " "
-_BEARER = re.compile(r"^Bearer +(\S+) *$", re.IGNORECASE)  # RFC 6750 2.1; schemes are case-insensitive
 _SEQ = re.compile(r"^[1-9][0-9]{0,11}$")  # a checkpoint's sequence number, as stored (12 digits at most)
 LATEST = "latest"
 
@@ -146,7 +147,6 @@ class PartnerAuditService:
         replay: ReplayStore,
         clock: Clock,
         issuer: str,
-        endpoint: str,
         checkpoints: CheckpointService | None = None,
     ) -> None:
         self._partners = partners
@@ -154,7 +154,6 @@ class PartnerAuditService:
         self._replay = replay
         self._clock = clock
         self._issuer = issuer
-        self._endpoint = endpoint
         self._checkpoints = checkpoints
 
     # -- parameters -------------------------------------------------------------------------------
@@ -179,21 +178,18 @@ class PartnerAuditService:
 
     # -- authentication (RFC 6750 bearer carrying an RFC 7523 client assertion) ------------------
 
-    def _verified(
-        self, authorization: str | None, *, audiences: frozenset[str] | None = None
-    ) -> tuple[Partner, str, datetime]:
+    def _verified(self, authorization: str | None) -> tuple[Partner, str, datetime]:
         """The partner behind the bearer assertion, with its fingerprinted jti and expiry; nothing
         is remembered yet. Every refusal is ``InvalidToken`` naming the failed check."""
         if not authorization:
             raise InvalidToken(
                 "a client assertion is required (Authorization: Bearer <assertion>)", check="authorization"
             )
-        match = _BEARER.fullmatch(authorization)
-        if match is None:
+        assertion = credentials(authorization, "Bearer")  # RFC 6750 2.1, RFC 9110 11.1 and 11.4
+        if assertion is None:
             raise InvalidToken(
                 "must be Bearer <client assertion>: no other scheme or credential", check="authorization"
             )
-        assertion = match.group(1)
         if len(assertion) > MAX_ASSERTION_LENGTH:
             raise InvalidToken(f"longer than {MAX_ASSERTION_LENGTH} bytes", check="client_assertion")
         client_id = parse_unverified_client_id(assertion)
@@ -208,7 +204,7 @@ class PartnerAuditService:
                 assertion,
                 client_id=partner.id,
                 jwks=partner.jwks,
-                accepted_audiences=audiences or frozenset({self._issuer, self._endpoint}),
+                issuer=self._issuer,
                 now=self._clock.now(),
             )
         except InvalidClient as refused:
@@ -256,7 +252,7 @@ class PartnerAuditService:
         self, *, authorization: str | None, checkpoint: str, params: Mapping[str, Sequence[str]]
     ) -> TreeHead:
         """A signed tree head: ``latest`` or by sequence number (404 when there is none)."""
-        partner, jti_fingerprint, until = self._verified(authorization, audiences=frozenset({self._issuer}))
+        partner, jti_fingerprint, until = self._verified(authorization)
         _single_of(params, allowed=frozenset())
         seq = None if checkpoint == LATEST else parse_seq(checkpoint, "checkpoint")
         self._remember(partner, jti_fingerprint, until)
@@ -266,7 +262,7 @@ class PartnerAuditService:
         self, *, authorization: str | None, checkpoint: str, params: Mapping[str, Sequence[str]]
     ) -> ConsistencyProof:
         """The RFC 9162 section 2.1.4 proof from checkpoint ``from`` (one the partner kept) to this one."""
-        partner, jti_fingerprint, until = self._verified(authorization, audiences=frozenset({self._issuer}))
+        partner, jti_fingerprint, until = self._verified(authorization)
         single = _single_of(params, allowed=frozenset({"from"}))
         if "from" not in single:
             raise InvalidRequest("from (the checkpoint number you kept) is required", check="from")

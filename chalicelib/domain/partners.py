@@ -41,15 +41,62 @@ LEGACY_IPV4_PART = re.compile(r"0x[0-9a-f]*|[0-9]+")  # inet_aton's octal, hex a
 PRIVATE_NAME_SUFFIXES = (".localhost", ".local", ".internal", ".localdomain", ".home.arpa", ".lan")
 
 
+# IPv6 forms that carry an IPv4 address (judged as that address, as a router would deliver to it).
+# Translations: the IPv4 address alone is the destination.
+IPV4_MAPPED = ipaddress.ip_network("::ffff:0:0/96")  # RFC 4291 section 2.5.5.2
+IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # RFC 2765 (SIIT)
+IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # RFC 4291 section 2.5.5.1 (deprecated)
+NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052 section 2.1
+SIX_TO_FOUR = ipaddress.ip_network("2002::/16")  # RFC 3056
+# RFC 8215: local-use NAT64 prefixes, where the IPv4 address sits at any RFC 6052 position; IANA marks
+# the block not globally reachable, so nothing inside it is public.
+NAT64_LOCAL_USE = ipaddress.ip_network("64:ff9b:1::/48")
+# Tunnels: the IPv6 address must be public and so must the IPv4 address inside it.
+TEREDO = ipaddress.ip_network("2001::/32")  # RFC 4380: server, and the client XOR'd with ones
+ISATAP_INTERFACE_IDS = (0x00005EFE, 0x02005EFE)  # RFC 5214 section 6.1, the u bit clear or set
+
+
+def _last_32_bits(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address:
+    return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+
+
+def _embedded_ipv4(
+    address: ipaddress.IPv6Address,
+) -> tuple[tuple[ipaddress.IPv4Address, ...], bool]:
+    """The IPv4 addresses an IPv6 address carries, and whether they alone decide (a translation)
+    or the IPv6 address must be public too (a tunnel)."""
+    if address in IPV4_MAPPED or address in IPV4_TRANSLATED or address in NAT64_WELL_KNOWN:
+        return (_last_32_bits(address),), True
+    if address in IPV4_COMPATIBLE and int(address) > 1:  # :: and ::1 are judged as IPv6
+        return (_last_32_bits(address),), True
+    if address in SIX_TO_FOUR:
+        return (ipaddress.IPv4Address((int(address) >> 80) & 0xFFFFFFFF),), True
+    if address in TEREDO and address.teredo is not None:
+        return address.teredo, False
+    if (int(address) >> 32) & 0xFFFFFFFF in ISATAP_INTERFACE_IDS:
+        return (_last_32_bits(address),), False
+    return (), False
+
+
 def is_public_address(text: str) -> bool:
     """Whether an IP address is one of the public internet's (not private, loopback, link-local such
-    as the instance metadata service's 169.254.169.254, shared, multicast or reserved; an IPv4
-    address inside IPv6 is judged as IPv4)."""
+    as the instance metadata service's 169.254.169.254, shared, multicast or reserved). An IPv6
+    address that carries an IPv4 address (IPv4-mapped, -translated or -compatible, NAT64 64:ff9b::/96,
+    6to4, Teredo, ISATAP) is judged by that IPv4 address too; the local-use NAT64 prefix
+    64:ff9b:1::/48 is never public."""
     address = ipaddress.ip_address(text.split("%", 1)[0])
     if isinstance(address, ipaddress.IPv6Address):
-        embedded = address.ipv4_mapped or address.sixtofour
-        if embedded is not None:
-            address = embedded
+        if address in NAT64_LOCAL_USE:
+            return False
+        embedded, decides = _embedded_ipv4(address)
+        if not all(_is_public(inner) for inner in embedded):
+            return False
+        if embedded and decides:
+            return True
+    return _is_public(address)
+
+
+def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return address.is_global and not address.is_multicast
 
 

@@ -346,3 +346,38 @@ def test_config_json_turns_off_chalice_policy_generation_for_deployed_stages() -
         assert set(config["stages"][stage]["lambda_functions"]) == {
             function.chalice_name for function in FUNCTIONS
         }
+
+
+@STAGES
+def test_what_api_gateway_answers_itself_is_a_problem_like_the_services(
+    templates: dict[str, dict[str, Any]], stage: str
+) -> None:
+    # GIVEN the API's gateway responses (SAM puts them in the API's definition: a change is deployed)
+    responses = templates[stage]["Resources"]["RestAPI"]["Properties"]["GatewayResponses"]
+    # THEN a path or method no route has is a 404, never API Gateway's 403 "Missing Authentication Token"
+    missing = responses["MISSING_AUTHENTICATION_TOKEN"]
+    assert missing["StatusCode"] == "404"
+    # AND every answer API Gateway gives itself, 4xx and 5xx, is an RFC 9457 problem with the
+    # security headers and API Gateway's request id as the interaction id
+    assert {"MISSING_AUTHENTICATION_TOKEN", "DEFAULT_4XX", "DEFAULT_5XX"} <= set(responses)
+    for response_type, response in responses.items():
+        headers = response["ResponseParameters"]["Headers"]
+        assert headers["Content-Type"] == "'application/problem+json'", response_type
+        assert headers["Cache-Control"] == "'no-store'", response_type
+        assert headers["X-Content-Type-Options"] == "'nosniff'", response_type
+        assert all(value.count("'") == 2 for value in headers.values()), response_type  # one literal each
+        for template in response["ResponseTemplates"].values():
+            # $context variables filled with sample values must leave a problem document
+            sample = template.replace("$context.requestId", "c0ffee00-0000-4000-8000-000000000000")
+            sample = sample.replace("$context.error.responseType", "THROTTLED")
+            sample = sample.replace("$context.error.messageString", '"Too Many Requests"')
+            problem = json.loads(sample)
+            assert problem["type"].startswith("urn:myna-relay:problem:"), response_type
+            assert problem["interaction_id"] == "c0ffee00-0000-4000-8000-000000000000", response_type
+            assert problem["title"], response_type
+            assert problem["detail"], response_type
+            if "StatusCode" in response:
+                assert problem["status"] == int(response["StatusCode"]), response_type
+    assert json.loads(missing["ResponseTemplates"]["application/json"].replace("$context.requestId", "x"))[
+        "type"
+    ].endswith(":not-found")

@@ -99,7 +99,15 @@ class Journey:
     def form(self, fields: dict[str, str]) -> dict[str, Any]:
         return {"body": urlencode(fields), "headers": {"Content-Type": "application/x-www-form-urlencoded"}}
 
-    def push(self, purpose: str = "loan-screening", scope: str = "local_tax", **overrides: str | None) -> Any:
+    def push(
+        self,
+        purpose: str = "loan-screening",
+        scope: str = "local_tax",
+        *,
+        dpop: str | None = None,
+        **overrides: str | None,
+    ) -> Any:
+        """PAR; ``dpop`` is sent as the DPoP header (RFC 9449 section 10.1), none by default."""
         fields: dict[str, str | None] = {
             "response_type": "code",
             "client_id": self.partner.client_id,
@@ -112,9 +120,10 @@ class Journey:
             **self.partner.authentication(ISSUER),
         }
         fields.update(overrides)
-        response = self.client.http.post(
-            "/par", **self.form({k: v for k, v in fields.items() if v is not None})
-        )
+        request = self.form({k: v for k, v in fields.items() if v is not None})
+        if dpop is not None:
+            request["headers"]["DPoP"] = dpop
+        response = self.client.http.post("/par", **request)
         if response.status_code == 201:
             self.request_uri = json.loads(response.body)["request_uri"]
         return response

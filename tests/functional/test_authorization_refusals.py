@@ -338,16 +338,25 @@ def test_a_missing_client_assertion_is_refused_and_stores_nothing(
     assert stored() == []
 
 
-def test_the_par_endpoint_url_is_accepted_as_the_assertion_audience(journey: Journey) -> None:
-    # standards.md: aud = the issuer, or the URL of the endpoint receiving the assertion
-    response = journey.push(**journey.partner.authentication(PAR_URL))
-    assert response.status_code == 201, response.body
-
-
-def test_the_token_endpoint_url_is_accepted_as_the_assertion_audience_at_par(journey: Journey) -> None:
-    # RFC 9126 section 2: at /par the issuer, the token endpoint and the PAR endpoint all identify us
-    response = journey.push(**journey.partner.authentication(TOKEN_URL))
-    assert response.status_code == 201, response.body
+@pytest.mark.parametrize(
+    "audience",
+    [
+        pytest.param(PAR_URL, id="par-endpoint"),
+        pytest.param(TOKEN_URL, id="token-endpoint"),
+        pytest.param([ISSUER], id="array-of-the-issuer"),
+        pytest.param([ISSUER, PAR_URL], id="array-with-the-issuer"),
+    ],
+)
+def test_an_assertion_audience_other_than_the_issuer_string_is_refused_at_par(
+    journey: Journey, stored: Callable[[], Items], audience: str | list[str]
+) -> None:
+    # GIVEN an assertion whose aud names this server, but not as the issuer string: FAPI 2.0
+    # Security Profile final 5.3.2.1 item 8 (no longer RFC 9126 section 2's list of endpoint URLs)
+    # WHEN it authenticates a pushed request
+    response = journey.push(**journey.partner.authentication(audience))
+    # THEN the client is refused naming the audience, and nothing is stored
+    assert_oauth_error(response, 401, "invalid_client", "client_assertion.aud")
+    assert stored() == []
 
 
 # -- PAR: redirect_uri (exact string comparison, no near-misses) -----------------------------------
@@ -463,7 +472,7 @@ def test_a_scope_or_purpose_outside_the_registration_is_refused_and_stores_nothi
     ("overrides", "check"),
     [
         pytest.param({"state": None}, "state", id="no-state"),
-        pytest.param({"prompt": "none"}, "prompt", id="unknown-parameter"),
+        pytest.param({"response_mode": "form_post"}, "response_mode", id="unsupported-response-mode"),
     ],
 )
 def test_a_malformed_pushed_request_is_refused_and_stores_nothing(
@@ -485,14 +494,18 @@ def test_other_malformed_pushed_requests_are_refused_and_store_nothing(
         ({"response_type": "token"}, "response_type"),
         ({"response_type": "code id_token"}, "response_type"),
         ({"response_type": None}, "response_type"),
-        ({"request": "eyJhbGciOiJub25lIn0.e30."}, "request"),  # no request objects: PAR parameters only
-        ({"request_uri": "urn:ietf:params:oauth:request_uri:x"}, "request_uri"),
+        ({"request_uri": "urn:ietf:params:oauth:request_uri:x"}, "request_uri"),  # RFC 9126 2.1
         ({"scope": None}, "scope"),
         ({"purpose": None}, "purpose"),
         ({"client_secret": "s3cret"}, "client_secret"),
         ({"code_challenge": "A" * 2049}, "code_challenge"),
+        ({"nonce": "n" * 2049}, "nonce"),  # an ignored parameter is held to the same limit
     ):
         assert_oauth_error(journey.push(**overrides), 400, "invalid_request", check)
+    # no request objects (JAR): PAR takes plain parameters only (request_parameter_supported: false)
+    assert_oauth_error(
+        journey.push(request="eyJhbGciOiJub25lIn0.e30."), 400, "request_not_supported", "request"
+    )
     assert stored() == []
 
 
@@ -1028,7 +1041,7 @@ def test_a_token_request_with_a_bad_dpop_proof_is_refused_and_changes_nothing(
     before = stored()
     response = journey.redeem(code, dpop=make_proof(journey.partner))
     assert_oauth_error(response, 400, "invalid_dpop_proof", check)
-    assert response.headers["WWW-Authenticate"] == 'DPoP error="invalid_dpop_proof"'
+    assert "WWW-Authenticate" not in response.headers  # a token error, not a resource challenge
     assert stored() == before
 
 
@@ -1211,3 +1224,35 @@ def test_refusals_echo_the_partners_interaction_id(journey: Journey) -> None:
     )
     assert_oauth_error(unsupported, 415, "invalid_request", "content-type")
     assert unsupported.headers["x-fapi-interaction-id"] == sent
+
+
+# -- DPoP at PAR (RFC 9449 section 10, 10.1) --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "binding",
+    [
+        pytest.param("header", id="dpop-header"),
+        pytest.param("dpop_jkt", id="dpop-jkt"),
+        pytest.param("both", id="header-and-matching-dpop-jkt"),
+    ],
+)
+def test_a_request_pushed_with_dpop_binds_the_code_and_the_token_to_that_key(
+    journey: Journey, flow: Callable[[], dict[str, Any]], binding: str
+) -> None:
+    # GIVEN a pushed request binding its code to the partner's DPoP key, by a proof, by dpop_jkt or both
+    thumbprint = journey.partner.dpop_thumbprint()
+    proof = journey.partner.dpop("POST", PAR_URL) if binding != "dpop_jkt" else None
+    fields = {"dpop_jkt": thumbprint} if binding != "header" else {}
+    assert journey.push(dpop=proof, **fields).status_code == 201
+    # THEN the flow remembers the key from the start
+    assert flow()["dpop_jkt"] == thumbprint
+    # AND WHEN the resident goes through and the partner redeems the code with a proof by that key
+    assert journey.show_consent().status_code == 200
+    assert journey.decide().status_code == 303
+    journey.at_portal()
+    code = location_query(journey.callback())["code"]
+    issued = journey.redeem(code)
+    # THEN the token is issued, bound to the same key
+    assert issued.status_code == 200, issued.body
+    assert flow()["dpop_jkt"] == thumbprint

@@ -404,6 +404,30 @@ def test_pickup_needs_the_bound_token_and_its_proof(
     assert pick_up(journey, token).status_code == 200  # the refusal changed nothing
 
 
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        pytest.param("dpop {token}", id="lower-case-scheme"),
+        pytest.param("DPOP {token}", id="upper-case-scheme"),
+        pytest.param("DPoP   {token}", id="three-spaces"),
+    ],
+)
+def test_the_dpop_scheme_is_case_insensitive_and_may_be_followed_by_several_spaces(
+    journey: Journey, clock: ShiftedClock, authorization: str
+) -> None:
+    # GIVEN a sealed delivery and its DPoP-bound token
+    token, _ = redeemed(journey)
+    run_due()
+    # WHEN the scheme is spelt in another case, or followed by more than one space (RFC 9110 11.1, 11.4)
+    headers = {
+        "Authorization": authorization.format(token=token),
+        "DPoP": journey.partner.dpop("GET", SELF_INFO, access_token=token),
+    }
+    picked = journey.client.http.get("/v1/self-info", headers=headers)
+    # THEN the token is read as any other: the delivery is picked up
+    assert picked.status_code == 200, picked.body
+
+
 def test_a_token_for_another_delivery_is_forbidden(journey: Journey, clock: ShiftedClock) -> None:
     token, _ = redeemed(journey)
     run_due()

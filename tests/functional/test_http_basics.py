@@ -101,3 +101,51 @@ def test_logs_are_json_lines_carrying_the_interaction_id(client: Any) -> None:
     assert request_lines[0]["interaction_id"] == sent
     assert request_lines[0]["route"] == "/health"
     assert request_lines[0]["status"] == 200
+
+
+def test_openid_configuration_is_a_problem_pointing_to_the_oauth_metadata(client: Any) -> None:
+    # WHEN a client library tries OpenID discovery first
+    response = client.http.get("/.well-known/openid-configuration")
+    # THEN it gets a 404 problem naming where the RFC 8414 metadata is
+    assert response.status_code == 404
+    assert response.headers["Content-Type"] == "application/problem+json"
+    problem = json.loads(response.body)
+    assert problem["type"] == "urn:myna-relay:problem:not-an-openid-provider"
+    assert "/.well-known/oauth-authorization-server" in problem["detail"]
+    assert problem["interaction_id"] == response.headers["x-fapi-interaction-id"]
+    # AND the metadata is there
+    assert client.http.get("/.well-known/oauth-authorization-server").status_code == 200
+
+
+def test_chalices_own_errors_are_problems(client: Any) -> None:
+    # WHEN a route gets a method it does not have, or a media type it does not take
+    wrong_method = client.http.request("DELETE", "/health", headers={}, body=b"")
+    wrong_media = client.http.get("/health", headers={"Content-Type": "text/plain"})
+    # THEN both are problems with their status (and Allow), not Chalice's {"Code", "Message"}
+    for response, status, code in (
+        (wrong_method, 405, "method-not-allowed"),
+        (wrong_media, 415, "unsupported-media-type"),
+    ):
+        assert response.status_code == status
+        assert response.headers["Content-Type"] == "application/problem+json"
+        assert json.loads(response.body)["type"] == f"urn:myna-relay:problem:{code}"
+    assert wrong_method.headers["Allow"] == "GET"
+
+
+def test_the_local_server_answers_a_path_no_route_has_with_the_services_404() -> None:
+    from chalice.config import Config
+
+    from scripts.chalice_local import ServiceGateway
+
+    # GIVEN the gateway chalice local runs behind the launcher
+    gateway = ServiceGateway(app, Config(chalice_stage="test"))
+    sent = str(uuid.uuid4())
+    # WHEN a path no route has is asked for
+    answer = gateway.handle_request("GET", "/admin?x=1", {"x-fapi-interaction-id": sent}, None)
+    # THEN it is the service's 404 problem with the interaction id, not API Gateway's 403
+    assert answer["statusCode"] == 404
+    assert answer["headers"]["Content-Type"] == "application/problem+json"
+    assert answer["headers"]["x-fapi-interaction-id"] == sent
+    assert answer["headers"]["X-Content-Type-Options"] == "nosniff"
+    problem = json.loads(answer["body"])
+    assert (problem["type"], problem["interaction_id"]) == ("urn:myna-relay:problem:not-found", sent)

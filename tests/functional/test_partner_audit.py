@@ -118,7 +118,7 @@ def audit(
     signer = partner or journey.partner
     headers = {}
     if authorization == "default":
-        authorization = f"Bearer {signer.client_assertion(AUDIT_URL)}"
+        authorization = f"Bearer {signer.client_assertion(ISSUER)}"
     if authorization is not None:
         headers["Authorization"] = authorization
     suffix = query if query is not None else urlencode(params)
@@ -179,7 +179,7 @@ def claims_of(partner: TestPartner, **changes: Any) -> dict[str, Any]:
     claims = {
         "iss": partner.client_id,
         "sub": partner.client_id,
-        "aud": AUDIT_URL,
+        "aud": ISSUER,
         "iat": now,
         "exp": now + 60,
         "jti": str(uuid.uuid4()),
@@ -190,12 +190,12 @@ def claims_of(partner: TestPartner, **changes: Any) -> dict[str, Any]:
 
 def _signed_by_another_key(partner: TestPartner) -> str:
     impostor = TestPartner(client_id=partner.client_id, kid=partner.kid, clock=partner.clock)
-    return impostor.client_assertion(AUDIT_URL)
+    return impostor.client_assertion(ISSUER)
 
 
 def _expired(partner: TestPartner) -> str:
     now = int(partner.clock())
-    return partner.client_assertion(AUDIT_URL, iat=now - 90, exp=now - 30)
+    return partner.client_assertion(ISSUER, iat=now - 90, exp=now - 30)
 
 
 def _alg_none(partner: TestPartner) -> str:
@@ -294,21 +294,22 @@ def test_the_answer_carries_no_data_values(
         assert value not in text
 
 
-@pytest.mark.parametrize("audience", [AUDIT_URL, ISSUER, [ISSUER, "https://elsewhere.example"]])
-def test_the_endpoint_url_or_the_issuer_is_accepted_as_audience(
-    journey: Journey, clock: ShiftedClock, audience: str | list[str]
-) -> None:
-    # GIVEN an assertion addressed to this endpoint or to the issuer
-    assertion = journey.partner.client_assertion(audience)
+def test_the_issuer_as_a_string_is_accepted_as_audience(journey: Journey, clock: ShiftedClock) -> None:
+    # GIVEN an assertion addressed to the issuer (FAPI 2.0 Security Profile final, 5.3.2.1 item 8)
+    assertion = journey.partner.client_assertion(ISSUER)
     # WHEN it is sent as the bearer token
     response = audit(journey, authorization=f"Bearer {assertion}")
     # THEN it is accepted
     assert page_body(response) == {"records": [], "next": None}
 
 
-def test_the_bearer_scheme_name_is_case_insensitive(journey: Journey, clock: ShiftedClock) -> None:
-    # GIVEN a valid assertion WHEN the scheme is spelt in lower case (RFC 7235 section 2.1)
-    response = audit(journey, authorization=f"bearer {journey.partner.client_assertion(AUDIT_URL)}")
+@pytest.mark.parametrize("scheme", ["bearer ", "BEARER ", "Bearer   "])
+def test_the_bearer_scheme_name_is_case_insensitive_and_may_be_followed_by_several_spaces(
+    journey: Journey, clock: ShiftedClock, scheme: str
+) -> None:
+    # GIVEN a valid assertion WHEN the scheme is spelt in another case, or followed by more than
+    # one space (RFC 9110 sections 11.1 and 11.4)
+    response = audit(journey, authorization=f"{scheme}{journey.partner.client_assertion(ISSUER)}")
     # THEN it is accepted
     assert response.status_code == 200
 
@@ -320,7 +321,7 @@ def test_a_replayed_assertion_is_refused(
     journey: Journey, clock: ShiftedClock, spent_jtis: Callable[[], list[str]]
 ) -> None:
     # GIVEN an assertion that was accepted once
-    assertion = journey.partner.client_assertion(AUDIT_URL)
+    assertion = journey.partner.client_assertion(ISSUER)
     assert audit(journey, authorization=f"Bearer {assertion}").status_code == 200
     spent = spent_jtis()
     # WHEN it is sent again
@@ -354,9 +355,18 @@ def test_an_assertion_spent_at_the_token_endpoint_cannot_be_spent_again_here(
             id="foreign-aud",
         ),
         pytest.param(lambda p: p.client_assertion(f"{ISSUER}/token"), "client_assertion.aud", id="token-aud"),
+        pytest.param(lambda p: p.client_assertion(AUDIT_URL), "client_assertion.aud", id="endpoint-url-aud"),
+        pytest.param(
+            lambda p: p.client_assertion([ISSUER]), "client_assertion.aud", id="array-of-the-issuer-aud"
+        ),
+        pytest.param(
+            lambda p: p.client_assertion([ISSUER, "https://elsewhere.example"]),
+            "client_assertion.aud",
+            id="array-with-the-issuer-aud",
+        ),
         pytest.param(_expired, "client_assertion.exp", id="expired"),
         pytest.param(
-            lambda p: p.client_assertion(AUDIT_URL, exp=int(p.clock()) + 126),
+            lambda p: p.client_assertion(ISSUER, exp=int(p.clock()) + 126),
             "client_assertion.lifetime",
             id="lifetime-over-120s",
         ),
@@ -365,12 +375,12 @@ def test_an_assertion_spent_at_the_token_endpoint_cannot_be_spent_again_here(
         pytest.param(_hs256_keyed_with_the_public_key, "client_assertion.alg", id="hs256-public-key-secret"),
         pytest.param(_embedded_jwk, "client_assertion.header", id="jwk-header"),
         pytest.param(
-            lambda p: p.client_assertion(AUDIT_URL, sub="someone-else"),
+            lambda p: p.client_assertion(ISSUER, sub="someone-else"),
             "client_assertion.sub",
             id="sub-not-iss",
         ),
         pytest.param(
-            lambda p: TestPartner(client_id="ghost-bank", kid="ghost-sig-1").client_assertion(AUDIT_URL),
+            lambda p: TestPartner(client_id="ghost-bank", kid="ghost-sig-1").client_assertion(ISSUER),
             "client_id",
             id="unknown-client",
         ),
@@ -397,7 +407,7 @@ def test_an_assertion_signed_by_another_registered_partner_is_refused(
     journey: Journey, clock: ShiftedClock, second_partner: TestPartner
 ) -> None:
     # GIVEN the second partner's assertion claiming to be the first partner (its own key, iss=sub=acme)
-    assertion = second_partner.client_assertion(AUDIT_URL, iss="acme-bank", sub="acme-bank")
+    assertion = second_partner.client_assertion(ISSUER, iss="acme-bank", sub="acme-bank")
     # WHEN it is sent
     response = audit(journey, authorization=f"Bearer {assertion}")
     # THEN the first partner's registered keys do not verify it
@@ -430,7 +440,7 @@ def test_only_a_bearer_client_assertion_is_accepted(
     journey: Journey, clock: ShiftedClock, make_authorization: Callable[[str], str | None]
 ) -> None:
     # GIVEN a valid assertion, offered in some other way than "Authorization: Bearer <assertion>"
-    authorization = make_authorization(journey.partner.client_assertion(AUDIT_URL))
+    authorization = make_authorization(journey.partner.client_assertion(ISSUER))
     # WHEN the request is sent THEN it is refused at the Authorization header
     assert_invalid_token(audit(journey, authorization=authorization), "authorization")
 
@@ -487,7 +497,7 @@ def test_a_bad_query_parameter_is_refused_naming_it(
 
 def test_a_refused_query_leaves_the_assertion_usable(journey: Journey, clock: ShiftedClock) -> None:
     # GIVEN an assertion sent once with a malformed month
-    assertion = journey.partner.client_assertion(AUDIT_URL)
+    assertion = journey.partner.client_assertion(ISSUER)
     assert_bad_parameter(audit(journey, authorization=f"Bearer {assertion}", month="2026-13"), "month")
     # WHEN the partner corrects the query and sends the same assertion
     response = audit(journey, authorization=f"Bearer {assertion}", month=f"{clock.now():%Y-%m}")
@@ -544,16 +554,13 @@ def test_a_foreign_record_returned_by_the_store_is_never_shown(
         replay=built.state_store,
         clock=clock,
         issuer=ISSUER,
-        endpoint=AUDIT_URL,
     )
     # WHEN the first partner pages through its records two at a time
     seen: list[str] = []
     cursor: str | None = None
     for _ in range(20):
         params = {"limit": ["2"], **({"after": [cursor]} if cursor else {})}
-        page = service.page(
-            authorization=f"Bearer {journey.partner.client_assertion(AUDIT_URL)}", params=params
-        )
+        page = service.page(authorization=f"Bearer {journey.partner.client_assertion(ISSUER)}", params=params)
         seen.extend(record.record_id for record in page.records)
         cursor = page.next
         if cursor is None:

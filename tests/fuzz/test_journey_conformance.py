@@ -125,7 +125,7 @@ def test_a_delivery_picked_up_then_reconciled_answers_as_documented(
     assert (sealed.status_code, gone.status_code) == (200, 410)
     contract.check("GET", "/v1/self-info", sealed)
     contract.check("GET", "/v1/self-info", gone)
-    assertion = journey.partner.client_assertion(f"{ISSUER}/v1/audit")
+    assertion = journey.partner.client_assertion(ISSUER)
     audit = journey.client.http.get("/v1/audit", headers={"Authorization": f"Bearer {assertion}"})
     assert audit.status_code == 200
     assert json.loads(audit.body)["records"]

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 
 from tests.functional.conftest import ISSUER, Journey
-from tests.functional.test_authorization_refusals import post_decision
+from tests.functional.test_authorization_refusals import par_fields, post_decision, post_form
 from tests.security.helpers import Tables, assert_error_page, assert_oauth_error
 
 Snapshot = Callable[[], Tables]
@@ -218,3 +218,108 @@ def test_a_pkce_downgrade_to_plain_is_refused(journey: Journey, tables: Snapshot
     response = journey.push(code_challenge=journey.pkce.verifier, code_challenge_method=None)
     assert_oauth_error(response, 400, "invalid_request", "code_challenge_method")
     assert tables() == {"RELAY_STATE_TABLE": [], "RELAY_AUDIT_TABLE": []}
+
+
+# -- parameters: unknown ones are ignored (RFC 6749 §3.1), within bounds, and never repeated ----------
+
+
+@pytest.mark.attack(
+    source="RFC 6749 §3.1 / OWASP WSTG-INPV-04",
+    threat="HTTP parameter pollution: an ignored parameter sent twice, one value per parser",
+)
+def test_an_ignored_parameter_sent_twice_is_refused(journey: Journey, tables: Snapshot) -> None:
+    # GIVEN a parameter the relay ignores (RFC 8707 resource) is accepted once
+    assert journey.push(resource="https://api.bank.example/").status_code == 201
+    before = tables()
+    # WHEN it is sent twice, with two values a proxy and the relay might each pick one of
+    fields = [
+        *par_fields(journey).items(),
+        ("resource", "https://a.example/"),
+        ("resource", "https://b.example/"),
+    ]
+    response = post_form(journey, "/par", fields)
+    # THEN the request is refused naming it, and nothing is stored
+    assert_oauth_error(response, 400, "invalid_request", "resource")
+    assert json.loads(response.body)["error_description"] == "resource: parameter repeated"
+    assert tables() == before
+
+
+@pytest.mark.parametrize(
+    ("padding", "description"),
+    [
+        pytest.param(
+            [(f"x{n}", "v") for n in range(21)],
+            "body: more than 30 parameters",
+            id="thirty-one-parameters",
+            marks=pytest.mark.attack(
+                source="OWASP API4:2023 / RFC 6749 §3.1",
+                threat="resource sink: a request padded with parameters the relay ignores",
+            ),
+        ),
+        pytest.param(
+            [("x" * 65, "v")],
+            "body: a parameter name is longer than 64 characters",
+            id="long-parameter-name",
+            marks=pytest.mark.attack(
+                source="OWASP API4:2023 / RFC 6749 §3.1",
+                threat="resource sink: an ignored parameter with an oversized name",
+            ),
+        ),
+    ],
+)
+def test_ignoring_parameters_is_bounded(
+    journey: Journey, tables: Snapshot, padding: list[tuple[str, str]], description: str
+) -> None:
+    # GIVEN a valid pushed request WHEN it is padded beyond the bounds on what is ignored
+    response = post_form(journey, "/par", [*par_fields(journey).items(), *padding])
+    # THEN it is refused before anything is read, naming the bound, and nothing is stored
+    assert_oauth_error(response, 400, "invalid_request", "body")
+    assert json.loads(response.body)["error_description"] == description
+    assert tables() == {"RELAY_STATE_TABLE": [], "RELAY_AUDIT_TABLE": []}
+
+
+@pytest.mark.attack(
+    source="OWASP A09:2021 / RFC 6749 §10.3",
+    threat="a token pasted into an ignored parameter written to the logs",
+)
+def test_an_ignored_parameter_is_logged_by_name_never_by_value(
+    journey: Journey, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a partner that pastes a secret into a parameter the relay does not read
+    secret = "eyJ-leaked-access-token-" + secrets.token_urlsafe(16)
+    caplog.clear()
+    # WHEN it pushes the request
+    assert journey.push(access_token=secret).status_code == 201
+    # THEN the request goes on, the parameter's name is logged and its value nowhere
+    records = [{**vars(record), "message": record.getMessage()} for record in caplog.records]
+    ignored = [record for record in records if record["message"] == "unrecognised parameters ignored"]
+    assert [record["ignored_parameters"] for record in ignored] == [["access_token"]]
+    assert secret not in json.dumps(records, default=str)
+
+
+@pytest.mark.attack(
+    source="RFC 9101 §6.3 / RFC 9126 §3",
+    threat="JAR downgrade: a signed request object ignored while its plain parameters are honoured",
+)
+def test_a_request_object_is_refused_not_ignored(journey: Journey, tables: Snapshot) -> None:
+    # GIVEN a client that signs its request as a request object, beside the plain parameters
+    # WHEN it pushes both (we publish request_parameter_supported: false)
+    response = journey.push(request="eyJhbGciOiJFUzI1NiJ9.eyJyZWRpcmVjdF91cmkiOiJ4In0.c2ln")
+    # THEN it is told request objects are not supported, rather than having them silently dropped
+    assert_oauth_error(response, 400, "request_not_supported", "request")
+    assert tables() == {"RELAY_STATE_TABLE": [], "RELAY_AUDIT_TABLE": []}
+
+
+@pytest.mark.attack(
+    source="RFC 8414 §2 response_modes_supported / FAPI 2.0 Message Signing §5.4",
+    threat="response mode downgrade: a client asking for a signed response (jwt) sent a plain code",
+)
+def test_a_response_mode_other_than_query_is_refused(journey: Journey, tables: Snapshot) -> None:
+    # GIVEN response_mode=query (what the metadata publishes) is accepted
+    assert journey.push(response_mode="query").status_code == 201
+    before = tables()
+    # WHEN a client asks for a JARM response, which the relay cannot give
+    response = journey.push(response_mode="jwt")
+    # THEN it is refused: the code is never sent in a form the client did not ask for
+    assert_oauth_error(response, 400, "invalid_request", "response_mode")
+    assert tables() == before

@@ -242,7 +242,7 @@ def test_an_hmac_assertion_keyed_with_the_public_pem_cannot_revoke(
     secret = journey.partner.signing_key.as_pem(private=False)
     assertion = hmac_jws(
         {"alg": "HS256", "typ": "JWT", "kid": journey.partner.kid},
-        assertion_claims(journey.partner, aud=REVOKE_URL),
+        assertion_claims(journey.partner),
         secret,
     )
     fields = {"token": token, "client_assertion_type": CLIENT_ASSERTION_TYPE, "client_assertion": assertion}
@@ -311,7 +311,7 @@ def test_http_basic_client_authentication_cannot_redeem_a_code(journey: Journey,
 )
 def test_a_long_lived_assertion_cannot_read_the_audit_log(journey: Journey, tables: Snapshot) -> None:
     now = int(time.time())
-    assertion = journey.partner.client_assertion(AUDIT_URL, iat=now, exp=now + 600, jti=str(uuid.uuid4()))
+    assertion = journey.partner.client_assertion(ISSUER, iat=now, exp=now + 600, jti=str(uuid.uuid4()))
     response = journey.client.http.get("/v1/audit", headers={"Authorization": f"Bearer {assertion}"})
     assert response.status_code == 401, response.body
     assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
@@ -319,3 +319,100 @@ def test_a_long_lived_assertion_cannot_read_the_audit_log(journey: Journey, tabl
     assert body["error"] == "invalid_token"
     assert body["error_description"].startswith("client_assertion.lifetime:")
     assert tables() == {"RELAY_STATE_TABLE": [], "RELAY_AUDIT_TABLE": []}
+
+
+# -- audience injection: the issuer, as a string, is the only audience (FAPI 2.0 final §5.3.2.1) --
+
+Send = Callable[[str], Any]  # sends a request authenticated by the given assertion
+
+
+def _at_par(journey: Journey) -> Send:
+    return lambda assertion: journey.push(client_assertion=assertion)
+
+
+def _at_token(journey: Journey) -> Send:
+    code = journey.to_partner_code()
+    return lambda assertion: journey.redeem(code, client_assertion=assertion)
+
+
+def _at_revocation(journey: Journey) -> Send:
+    token = issued_token(journey)
+    return lambda assertion: post_form(
+        journey,
+        "/revoke",
+        {"token": token, "client_assertion_type": CLIENT_ASSERTION_TYPE, "client_assertion": assertion},
+    )
+
+
+def _at_audit(journey: Journey) -> Send:
+    return lambda assertion: journey.client.http.get(
+        "/v1/audit", headers={"Authorization": f"Bearer {assertion}"}
+    )
+
+
+def audience_case(
+    threat: str, audience: str | list[str], endpoint: Callable[[Journey], Send], name: str
+) -> Any:
+    return pytest.param(
+        audience,
+        endpoint,
+        id=name,
+        marks=pytest.mark.attack(
+            source="FAPI 2.0 §5.3.2.1 item 8 / draft-ietf-oauth-rfc7523bis", threat=threat
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("audience", "endpoint"),
+    [
+        audience_case(
+            "audience injection: aud an array holding the issuer, at the token endpoint",
+            [ISSUER],
+            _at_token,
+            "array-of-the-issuer-at-token",
+        ),
+        audience_case(
+            "an assertion made for two servers (aud [issuer, other AS]) at revocation",
+            [ISSUER, "https://other-as.example"],
+            _at_revocation,
+            "array-with-another-server-at-revoke",
+        ),
+        audience_case(
+            "aud the PAR endpoint URL (RFC 9126 §2's older list) at PAR",
+            f"{ISSUER}/par",
+            _at_par,
+            "par-endpoint-url-at-par",
+        ),
+        audience_case(
+            "aud the token endpoint URL (RFC 7523 §3's SHOULD) at the token endpoint",
+            f"{ISSUER}/token",
+            _at_token,
+            "token-endpoint-url-at-token",
+        ),
+        audience_case(
+            "aud the audit endpoint URL at GET /v1/audit",
+            AUDIT_URL,
+            _at_audit,
+            "audit-endpoint-url-at-audit",
+        ),
+    ],
+)
+def test_an_assertion_audience_other_than_the_issuer_string_is_refused_and_changes_nothing(
+    journey: Journey, tables: Snapshot, audience: str | list[str], endpoint: Callable[[Journey], Send]
+) -> None:
+    # GIVEN what the endpoint needs (a code, a token), and an assertion by the partner's registered
+    # key whose aud names this server, but not as the issuer string
+    send = endpoint(journey)
+    assertion = journey.partner.client_assertion(audience)
+    before = tables()
+    # WHEN it authenticates a request at the endpoint
+    response = send(assertion)
+    # THEN the client is refused naming the audience, and nothing changed
+    if endpoint is _at_audit:
+        assert response.status_code == 401, response.body
+        assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+        assert json.loads(response.body)["error_description"].startswith("client_assertion.aud:")
+    else:
+        assert_oauth_error(response, 401, "invalid_client", "client_assertion.aud")
+    assert tables() == before

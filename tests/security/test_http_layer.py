@@ -23,6 +23,7 @@ from tests.security.helpers import (
     assert_error_page,
     assert_oauth_error,
     assert_problem,
+    assert_resource_refusal,
 )
 
 Snapshot = Callable[[], Tables]
@@ -190,3 +191,65 @@ def test_a_token_request_in_the_query_string_is_refused(journey: Journey, tables
     assert "access_token" not in response.body.decode()
     assert tables() == before
     assert journey.redeem(code).status_code == 200  # the code was not used up
+
+
+@pytest.mark.attack(
+    source="RFC 9110 §9.3.8 / OWASP WSTG-CONF-06",
+    threat="an undeclared method (TRACE) on the token endpoint, probing for cross-site tracing",
+)
+def test_an_undeclared_method_is_a_405_problem(journey: Journey, tables: Snapshot) -> None:
+    before = tables()
+    # WHEN a method no route declares reaches a credential-bearing endpoint
+    response = journey.client.http.request(
+        "TRACE", "/token", headers={"Content-Type": FORM}, body=b"grant_type=authorization_code"
+    )
+    # THEN it is a 405 problem naming the method and what is allowed, not the framework's own body
+    assert_problem(response, 405, "method-not-allowed", "method")
+    assert response.headers["Allow"] == "POST"
+    assert "grant_type" not in response.body.decode()  # nothing of the request is traced back
+    assert tables() == before
+
+
+@pytest.mark.attack(
+    source="RFC 9457 / OWASP WSTG-INFO-02",
+    threat="a path no route has, fingerprinting the gateway or framework from its not-found answer",
+)
+def test_a_path_no_route_has_is_the_services_404_problem(journey: Journey, tables: Snapshot) -> None:
+    from chalice.config import Config
+
+    from app import app
+    from scripts.chalice_local import ServiceGateway
+
+    before = tables()
+    # WHEN an unknown path is probed on the local server, with and without an Authorization header
+    # (stock chalice local, like API Gateway, answers 403 "Missing Authentication Token" or echoes it)
+    gateway = ServiceGateway(app, Config(chalice_stage="test"))
+    for headers in ({}, {"Authorization": "Bearer probe"}):
+        answer = gateway.handle_request("GET", "/.env", headers, None)
+        # THEN it is the service's own 404 problem, naming the path as the failed check
+        assert answer["statusCode"] == 404
+        assert answer["headers"]["Content-Type"] == "application/problem+json"
+        body = answer["body"]
+        assert '"type": "urn:myna-relay:problem:not-found"' in body
+        assert '"check": "path"' in body
+        assert "Authentication Token" not in body
+        assert "probe" not in body
+    assert tables() == before
+
+
+@pytest.mark.attack(
+    source="RFC 6750 §3.1 / FAPI 2.0 §5.2.2",
+    threat="a pickup with no credential and a malformed interaction id, answered as a 400 that hides the missing credential",
+)
+def test_a_pickup_without_a_credential_is_a_401_whatever_else_is_wrong(
+    journey: Journey, tables: Snapshot
+) -> None:
+    before = tables()
+    # WHEN a pickup carries no Authorization, a malformed interaction id and an unexpected parameter
+    response = journey.client.http.get(
+        "/v1/self-info?bogus=1", headers={"x-fapi-interaction-id": "0", "DPoP": ""}
+    )
+    # THEN the missing credential is the answer: 401 with the DPoP challenge (RFC 6750 section 3)
+    assert_resource_refusal(response, 401, "invalid_token", "authorization")
+    assert response.headers["x-fapi-interaction-id"] != "0"  # the malformed id is never echoed
+    assert tables() == before

@@ -18,12 +18,11 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 
 from tests.fakes import ShiftedClock
-from tests.functional.conftest import Journey
+from tests.functional.conftest import ISSUER, Journey
 from tests.functional.test_delivery import pick_up
 from tests.functional.test_receipts import through_token
 from tests.partner_helpers import Pkce, TestPartner
 from tests.security.helpers import (
-    AUDIT_URL,
     FORM,
     Tables,
     assert_problem,
@@ -126,7 +125,7 @@ def test_a_malformed_receipt_expiry_shows_nothing_rather_than_failing(
 
 
 def _audit(journey: Journey, partner: TestPartner, **params: str) -> Any:
-    assertion = partner.client_assertion(AUDIT_URL)
+    assertion = partner.client_assertion(ISSUER)
     return journey.client.http.get(
         f"/v1/audit?{urlencode(params)}", headers={"Authorization": f"Bearer {assertion}"}
     )
@@ -182,8 +181,8 @@ def test_two_authorization_headers_at_the_audit_endpoint_are_refused(
     assert journey.push().status_code == 201
     before = tables()
     values = [
-        f"Bearer {other_partner.client_assertion(AUDIT_URL)}",
-        f"Bearer {journey.partner.client_assertion(AUDIT_URL)}",
+        f"Bearer {other_partner.client_assertion(ISSUER)}",
+        f"Bearer {journey.partner.client_assertion(ISSUER)}",
     ]
     deliver_repeated_header(journey, monkeypatch, "authorization", values)
     response = journey.client.http.get("/v1/audit", headers={"Authorization": values[-1]})

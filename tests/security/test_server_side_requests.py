@@ -149,3 +149,74 @@ def test_a_webhook_redirect_is_never_followed(listener: Listener) -> None:
         assert listener.requests == []
     finally:
         redirecting.stop()
+
+
+def _wrapped_metadata(address: str, case_id: str, form: str, source: str) -> Any:
+    return pytest.param(
+        address,
+        id=case_id,
+        marks=pytest.mark.attack(
+            source=source, threat=f"a webhook address in {form} form wrapping 169.254.169.254"
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        _wrapped_metadata(
+            "64:ff9b::a9fe:a9fe", "nat64", "NAT64 (64:ff9b::/96)", "RFC 6052 / OWASP A10:2021 (SSRF)"
+        ),
+        _wrapped_metadata(
+            "64:ff9b:1:a9fe:a9:fe00::",
+            "nat64-local-use",
+            "local-use NAT64 (64:ff9b:1::/48)",
+            "RFC 8215 / OWASP A10:2021 (SSRF)",
+        ),
+        _wrapped_metadata(
+            "::a9fe:a9fe",
+            "ipv4-compatible",
+            "IPv4-compatible (::/96)",
+            "RFC 4291 §2.5.5.1 / OWASP A10:2021 (SSRF)",
+        ),
+        _wrapped_metadata(
+            "::ffff:0:a9fe:a9fe",
+            "ipv4-translated",
+            "IPv4-translated (::ffff:0:0:0/96)",
+            "RFC 2765 / OWASP A10:2021 (SSRF)",
+        ),
+        _wrapped_metadata(
+            "2002:a9fe:a9fe::1", "6to4", "6to4 (2002::/16)", "RFC 3056 / OWASP A10:2021 (SSRF)"
+        ),
+        _wrapped_metadata(
+            "2001:0:4136:e378:8000:63bf:5601:5601",
+            "teredo",
+            "Teredo (2001::/32)",
+            "RFC 4380 / OWASP A10:2021 (SSRF)",
+        ),
+        _wrapped_metadata(
+            "2600:1f18::5efe:a9fe:a9fe", "isatap", "ISATAP", "RFC 5214 / OWASP A10:2021 (SSRF)"
+        ),
+    ],
+)
+def test_the_metadata_service_wrapped_in_ipv6_is_neither_registered_nor_called(
+    client: Any, partner_document: Any, relay_log: io.StringIO, address: str
+) -> None:
+    services = container.get_container()
+    registry = PartnerRegistry(services.partner_store, services.clock, allow_loopback=False)
+    before = sorted(record.partner.id for record in registry.list())
+    # WHEN an operator registers a webhook on that IPv6 literal
+    with pytest.raises(InvalidPartnerDocument) as refused:
+        registry.register(partner_document(webhook_url=f"https://[{address}]/latest/meta-data/"))
+    # THEN it is refused, naming the field and why, and nothing is stored
+    assert refused.value.check == "webhook_url"
+    assert "must reach the public internet" in refused.value.detail
+    assert sorted(record.partner.id for record in registry.list()) == before
+    # WHEN a registered public name resolves to that address when an event is sent
+    sender = HttpWebhookSender(
+        allow_private=False, resolver=lambda host, port: [address], connect_timeout_s=0.2
+    )
+    sent = sender.send("https://hooks.bank.example/relay", "e.y.s", event_id="ev-3")
+    # THEN no connection is tried: the address is refused as not public, for the operator's alarm
+    assert sent is False
+    assert '"reason":"address_not_public"' in relay_log.getvalue()

@@ -24,11 +24,12 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
 from tests.fakes import ShiftedClock
-from tests.functional.conftest import ISSUER, Journey
+from tests.functional.conftest import ISSUER, Journey, location_query
 from tests.functional.test_authorization_refusals import another_journey, post_form, registry
 from tests.functional.test_delivery import pick_up, redeemed, run_due
 from tests.partner_helpers import Pkce, TestPartner, b64url, hmac_jws, unsigned_jws
 from tests.security.helpers import (
+    PAR_URL,
     SELF_INFO,
     TOKEN_URL,
     Tables,
@@ -480,4 +481,204 @@ def test_a_proof_for_a_forged_host_header_is_refused(journey: Journey, tables: S
         DPoP=journey.partner.dpop("POST", "https://attacker.example/token"),
     )
     assert_oauth_error(response, 400, "invalid_dpop_proof", "dpop.htu")
+    assert tables() == before
+
+
+# -- a code presented by another client, unsupported grants ----------------------------------------
+
+
+@pytest.mark.attack(
+    source="RFC 6749 §4.1.3 / RFC 9700 §4.5",
+    threat="another partner replays a used code to get its owner's token revoked",
+)
+def test_a_used_code_presented_by_another_partner_changes_nothing_for_its_owner(
+    journey: Journey, other_partner: TestPartner, tables: Snapshot
+) -> None:
+    # GIVEN a code its owner redeemed
+    code = journey.to_partner_code()
+    token = json.loads(journey.redeem(code).body)["access_token"]
+    before = tables()
+    # WHEN another partner presents it with its own valid assertion and proof
+    response = journey.redeem(
+        code, dpop=other_partner.dpop("POST", TOKEN_URL), **other_partner.authentication(ISSUER)
+    )
+    # THEN it is refused for the code's owner, before the code's single use is looked at: the
+    # owner's token and flow are as they were
+    assert_oauth_error(response, 400, "invalid_grant", "client_id")
+    assert tables() == before
+    assert run_due() == {"ready": 1}
+    assert pick_up(journey, token).status_code == 200
+
+
+@pytest.mark.attack(
+    source="RFC 6749 §5.2 / §6",
+    threat="grant confusion: a refresh_token grant carrying a refresh_token and no code",
+)
+def test_a_refresh_token_grant_is_unsupported_whatever_it_carries(journey: Journey, tables: Snapshot) -> None:
+    # GIVEN a flow pushed by the partner
+    assert journey.push().status_code == 201
+    before = tables()
+    # WHEN the partner asks for a refresh_token grant (a parameter the code grant does not know, no code)
+    fields = {
+        "grant_type": "refresh_token",
+        "refresh_token": secrets.token_urlsafe(32),
+        **journey.partner.authentication(ISSUER),
+    }
+    response = post_form(journey, "/token", fields, DPoP=journey.partner.dpop("POST", TOKEN_URL))
+    # THEN the grant type is named, not the parameters, and nothing is spent
+    assert_oauth_error(response, 400, "unsupported_grant_type", "grant_type")
+    assert tables() == before
+
+
+# -- DPoP at PAR (RFC 9449 §10, §10.1): the code is bound to the key ------------------------------
+
+
+def _code_pushed_with(journey: Journey, *, dpop: str | None = None, **fields: str) -> str:
+    """PAR (with a DPoP header or a dpop_jkt) through the portal's callback: the partner's code."""
+    assert journey.push(dpop=dpop, **fields).status_code == 201
+    assert journey.show_consent().status_code == 200
+    assert journey.decide().status_code == 303
+    journey.at_portal()
+    response = journey.callback()
+    assert response.status_code == 303, response.body
+    return location_query(response)["code"]
+
+
+def _bound_by_proof(journey: Journey) -> str:
+    return _code_pushed_with(journey, dpop=journey.partner.dpop("POST", PAR_URL))
+
+
+def _bound_by_dpop_jkt(journey: Journey) -> str:
+    return _code_pushed_with(journey, dpop_jkt=journey.partner.dpop_thumbprint())
+
+
+@pytest.mark.parametrize(
+    "push",
+    [
+        pytest.param(
+            _bound_by_proof,
+            id="bound-by-par-proof",
+            marks=pytest.mark.attack(
+                source="RFC 9449 §10.1",
+                threat="a code pushed with a DPoP proof redeemed with a proof by another key",
+            ),
+        ),
+        pytest.param(
+            _bound_by_dpop_jkt,
+            id="bound-by-dpop-jkt",
+            marks=pytest.mark.attack(
+                source="RFC 9449 §10",
+                threat="a code pushed with dpop_jkt redeemed with a proof by another key",
+            ),
+        ),
+    ],
+)
+def test_a_code_bound_at_par_cannot_be_redeemed_with_another_key(
+    journey: Journey, tables: Snapshot, push: Callable[[Journey], str]
+) -> None:
+    # GIVEN a code the partner bound to its DPoP key when it pushed the request
+    code = push(journey)
+    before = tables()
+    # WHEN it is redeemed (by the right client, verifier and redirect URI) with a proof by another key
+    thief = ECKey.generate_key("P-256")
+    response = journey.redeem(code, dpop=journey.partner.dpop("POST", TOKEN_URL, key=thief))
+    # THEN the proof is refused naming the key binding, nothing changes, and the code still
+    # redeems with the bound key, whose token is bound to it
+    assert_oauth_error(response, 400, "invalid_dpop_proof", "dpop.jkt")
+    assert "WWW-Authenticate" not in response.headers  # a token error, not a resource challenge
+    assert tables() == before
+    assert journey.redeem(code).status_code == 200
+
+
+def _malformed(journey: Journey) -> dict[str, Any]:
+    return {"dpop": "not.a-proof"}
+
+
+def _htu_of_the_token_endpoint(journey: Journey) -> dict[str, Any]:
+    return {"dpop": journey.partner.dpop("POST", TOKEN_URL)}
+
+
+def _two_keys(journey: Journey) -> dict[str, Any]:
+    return {
+        "dpop": journey.partner.dpop("POST", PAR_URL),
+        "dpop_jkt": ECKey.generate_key("P-256").thumbprint(),
+    }
+
+
+def _stale(journey: Journey) -> dict[str, Any]:
+    return {"dpop": journey.partner.dpop("POST", PAR_URL, iat=int(time.time()) - 61)}
+
+
+def par_case(
+    source: str, threat: str, make: Callable[[Journey], dict[str, Any]], error: str, check: str, name: str
+) -> Any:
+    return pytest.param(make, error, check, id=name, marks=pytest.mark.attack(source=source, threat=threat))
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "check"),
+    [
+        par_case(
+            "RFC 9449 §10.1 / §4.3 point 2",
+            "a malformed DPoP header at PAR, hoping it is ignored",
+            _malformed,
+            "invalid_dpop_proof",
+            "dpop",
+            "malformed-proof",
+        ),
+        par_case(
+            "RFC 9449 §10.1 / §4.3 point 9",
+            "a proof made for the token endpoint sent to PAR",
+            _htu_of_the_token_endpoint,
+            "invalid_dpop_proof",
+            "dpop.htu",
+            "proof-for-token-endpoint",
+        ),
+        par_case(
+            "RFC 9449 §10.1 / §11.1",
+            "a stale PAR proof (iat 61 s old)",
+            _stale,
+            "invalid_dpop_proof",
+            "dpop.iat",
+            "stale-proof",
+        ),
+        par_case(
+            "RFC 9449 §10.1",
+            "a DPoP header and a dpop_jkt naming two different keys",
+            _two_keys,
+            "invalid_dpop_proof",
+            "dpop.jkt",
+            "header-and-dpop-jkt-disagree",
+        ),
+        par_case(
+            "RFC 9449 §10 / RFC 7638 §3",
+            "a dpop_jkt that is not a SHA-256 JWK thumbprint",
+            lambda j: {"dpop_jkt": "not-a-thumbprint"},
+            "invalid_request",
+            "dpop_jkt",
+            "dpop-jkt-not-a-thumbprint",
+        ),
+    ],
+)
+def test_a_bad_dpop_binding_at_par_is_refused_and_stores_nothing(
+    journey: Journey, tables: Snapshot, make: Callable[[Journey], dict[str, Any]], error: str, check: str
+) -> None:
+    # GIVEN a pushed request whose DPoP binding is wrong
+    # WHEN it is pushed
+    response = journey.push(**make(journey))
+    # THEN it is refused naming the check, and nothing is stored (not even the assertion's jti)
+    assert_oauth_error(response, 400, error, check)
+    assert tables() == {"RELAY_STATE_TABLE": [], "RELAY_AUDIT_TABLE": []}
+
+
+@pytest.mark.attack(source="RFC 9449 §10.1 / §11.1", threat="a PAR request's DPoP proof replayed at PAR")
+def test_a_replayed_par_proof_is_refused_and_stores_nothing(journey: Journey, tables: Snapshot) -> None:
+    # GIVEN a proof that bound a pushed request
+    proof = journey.partner.dpop("POST", PAR_URL)
+    assert journey.push(dpop=proof).status_code == 201
+    before = tables()
+    # WHEN it comes again with another (fresh) pushed request
+    response = journey.push(dpop=proof)
+    # THEN the proof is refused as a replay, and no flow is created
+    assert_oauth_error(response, 400, "invalid_dpop_proof", "dpop.jti")
     assert tables() == before

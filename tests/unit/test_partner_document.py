@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from joserfc.jwk import OctKey, RSAKey
 
 from chalicelib.domain.errors import InvalidPartnerDocument
-from chalicelib.domain.partners import parse_partner_document
+from chalicelib.domain.partners import is_public_address, parse_partner_document
 from tests.conftest import load_demo_partner, public_jwk
 
 Document = dict[str, Any]
@@ -100,6 +100,39 @@ def test_a_webhook_on_a_private_host_is_refused_except_in_local_and_test(
     assert parse_partner_document(partner_document(webhook_url=url), allow_loopback=True).webhook_url == url
     private_redirect = partner_document(redirect_uris=[url.replace("/x", "/cb")])
     assert parse_partner_document(private_redirect, allow_loopback=False).redirect_uris
+
+
+# Every IPv6 form that carries an IPv4 address, around the metadata service and around a public
+# address (8.8.8.8): judged by the IPv4 address inside, never by the IPv6 prefix alone.
+EMBEDDED_IPV4_FORMS = {
+    "ipv4-mapped (RFC 4291)": ("::ffff:a9fe:a9fe", "::ffff:808:808"),
+    "ipv4-translated (RFC 2765)": ("::ffff:0:a9fe:a9fe", "::ffff:0:808:808"),
+    "ipv4-compatible (RFC 4291)": ("::a9fe:a9fe", "::808:808"),
+    "nat64 well-known prefix (RFC 6052)": ("64:ff9b::a9fe:a9fe", "64:ff9b::808:808"),
+    "6to4 (RFC 3056)": ("2002:a9fe:a9fe::1", "2002:808:808::1"),
+    "isatap (RFC 5214)": ("2600:1f18::5efe:a9fe:a9fe", "2600:1f18::5efe:808:808"),
+    "isatap, u bit set (RFC 5214)": ("2600:1f18::200:5efe:a9fe:a9fe", "2600:1f18::200:5efe:808:808"),
+}
+
+
+@pytest.mark.parametrize(("wrapped", "public"), EMBEDDED_IPV4_FORMS.values(), ids=list(EMBEDDED_IPV4_FORMS))
+def test_an_ipv4_address_inside_ipv6_is_judged_as_that_address(wrapped: str, public: str) -> None:
+    assert is_public_address(wrapped) is False
+    assert is_public_address(public) is True
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "64:ff9b:1::a9fe:a9fe",  # RFC 8215 local-use NAT64, IPv4 at the /96 position
+        "64:ff9b:1:a9fe:a9:fe00::",  # ... at the /48 position (RFC 6052 section 2.2)
+        "64:ff9b:1::808:808",  # the block is not globally reachable, whatever it carries
+        "2001:0:4136:e378:8000:63bf:5601:5601",  # Teredo, client 169.254.169.254 XOR'd with ones
+        "2001:0:a9fe:a9fe:8000:63bf:f7f7:f7f7",  # Teredo through a server at 169.254.169.254
+    ],
+)
+def test_local_use_nat64_and_teredo_addresses_are_not_public(address: str) -> None:
+    assert is_public_address(address) is False
 
 
 def test_repeated_redirect_uris_are_refused(partner_document: Callable[..., Document]) -> None:

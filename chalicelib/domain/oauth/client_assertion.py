@@ -3,9 +3,9 @@
 Why this module exists: partners authenticate to the token and PAR endpoints only with a JWT signed
 by a key in their registered JWKS (RFC 7523 sections 2.2 and 3, the FAPI 2.0 Security Profile,
 RFC 9700 section 2.5). Every check a partner's penetration test will try (``alg=none``, HMAC keyed
-with the public key, a key smuggled in through ``jwk``/``jku``/``x5u``/``x5c``, a foreign audience,
-a long-lived or future-dated assertion) is refused here, each with an ``InvalidClient`` whose
-``check`` names the failed check.
+with the public key, a key smuggled in through ``jwk``/``jku``/``x5u``/``x5c``, an audience other
+than our issuer (an array or an endpoint URL included), a long-lived or future-dated assertion)
+is refused here, each with an ``InvalidClient`` whose ``check`` names the failed check.
 
 What it must never do:
 
@@ -139,19 +139,19 @@ def _verify_signature(assertion: str, alg: str, key: ECKey | RSAKey | OKPKey) ->
         ) from None
 
 
-def _check_audience(aud: Any, accepted_audiences: frozenset[str]) -> None:
-    # RFC 7523 section 3 point 3: aud must identify this server; simple string comparison
-    # (RFC 3986 section 6.2.1). RFC 7519 section 4.1.3: a string or an array of strings.
-    if isinstance(aud, str):
-        values: list[str] = [aud]
-    elif isinstance(aud, list) and aud and all(isinstance(value, str) for value in aud):
-        values = aud
-    else:
+def _check_audience(aud: Any, issuer: str) -> None:
+    # FAPI 2.0 Security Profile (final) section 5.3.2.1 item 8 and draft-ietf-oauth-rfc7523bis:
+    # the audience is our issuer identifier, as a single string, and nothing else. RFC 7523
+    # section 3 point 3 allowed the token endpoint URL and RFC 7519 an array; both opened the
+    # audience-injection attacks disclosed in 2025 (an assertion made for one server or endpoint
+    # accepted by another), so an array, an endpoint URL or any other value is refused.
+    # Simple string comparison (RFC 3986 section 6.2.1).
+    if not isinstance(aud, str):
         raise _refuse(
-            "aud is missing or not a string or a non-empty array of strings", "client_assertion.aud"
+            "aud must be a single string: the issuer identifier, not an array", "client_assertion.aud"
         )
-    if not any(value in accepted_audiences for value in values):
-        raise _refuse("aud does not name this authorization server", "client_assertion.aud")
+    if aud != issuer:
+        raise _refuse("aud must be exactly the issuer identifier of this server", "client_assertion.aud")
 
 
 def verify_client_assertion(
@@ -159,13 +159,13 @@ def verify_client_assertion(
     *,
     client_id: str,
     jwks: PartnerJwks,
-    accepted_audiences: frozenset[str],
+    issuer: str,
     now: datetime,
 ) -> ClientAssertion:
     """Verify a ``private_key_jwt`` assertion of ``client_id`` against its registered ``jwks``.
 
-    ``accepted_audiences`` is every value that identifies this server (the issuer, and the URL of
-    the endpoint receiving the assertion); ``now`` must be timezone-aware. Raises ``InvalidClient``
+    ``issuer`` is this server's issuer identifier, the only audience accepted, at every endpoint;
+    ``now`` must be timezone-aware. Raises ``InvalidClient``
     with ``check`` naming the first failed check. Does **not** check replay: the caller records
     ``jti`` until ``expires_at`` with the ``ReplayStore``.
     """
@@ -212,7 +212,7 @@ def verify_client_assertion(
     if claims.get("sub") != client_id:
         raise _refuse("sub must be the client_id", "client_assertion.sub")
 
-    _check_audience(claims.get("aud"), accepted_audiences)
+    _check_audience(claims.get("aud"), issuer)
 
     now_seconds = now.timestamp()
     # RFC 7523 section 3 point 4: exp is required and in the future.

@@ -31,6 +31,13 @@ class InvalidRequest(OAuthError):
     code = error = "invalid_request"
 
 
+class RequestNotSupported(OAuthError):
+    """RFC 9101 section 6.3 (OIDC Core 3.1.2.6): the ``request`` parameter (a request object) is
+    not supported."""
+
+    code = error = "request_not_supported"
+
+
 class InvalidClient(OAuthError):
     """RFC 6749 5.2: client authentication failed (unknown client, bad assertion)."""
 

@@ -1,0 +1,103 @@
+"""``chalice local`` as the launcher (``scripts/dev.py``) runs it, answering like the service.
+
+Stock ``chalice local`` answers a path no route has with API Gateway's 403 ``{"message": "Missing
+Authentication Token"}``, a method ``http.server`` does not know (TRACE, CONNECT...) with its own
+HTML 501, and a malformed request line with HTML too. Here the same CLI (options, autoreload) runs
+with a request handler that sends every method to the app (which answers 405 with a problem), a
+gateway that answers an unknown path with the service's 404 problem
+(``chalicelib.api.middleware.answer_unmatched``), and ``http.server``'s own errors as problems.
+In AWS, API Gateway's gateway responses do the same (``infra/template.py``). Never shipped.
+
+Usage: ``python -m scripts.chalice_local local --stage local --port 8000 [--no-autoreload]``.
+"""
+
+from __future__ import annotations
+
+import http
+import json
+import sys
+import uuid
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+
+from chalice import local
+from chalice.cli import cli
+from chalice.cli.factory import CLIFactory
+
+
+class ServiceGateway(local.LocalGateway):
+    """API Gateway as deployed: a path no route has is the service's 404 problem."""
+
+    def handle_request(self, method: str, path: str, headers: Any, body: bytes | None) -> Any:
+        try:
+            self.event_converter.create_lambda_event(method=method, path=path, headers=headers, body=body)
+        except ValueError:  # no route matches the path
+            from chalicelib.api.middleware import answer_unmatched
+
+            return answer_unmatched(headers, method).to_dict()
+        return super().handle_request(method, path, headers, body)
+
+    def _has_user_defined_options_method(self, lambda_event: Any) -> bool:
+        # Chalice local answers OPTIONS itself (200) on every path; API Gateway does so only where a
+        # route has CORS, which none of ours has: elsewhere the app answers (405 problem, Allow).
+        entries = self._app_object.routes[lambda_event["requestContext"]["resourcePath"]].values()
+        return super()._has_user_defined_options_method(lambda_event) or not any(e.cors for e in entries)
+
+
+class ServiceRequestHandler(local.ChaliceRequestHandler):
+    """Every method reaches the gateway; http.server's own errors are problems, not HTML."""
+
+    def __init__(self, request: Any, client_address: Any, server: Any, app_object: Any, config: Any) -> None:
+        self.local_gateway = ServiceGateway(app_object, config)
+        BaseHTTPRequestHandler.__init__(self, request, client_address, server)
+
+    def __getattr__(self, name: str) -> Any:
+        # BaseHTTPRequestHandler dispatches to do_<METHOD> and answers 501 when there is none.
+        if name.startswith("do_") and name[3:].isalpha() and name[3:].isupper():
+            return self._generic_handle
+        raise AttributeError(name)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """A request http.server cannot read (request line, headers, length): an RFC 9457 problem."""
+        try:
+            title = http.HTTPStatus(code).phrase
+        except ValueError:
+            title = "Error"
+        interaction_id = str(uuid.uuid4())  # the request's own was not read (or not readable)
+        problem = {
+            "type": "urn:myna-relay:problem:bad-http-request",
+            "title": title,
+            "status": code,
+            "detail": message or title,
+            "interaction_id": interaction_id,
+        }
+        body = json.dumps(problem).encode()
+        self.close_connection = True
+        self.send_response(code, message)
+        self.send_header("Content-Type", "application/problem+json")
+        self.send_header("x-fapi-interaction-id", interaction_id)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+            self.wfile.write(body)
+
+
+def create_local_server(
+    factory: CLIFactory, app_obj: Any, config: Any, host: str, port: int
+) -> local.LocalDevServer:
+    local.CustomLocalChalice.__bases__ = (local.LocalChalice, app_obj.__class__)
+    app_obj.__class__ = local.CustomLocalChalice
+    return local.LocalDevServer(app_obj, config, host, port, handler_cls=ServiceRequestHandler)
+
+
+def main(argv: list[str]) -> None:
+    """Run the chalice CLI (it exits with the server's status)."""
+    CLIFactory.create_local_server = create_local_server  # type: ignore[method-assign,assignment]
+    # Chalice's autoreload restarts the server by running sys.argv again: this module, not `chalice`.
+    sys.argv = [sys.executable, "-m", "scripts.chalice_local", *argv]
+    cli.main(args=argv, prog_name="chalice", obj={})
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
