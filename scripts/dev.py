@@ -343,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
         raise _Stop
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    # Ctrl-C stops everything even when the launcher was started from a background job or a
+    # non-interactive shell, which start it with SIGINT ignored (Python then installs no handler).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     server: Any = None
     sandbox: SandboxServer | None = None
     scheduler: threading.Event | None = None
