@@ -10,17 +10,20 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 import requests
 
 from partner_kit import PartnerKeys, RelayClient
 from tests.conftest import REPO_ROOT
-from tests.integration.stack import Launcher
+from tests.integration.stack import START_TIMEOUT_S, Launcher, free_port, without_aws_environment
 from tests.partner_kit.test_kit_against_stack import (
     DEMO_BANK_KEYS,
     loopback_session,
@@ -196,3 +199,120 @@ def wait_for_health(api: str, timeout_s: float = 30.0) -> None:
             pass
         assert time.monotonic() < deadline, f"{api}/health did not answer again"
         time.sleep(0.2)
+
+
+# -- 2. stopping `make run` -----------------------------------------------------------------------------
+
+
+class MakeRun:
+    """`make run ARGS="..."` (the real target) on free ports, in a process group of its own, as a
+    terminal, a supervisor or CI runs it."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.ports = [free_port() for _ in range(6)]
+        self.process: subprocess.Popen[str] | None = None
+        self._log: IO[str] = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")  # noqa: SIM115  # closed in output()
+
+    def start(self) -> None:
+        make = shutil.which("make")
+        if make is None:
+            if os.environ.get("CI"):
+                pytest.fail("make is needed to run `make run`")
+            pytest.skip("make is needed to run `make run`")
+        names = ("--port", "--moto-port", "--sandbox-app-port", "--sandbox-sp-port")
+        names += ("--demo-bank-port", "--demo-health-port")
+        args = [f"{name} {port}" for name, port in zip(names, self.ports, strict=True)]
+        args.append(f"--state-dir {self.state_dir}")
+        env = without_aws_environment()
+        for name in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL"):  # not the jobserver of a `make test` around us
+            env.pop(name, None)
+        # -o: the virtualenv counts as installed (this test is about the run, not the install)
+        self.process = subprocess.Popen(
+            [make, "--no-print-directory", "-o", ".venv/.installed", "run", f"ARGS={' '.join(args)}"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not (self.state_dir / "stack.json").exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                pytest.fail(f"`make run` did not come up:\n{self.output()}")
+            time.sleep(0.2)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        left = descendants_of(self.process.pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        kill_left_over(left)
+        self.process.wait(timeout=10)
+
+    def output(self) -> str:
+        self._log.seek(0)
+        return self._log.read()
+
+
+@pytest.mark.parametrize(
+    ("signum", "whom"),
+    [
+        (signal.SIGTERM, "group"),  # a supervisor, `docker stop`, CI
+        (signal.SIGINT, "group"),  # Ctrl-C
+        (signal.SIGTERM, "make"),  # kill <pid of make>
+    ],
+    ids=["SIGTERM-to-the-group", "SIGINT-to-the-group", "SIGTERM-to-make"],
+)
+def test_stopping_make_run_leaves_no_process_and_no_port(
+    tmp_path: Path, signum: signal.Signals, whom: str
+) -> None:
+    require_linux_proc()
+    # GIVEN `make run` up, autoreload on: make, the launcher, chalice local and its worker
+    run = MakeRun(tmp_path / "state")
+    run.start()
+    assert run.process is not None
+    processes = {run.process.pid, *descendants_of(run.process.pid)}
+    assert len(processes) >= 4, processes
+    try:
+        # WHEN it is stopped with the signal
+        started = time.monotonic()
+        if whom == "group":
+            os.killpg(run.process.pid, signum)
+        else:
+            os.kill(run.process.pid, signum)
+        left_pids, left_ports = wait_until_gone(processes, run.ports, STOPPED_WITHIN_S)
+        stopped_in = time.monotonic() - started
+        # THEN within the bound nothing is left: no process, no port, no stack record
+        assert (described(left_pids), left_ports) == ([], []), run.output()
+        assert not (run.state_dir / "stack.json").exists(), run.output()
+        assert "stopping myna-relay" in run.output()
+        print(f"`make run` stopped by {signum.name} to the {whom} in {stopped_in:.1f} s")
+    finally:
+        kill_left_over(processes)
+        run.process.wait(timeout=10)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_second_signal_during_the_shutdown_does_not_abort_it(
+    launcher: Launcher, signum: signal.Signals
+) -> None:
+    require_linux_proc()
+    # GIVEN the stack, autoreload on (make forwards SIGTERM: the launcher gets it twice)
+    launcher.autoreload = True
+    launcher.start()
+    assert launcher.process is not None
+    processes = {launcher.process.pid, *descendants_of(launcher.process.pid)}
+    try:
+        # WHEN the signal comes again while the launcher is stopping
+        os.kill(launcher.process.pid, signum)
+        time.sleep(0.2)
+        os.kill(launcher.process.pid, signum)
+        # THEN the shutdown completes anyway: exit 0, nothing left
+        assert launcher.process.wait(timeout=STOPPED_WITHIN_S) == 0
+        left_pids, left_ports = wait_until_gone(processes, [launcher.port, launcher.moto_port], 5)
+        assert (described(left_pids), left_ports) == ([], []), launcher.log_tail()
+    finally:
+        kill_left_over(processes)
