@@ -5,7 +5,9 @@ Design (see shared/reference/chalice-moto-powertools-notes.md, section 5.1): the
 Tables and keys come from ``infra.resources``; demo partners from ``local/partners/``. The stack is
 recorded in ``.local/stack.json`` for ``python -m relayctl --local``. Ctrl-C (or SIGTERM) stops
 everything and removes the record; a repeated signal does not cut that short, and the shutdown is
-bounded (``SHUTDOWN_LIMIT_S``). Never used in AWS: ``scripts/`` is not shipped.
+bounded (``SHUTDOWN_LIMIT_S``). If this process is killed outright, chalice local dies with it (its
+parent-death signal, ``scripts/chalice_local.py``); everything else is a thread of this process.
+Never used in AWS: ``scripts/`` is not shipped.
 """
 
 from __future__ import annotations
@@ -470,9 +472,16 @@ def main(argv: list[str] | None = None) -> int:
             command.append("--no-autoreload")
         # The issuer is the URL the relay is really served on (config.json cannot know the port).
         relay_env = {**resource_env, **portal_env, "RELAY_ISSUER": api}
+        from scripts.chalice_local import PARENT_PID_ENV
+
         # Its own session: Ctrl-C reaches this launcher only, which stops chalice local (and its worker)
-        # as a group.
-        child = subprocess.Popen(command, cwd=REPO_ROOT, env={**env, **relay_env}, start_new_session=True)
+        # as a group. With PARENT_PID_ENV it dies with this process if this one is killed outright.
+        child = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            env={**env, **relay_env, PARENT_PID_ENV: str(os.getpid())},
+            start_new_session=True,
+        )
         wait_for_health(f"{api}/health", child)
         scheduler = start_scheduler({**env, **relay_env}, args.schedule_interval)
         demo_apps = DemoApps(args.host, demo_ports, api)

@@ -316,3 +316,26 @@ def test_a_second_signal_during_the_shutdown_does_not_abort_it(
         assert (described(left_pids), left_ports) == ([], []), launcher.log_tail()
     finally:
         kill_left_over(processes)
+
+
+# -- 3. the launcher killed outright ----------------------------------------------------------------------
+
+
+def test_chalice_local_ends_when_the_launcher_is_killed(launcher: Launcher) -> None:
+    require_linux_proc()
+    # GIVEN the stack, autoreload on: chalice local's reloader and its worker
+    launcher.autoreload = True
+    launcher.start()
+    assert launcher.process is not None
+    processes = {launcher.process.pid, *descendants_of(launcher.process.pid)}
+    assert len(processes) >= 3, processes
+    try:
+        # WHEN the launcher is killed outright (no cleanup of its own can run)
+        os.kill(launcher.process.pid, signal.SIGKILL)
+        launcher.process.wait(timeout=10)
+        # THEN within seconds no process of the stack is left and every port is free
+        ports = [launcher.port, launcher.moto_port, *launcher.sandbox_ports]
+        left_pids, left_ports = wait_until_gone(processes, ports, GONE_AFTER_SIGKILL_S)
+        assert (described(left_pids), left_ports) == ([], []), launcher.log_tail()
+    finally:
+        kill_left_over(processes)
