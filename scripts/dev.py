@@ -4,12 +4,16 @@ Design (see shared/reference/chalice-moto-powertools-notes.md, section 5.1): the
 *in this process*, so Chalice's autoreload (which restarts only its own worker) never loses data.
 Tables and keys come from ``infra.resources``; demo partners from ``local/partners/``. The stack is
 recorded in ``.local/stack.json`` for ``python -m relayctl --local``. Ctrl-C (or SIGTERM) stops
-everything and removes the record. Never used in AWS: ``scripts/`` is not shipped.
+everything and removes the record; a repeated signal does not cut that short, and the shutdown is
+bounded (``SHUTDOWN_LIMIT_S``). If this process is killed outright, chalice local dies with it (its
+parent-death signal, ``scripts/chalice_local.py``); everything else is a thread of this process.
+Never used in AWS: ``scripts/`` is not shipped.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -35,6 +39,9 @@ REGION = "ap-northeast-1"
 DEMO_APPS = {"bank": "demo-bank", "health": "demo-health"}
 REGISTERED_DEMO_PORTS = {"demo-bank": 8030, "demo-health": 8031}
 STAGE = "local"
+# The whole shutdown, after which chalice local is killed and this process exits regardless.
+SHUTDOWN_LIMIT_S = 15.0
+CHILD_STOP_TIMEOUT_S = 5.0
 
 
 class LaunchError(RuntimeError):
@@ -43,6 +50,29 @@ class LaunchError(RuntimeError):
 
 class _Stop(Exception):  # control flow for SIGTERM, like KeyboardInterrupt
     pass
+
+
+class StopSignals:
+    """SIGTERM and SIGINT: the first one stops the stack (``_Stop`` raised in the main thread), any
+    later one is absorbed, as is any once the shutdown has begun. ``make`` forwards the SIGTERM a
+    supervisor sends to the whole process group, so this process receives it twice; Ctrl-C pressed
+    again while stopping is the same. Either used to kill the launcher before it stopped its child.
+
+    Installed for SIGINT too even when the launcher was started with SIGINT ignored (a background job
+    or a non-interactive shell starts it so; Python then installs no handler)."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        raise _Stop
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -205,18 +235,60 @@ def wait_for_health(url: str, child: subprocess.Popen[bytes], timeout_s: float =
     raise LaunchError(f"{url} did not answer within {timeout_s:.0f} s")
 
 
-def stop_child(child: subprocess.Popen[bytes]) -> None:
+def wait_for_exit(child: subprocess.Popen[bytes], poll_s: float = 0.25) -> int:
+    """Wait for chalice local to exit, in short sleeps: Python runs a signal handler in the main thread
+    only, when it runs; a main thread blocked in waitpid() would not notice a SIGTERM the kernel gave
+    to another thread (moto's, the sandbox's, the demo apps')."""
+    while (status := child.poll()) is None:
+        time.sleep(poll_s)
+    return status
+
+
+def stop_child(child: subprocess.Popen[bytes], timeout_s: float = CHILD_STOP_TIMEOUT_S) -> None:
     """Stop chalice local and its autoreload worker (its own process group)."""
     if child.poll() is not None:
+        kill_group(child.pid)  # a worker outliving its reloader
         return
     try:
         os.killpg(child.pid, signal.SIGTERM)
-        child.wait(timeout=10)
+        child.wait(timeout=timeout_s)
     except ProcessLookupError:
         return
     except subprocess.TimeoutExpired:
-        os.killpg(child.pid, signal.SIGKILL)
+        kill_group(child.pid)
         child.wait()
+
+
+def kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def remove_record(stack_file: Path) -> None:
+    """Remove the stack record if it is this launcher's."""
+    try:
+        if json.loads(stack_file.read_text(encoding="utf-8")).get("pid") == os.getpid():
+            stack_file.unlink()
+    except (FileNotFoundError, ValueError):
+        pass
+
+
+def exit_after(limit_s: float, child: subprocess.Popen[bytes] | None, stack_file: Path) -> threading.Timer:
+    """The shutdown's bound: past ``limit_s``, chalice local is killed and this process exits."""
+
+    def give_up() -> None:
+        print(
+            f"make run: not stopped within {limit_s:.0f} s; killing what is left", file=sys.stderr, flush=True
+        )
+        if child is not None:
+            kill_group(child.pid)
+        remove_record(stack_file)
+        os._exit(1)
+
+    timer = threading.Timer(limit_s, give_up)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def start_sandbox(args: argparse.Namespace, relay_url: str, tls_dir: Path) -> SandboxServer:
@@ -339,13 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     state_dir = Path(args.state_dir)
     stack_file = state_dir / "stack.json"
 
-    def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        raise _Stop
-
-    signal.signal(signal.SIGTERM, on_sigterm)
-    # Ctrl-C stops everything even when the launcher was started from a background job or a
-    # non-interactive shell, which start it with SIGINT ignored (Python then installs no handler).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    stop_signals = StopSignals()
+    stop_signals.install()
     server: Any = None
     sandbox: SandboxServer | None = None
     scheduler: threading.Event | None = None
@@ -405,7 +472,16 @@ def main(argv: list[str] | None = None) -> int:
             command.append("--no-autoreload")
         # The issuer is the URL the relay is really served on (config.json cannot know the port).
         relay_env = {**resource_env, **portal_env, "RELAY_ISSUER": api}
-        child = subprocess.Popen(command, cwd=REPO_ROOT, env={**env, **relay_env}, start_new_session=True)
+        from scripts.chalice_local import PARENT_PID_ENV
+
+        # Its own session: Ctrl-C reaches this launcher only, which stops chalice local (and its worker)
+        # as a group. With PARENT_PID_ENV it dies with this process if this one is killed outright.
+        child = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            env={**env, **relay_env, PARENT_PID_ENV: str(os.getpid())},
+            start_new_session=True,
+        )
         wait_for_health(f"{api}/health", child)
         scheduler = start_scheduler({**env, **relay_env}, args.schedule_interval)
         demo_apps = DemoApps(args.host, demo_ports, api)
@@ -433,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
         pending_record.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         pending_record.replace(stack_file)
         print(banner(api, endpoint, stack_file, sandbox, demo_apps.urls), flush=True)
-        status = child.wait()
+        status = wait_for_exit(child)
         print(f"chalice local exited with status {status}", file=sys.stderr)
         return status or 1
     except (KeyboardInterrupt, _Stop):
@@ -443,22 +519,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"make run: {exc}", file=sys.stderr)
         return 1
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        stop_signals.stopping = True  # from here on a signal is absorbed: it must not cut this short
+        deadline = exit_after(SHUTDOWN_LIMIT_S, child, stack_file)
+        if child is not None:  # first: the one other process
+            stop_child(child)
         if scheduler is not None:
             scheduler.set()
         if demo_apps is not None:
             demo_apps.stop()
-        if child is not None:
-            stop_child(child)
         if sandbox is not None:
             sandbox.stop()
         if server is not None:
             server.stop()
-        try:
-            if json.loads(stack_file.read_text(encoding="utf-8")).get("pid") == os.getpid():
-                stack_file.unlink()
-        except (FileNotFoundError, ValueError):
-            pass
+        remove_record(stack_file)
+        deadline.cancel()
 
 
 if __name__ == "__main__":

@@ -69,10 +69,13 @@ def get_json(url: str) -> tuple[int, dict[str, str], Any]:
 
 
 class Launcher:
-    def __init__(self, state_dir: Path, *extra_args: str) -> None:
-        """``extra_args`` go to the launcher as they are (e.g. ``--schedule-interval 0.2``)."""
+    def __init__(self, state_dir: Path, *extra_args: str, autoreload: bool = False) -> None:
+        """``extra_args`` go to the launcher as they are (e.g. ``--schedule-interval 0.2``).
+        ``autoreload``: chalice local restarts on source changes, as under `make run` (tests
+        usually do without: one process less, no file watcher walking the tree)."""
         self.state_dir = state_dir
         self.extra_args = extra_args
+        self.autoreload = autoreload
         self.port = free_port()
         self.moto_port = free_port()
         self.sandbox_ports = (free_port(), free_port())
@@ -96,7 +99,7 @@ class Launcher:
                 self.moto_port,
                 *self.sandbox_ports,
                 self.state_dir,
-                "--no-autoreload",
+                *([] if self.autoreload else ["--no-autoreload"]),
                 *self.extra_args,
             ),
             cwd=REPO_ROOT,
