@@ -18,11 +18,11 @@ from tests.functional.test_delivery import run_due
 from tests.functional.test_receipts import through_token
 
 MAX_TAB_STOPS = 15
-FOCUSED = """() => {
+FOCUSED = r"""() => {
   const element = document.activeElement;
   const style = getComputedStyle(element);
   return {
-    name: (element.innerText || element.getAttribute('aria-label') || element.tagName).trim(),
+    name: (element.getAttribute('aria-label') || element.innerText || element.tagName).trim().split('\n')[0],
     tag: element.tagName.toLowerCase(),
     outlined: style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) >= 2,
   };
