@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck cfn-lint package pytest bench clean
+.PHONY: run test lint typecheck cfn-lint package pytest bench screenshots clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,12 @@ pytest: $(STAMP)
 ## Writes bench/RESULTS.md and bench/results.json (ratios measured in one run; never timed tests).
 bench: $(STAMP)
 	$(PY) -m bench.run $(ARGS)
+
+## make screenshots: every page a resident can see (ja/en, 1280 and 390 px wide), rendered by the app
+## in Chromium: build/screenshots/*.png and build/screenshots/index.html (axe-core's findings beside).
+screenshots: $(STAMP)
+	MYNA_GALLERY_DIR=build/screenshots $(PY) -m pytest -p no:cacheprovider -q tests/a11y/test_gallery.py
+	@echo "open build/screenshots/index.html"
 
 clean:
 	rm -rf $(VENV) .local .mypy_cache .ruff_cache .pytest_cache build
