@@ -116,7 +116,11 @@ def authorize() -> Response:
             "unrecognised parameters ignored", extra={"endpoint": "/authorize", "ignored_parameters": ignored}
         )
     container = get_container()
-    view = container.authorization.consent_view(client_id, request_uri)
+    # A reload or a language switch in the same browser presents the token it was given, and
+    # keeps it: the page is shown (and recorded) once per flow, not once per load.
+    view = container.authorization.consent_view(
+        client_id, request_uri, csrf_cookie=cookie(bp.current_request, CSRF_COOKIE)
+    )
     lang = _lang(view.flow.ui_locale)
     config = container.authorization_config
     secure = config.issuer.startswith("https://")
