@@ -172,13 +172,13 @@ EVENT_LABELS: dict[AuditEvent, tuple[str, str]] = {
 
 # What each outcome (chalicelib.domain.audit.OUTCOMES) means to the resident (the 結果 column).
 OUTCOME_LABELS: dict[str, tuple[str, str]] = {
-    "pushed": ("受付", "Received"),
+    "pushed": ("受付", "Request received"),
     "shown": ("表示", "Shown"),
     "to_portal": ("マイナポータルへ", "Sent to Mynaportal"),
     "resident.cancelled": ("あなたがキャンセル", "Cancelled by you"),
     "authorised": ("同意済み", "Agreed"),
     "started": ("開始", "Started"),
-    "received": ("受領", "Received"),
+    "received": ("受領", "Data received"),
     "removed": ("削除済み", "Removed"),
     "sealed": ("暗号化済み", "Encrypted"),
     "provided": ("提供済み", "Provided"),

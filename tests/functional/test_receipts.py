@@ -122,7 +122,7 @@ def test_the_receipt_speaks_japan_time_and_words_not_codes(
     assert [row[0] for row in ja] == [f"{t.year}年{t.month}月{t.day}日 {t:%H:%M}" for t in in_japan]
     assert [row[0] for row in en] == [f"{t.day} {t:%b} {t.year}, {t:%H:%M} JST" for t in in_japan]
     assert [row[4] for row in ja] == ["受付", "表示", "マイナポータルへ"]
-    assert [row[4] for row in en] == ["Received", "Shown", "Sent to Mynaportal"]
+    assert [row[4] for row in en] == ["Request received", "Shown", "Sent to Mynaportal"]
     assert [row[3] for row in en] == ["Local tax (income)"] * 3
     page = journey.client.http.get(receipt).body.decode()
     assert "UTC" not in page
