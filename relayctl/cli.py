@@ -59,6 +59,21 @@ def build_parser() -> argparse.ArgumentParser:
     rotate.add_argument("partner_id")
     rotate.add_argument("jwks_file", help="new public JWKS (JSON), or - for standard input")
 
+    preview = commands.add_parser(
+        "preview",
+        help="render a partner's consent page (HTML and PNG) as its customers will see it; stores nothing",
+    )
+    preview.add_argument("partner_id", nargs="?", help="a registered partner (of --local or --stage)")
+    preview.add_argument(
+        "--document", metavar="FILE", help="a partner document (JSON) not registered yet; needs no AWS"
+    )
+    preview.add_argument(
+        "--purpose", action="append", metavar="ID", help="this purpose only (repeatable; default: every one)"
+    )
+    preview.add_argument("--lang", choices=["ja", "en"], help="this language only (default: both)")
+    preview.add_argument("--out", required=True, metavar="DIR", help="where to write the pages")
+    preview.add_argument("--no-png", action="store_true", help="write the HTML only (no Chromium needed)")
+
     audit = groups.add_parser("audit", help="verify, checkpoint and export the audit log")
     audit_commands = audit.add_subparsers(dest="command", required=True)
     verify = audit_commands.add_parser(
@@ -148,6 +163,8 @@ def summary(record: PartnerRecord) -> dict[str, Any]:
 def run(args: argparse.Namespace, out: TextIO, stdin: TextIO, err: TextIO = sys.stderr) -> None:
     if args.group == "audit":
         run_audit(args, out, err)
+    elif args.command == "preview":
+        run_preview(args, out, stdin, err)
     else:
         run_partners(args, out, stdin)
 
@@ -190,6 +207,38 @@ def run_partners(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
             f"removed {list(rotation.removed)}, kept {list(rotation.kept)}",
             file=out,
         )
+
+
+def run_preview(args: argparse.Namespace, out: TextIO, stdin: TextIO, err: TextIO) -> None:
+    """Read the partner (its document, or the registry: read only), render, write. Nothing stored."""
+    from chalicelib.domain.partners import parse_partner_document
+    from relayctl import preview
+
+    if (args.partner_id is None) == (args.document is None):
+        raise CommandError("preview needs a registered PARTNER_ID or --document FILE (one of them)")
+    if args.document is not None:
+        allow_loopback = bool(args.local or args.stage == "local")
+        partner = parse_partner_document(read_json(args.document, stdin), allow_loopback=allow_loopback)
+    else:
+        partner = registry_for(resolve_target(args)).get(args.partner_id).partner
+        if not partner.enabled:
+            print(
+                f"relayctl: note: partner {partner.id} is disabled; its customers see no page now", file=err
+            )
+    try:
+        result = preview.write_previews(
+            partner,
+            Path(args.out),
+            purpose_ids=args.purpose,
+            langs=[args.lang] if args.lang else None,
+            png=not args.no_png,
+        )
+    except preview.PreviewError as exc:
+        raise CommandError(str(exc)) from None
+    for path in sorted([*result.html, *result.png]):
+        print(f"wrote {path}", file=out)
+    if result.no_png:  # asked for and not taken: the review is not complete, so not a success
+        raise CommandError(f"{result.no_png}; the HTML pages are written (--no-png to want only those)")
 
 
 def issuer_for(target: Target, err: TextIO) -> str:

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, ParamSpec
 from chalice.app import Blueprint, Response
 
 from chalicelib.api.forms import cookie, form_fields, query_fields
-from chalicelib.api.pages import STATIC_PATH, TEXT, Lang, choose_language, error_page, format_duration, render
+from chalicelib.api.pages import STATIC_PATH, Lang, choose_language, error_page, respond, switch_url
 from chalicelib.container import get_container
-from chalicelib.domain.datasets import DATASETS, DERIVED_CLAIMS
 from chalicelib.domain.errors import CsrfFailure, PageError, RelayError
 from chalicelib.domain.oauth.parameters import parameter_name
+from chalicelib.page_rendering import render_consent
 from chalicelib.settings import SettingsError
-from chalicelib.telemetry import logger
+from chalicelib.telemetry import current_interaction_id, logger
 
 if TYPE_CHECKING:  # the domain's services load with the first request that needs them, not at import
     from chalicelib.domain.authorization import RedirectTo
@@ -116,36 +116,34 @@ def authorize() -> Response:
             "unrecognised parameters ignored", extra={"endpoint": "/authorize", "ignored_parameters": ignored}
         )
     container = get_container()
-    view = container.authorization.consent_view(client_id, request_uri)
+    # A reload or a language switch in the same browser presents the token it was given, and
+    # keeps it: the page is shown (and recorded) once per flow, not once per load.
+    view = container.authorization.consent_view(
+        client_id, request_uri, csrf_cookie=cookie(bp.current_request, CSRF_COOKIE)
+    )
     lang = _lang(view.flow.ui_locale)
-    purpose, dataset = view.purpose, DATASETS[view.purpose.dataset]
-    labels = {field.name: (field.label_ja if lang == "ja" else field.label_en) for field in dataset.fields}
-    items = [labels[name] for name in purpose.fields]
-    for claim in purpose.derived_claims:
-        info = DERIVED_CLAIMS[claim]
-        description = info.description_ja if lang == "ja" else info.description_en
-        items.append(TEXT[lang]["derived"].format(description=description))
     config = container.authorization_config
     secure = config.issuer.startswith("https://")
     cookie_value = (
         f"{CSRF_COOKIE}={view.csrf_token}; Path=/authorize; HttpOnly; SameSite=Strict; "
         f"Max-Age={int(config.request_uri_lifetime.total_seconds())}" + ("; Secure" if secure else "")
     )
-    return render(
-        "consent.html",
+    switch_query = {"client_id": client_id, "request_uri": request_uri}
+    html = render_consent(
+        view.partner,
+        view.purpose,
         lang,
-        switch_query={"client_id": client_id, "request_uri": request_uri},
-        form_targets=(config.portal_authorize_url, view.flow.redirect_uri),
-        extra_headers={"Set-Cookie": cookie_value},
-        partner_name=view.partner.names.ja if lang == "ja" else view.partner.names.en,
-        purpose_title=purpose.titles.ja if lang == "ja" else purpose.titles.en,
-        dataset_name=dataset.name_ja if lang == "ja" else dataset.name_en,
-        items=items,
-        data_life=format_duration(purpose.data_life, lang),
-        decision_url="/authorize/decision",
         request_uri=view.request_uri,
         csrf_token=view.csrf_token,
         receipt_url=config.issuer + container.receipts.link(view.flow),
+        decision_url="/authorize/decision",
+        switch_url=switch_url(lang, switch_query),
+        interaction_id=current_interaction_id() or "",
+    )
+    return respond(
+        html,
+        form_targets=(config.portal_authorize_url, view.flow.redirect_uri),
+        extra_headers={"Set-Cookie": cookie_value},
     )
 
 

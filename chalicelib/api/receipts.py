@@ -14,8 +14,8 @@ from chalicelib.api.consent import page_responses, see_other
 from chalicelib.api.forms import cookie, form_fields
 from chalicelib.api.pages import TEXT, Lang, choose_language, error_page, render
 from chalicelib.container import get_container
-from chalicelib.domain.audit import AuditEvent, AuditRecord
 from chalicelib.domain.errors import CsrfFailure
+from chalicelib.page_rendering import EVENT_LABELS, receipt_row
 from chalicelib.telemetry import logger
 
 # The domain's services (chalicelib.domain.receipts, .authorization) are imported by the views
@@ -23,41 +23,13 @@ from chalicelib.telemetry import logger
 
 bp = Blueprint(__name__)
 CSRF_COOKIE = "relay_receipt_csrf"
-
-EVENT_LABELS: dict[AuditEvent, tuple[str, str]] = {
-    AuditEvent.REQUEST_PUSHED: ("事業者が提供を求めました", "The recipient asked for the data"),
-    AuditEvent.CONSENT_SHOWN: ("確認画面を表示しました", "The confirmation page was shown"),
-    AuditEvent.CONTINUED: ("マイナポータルへ進みました", "You continued to Mynaportal"),
-    AuditEvent.CANCELLED: ("キャンセルしました", "You cancelled"),
-    AuditEvent.PORTAL_AUTHORISED: ("マイナポータルで同意しました", "You agreed at Mynaportal"),
-    AuditEvent.PORTAL_FAILED: ("マイナポータルで中断しました", "Stopped at Mynaportal"),
-    AuditEvent.RETRIEVAL_STARTED: ("情報の取得を開始しました", "Retrieval started"),
-    AuditEvent.RESULT_RECEIVED: ("情報を受け取りました", "The data arrived from Mynaportal"),
-    AuditEvent.INDIVIDUAL_NUMBERS_REMOVED: ("個人番号を削除しました", "Individual Numbers were removed"),
-    AuditEvent.SEALED: ("暗号化して保管しました", "Encrypted for the recipient"),
-    AuditEvent.PICKED_UP: ("事業者に提供しました", "Provided to the recipient"),
-    AuditEvent.EXPIRED: ("期限切れで削除しました", "Deleted: not picked up in time"),
-    AuditEvent.ABANDONED: ("手続きが完了しませんでした", "Not completed: the request lapsed"),
-    AuditEvent.REVOKED: ("取り消しました", "Revoked"),
-    AuditEvent.FAILED: ("取得できませんでした", "The retrieval failed"),
-}
+__all__ = ["EVENT_LABELS", "bp"]
 
 
 def _lang(explicit: str | None = None) -> Lang:
     request = bp.current_request
     params: dict[str, str] = dict(request.query_params or {})
     return choose_language(request, explicit or params.get("lang"))
-
-
-def _row(record: AuditRecord, lang: Lang) -> dict[str, str]:
-    ja, en = EVENT_LABELS[record.event]
-    return {
-        "time": record.occurred_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
-        "event": ja if lang == "ja" else en,
-        "partner": record.requester_name or record.requester_id,
-        "item": record.dataset_name_ja,
-        "outcome": record.outcome,
-    }
 
 
 def _receipt_page(
@@ -77,7 +49,7 @@ def _receipt_page(
         extra_headers={"Set-Cookie": csrf},
         notice=notice,
         receipt_number=interaction_id,
-        rows=[_row(record, lang) for record in view.records],
+        rows=[receipt_row(record, lang) for record in view.records],
         revocable=view.revocable,
         signed_url=f"/receipts/{interaction_id}/signed?{query}",
         revoke_url=f"/receipts/{interaction_id}/revoke",

@@ -38,6 +38,61 @@ class AuditEvent(StrEnum):
     FAILED = "failed"
 
 
+# Every outcome an audit record may carry: the resident's receipt explains each one, so a new outcome
+# needs its label (chalicelib/page_rendering.py) before anything can record it. An entry ending in
+# a dot is a family: the suffix is the portal's own error code, or the check a malformed result failed.
+OUTCOMES: frozenset[str] = frozenset(
+    {
+        "pushed",
+        "shown",
+        "to_portal",
+        "resident.cancelled",
+        "authorised",
+        "started",
+        "received",
+        "removed",
+        "sealed",
+        "provided",
+        "expired",
+        "resident.revoked",
+        "partner.revoked",
+        "code.replayed",
+        "request_uri.expired",
+        "portal_state.expired",
+        # the resident's visit to the portal ended badly (PortalRefusal), or what followed it
+        "portal.cancelled",
+        "portal.certificate_expired",
+        "portal.card_locked",
+        "portal.other",
+        "portal.no_code",
+        "portal.unavailable",
+        "portal.token_refused",
+        "portal.request_rejected",
+        "portal.protocol_error",
+        "portal.error_code.",
+        "partner.disabled",
+        "partner.unavailable",
+        "kms.unavailable",
+        "dynamodb.unavailable",
+        "retrieval.deadline",
+        "retrieval.state_missing",
+        "result.too_large",
+        "result.",
+    }
+)
+_FAMILIES = tuple(sorted((outcome for outcome in OUTCOMES if outcome.endswith(".")), key=len, reverse=True))
+
+
+def outcome_key(outcome: str) -> str:
+    """The entry of ``OUTCOMES`` that ``outcome`` is (itself, or its family); ``KeyError`` if none."""
+    if outcome in OUTCOMES and not outcome.endswith("."):
+        return outcome
+    for family in _FAMILIES:
+        if outcome.startswith(family) and len(outcome) > len(family):
+            return family
+    raise KeyError(outcome)
+
+
 class AuditRecord(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -70,6 +125,7 @@ def audit_record(
     provided_at: datetime | None = None,
     counts: dict[str, int] | None = None,
 ) -> AuditRecord:
+    outcome_key(outcome)  # an outcome the receipt cannot explain is a programming error: refused here
     dataset = DATASETS[flow.dataset]
     return AuditRecord(
         record_id=new_secret(12),

@@ -391,27 +391,49 @@ class AuthorizationService:
             raise PageError("the request_uri is unknown, expired or already used", check="request_uri")
         return flow
 
-    def consent_view(self, client_id: str, request_uri: str) -> ConsentView:
+    def consent_view(self, client_id: str, request_uri: str, *, csrf_cookie: str = "") -> ConsentView:
+        """The interstitial's content, recorded as shown once per flow. ``csrf_cookie``: the token
+        this browser was given by an earlier load of the page; if it is the flow's, it is kept and
+        nothing is written (a reload, a language switch). Otherwise a new token replaces the flow's
+        (the fingerprint is stored: the decision checks form, cookie and flow), and the first such
+        write, conditional on the version read, also records "shown"."""
         try:
             partner = self._partners.get_enabled(client_id)
         except (PartnerNotFound, PartnerDisabled):
             raise PageError("unknown or disabled client", check="client_id") from None
-        flow = self._pushed_flow(request_uri)
-        if flow.partner_id != partner.id:
-            raise PageError("the request_uri was pushed by another client", check="client_id")
-        purpose = partner.purpose(flow.purpose_id)
-        if purpose is None:
-            raise PageError("the purpose is no longer registered", check="purpose")
-        csrf_token = new_secret()
-        now = self._clock.now()
-        self._flows.update(
-            flow,
-            flow.updated(now=now, csrf_hash=fingerprint(csrf_token)),
-            audits=[audit_record(flow, AuditEvent.CONSENT_SHOWN, at=now, outcome="shown")],
-        )
-        return ConsentView(
-            flow=flow, partner=partner, purpose=purpose, request_uri=request_uri, csrf_token=csrf_token
-        )
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            flow = self._pushed_flow(request_uri)
+            if flow.partner_id != partner.id:
+                raise PageError("the request_uri was pushed by another client", check="client_id")
+            purpose = partner.purpose(flow.purpose_id)
+            if purpose is None:
+                raise PageError("the purpose is no longer registered", check="purpose")
+            if (
+                csrf_cookie
+                and flow.csrf_hash is not None
+                and secrets.compare_digest(fingerprint(csrf_cookie[:200]), flow.csrf_hash)
+            ):
+                csrf_token = csrf_cookie
+            else:
+                csrf_token = new_secret()
+                now = self._clock.now()
+                # the flow's token is set by this method alone: none yet means never shown
+                first_show = flow.csrf_hash is None
+                shown = [audit_record(flow, AuditEvent.CONSENT_SHOWN, at=now, outcome="shown")]
+                try:
+                    self._flows.update(
+                        flow,
+                        flow.updated(now=now, csrf_hash=fingerprint(csrf_token)),
+                        audits=shown if first_show else [],
+                    )
+                except ConcurrentUpdate:
+                    if attempt == WRITE_ATTEMPTS:
+                        raise
+                    continue  # another load (or the decision) wrote first: read the flow again
+            return ConsentView(
+                flow=flow, partner=partner, purpose=purpose, request_uri=request_uri, csrf_token=csrf_token
+            )
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def decide(self, request_uri: str, *, csrf_form: str, csrf_cookie: str, proceed: bool) -> RedirectTo:
         flow = self._pushed_flow(request_uri)

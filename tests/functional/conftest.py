@@ -128,11 +128,13 @@ class Journey:
             self.request_uri = json.loads(response.body)["request_uri"]
         return response
 
-    def show_consent(self, lang: str | None = None) -> Any:
+    def show_consent(self, lang: str | None = None, *, cookie: str | None = None) -> Any:
+        """GET the interstitial; ``cookie``: the relay_csrf cookie the browser sends (none by default)."""
         query = {"client_id": self.partner.client_id, "request_uri": self.request_uri}
         if lang:
             query["lang"] = lang
-        response = self.client.http.get(f"/authorize?{urlencode(query)}")
+        headers = {"Cookie": f"relay_csrf={cookie}"} if cookie is not None else {}
+        response = self.client.http.get(f"/authorize?{urlencode(query)}", headers=headers)
         if response.status_code == 200:
             self.csrf_cookie = response.headers["Set-Cookie"].split(";")[0].split("=", 1)[1]
             self.csrf_token = re.search(r'name="csrf_token" value="([^"]+)"', response.body.decode()).group(1)  # type: ignore[union-attr]

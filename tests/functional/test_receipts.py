@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import json
 import re
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -92,6 +93,88 @@ def test_every_kind_of_record_has_a_label_in_both_languages() -> None:
 
     assert set(EVENT_LABELS) == set(AuditEvent)
     assert all(ja and en for ja, en in EVENT_LABELS.values())
+
+
+def receipt_rows(journey: Journey, receipt: str, lang: str = "ja") -> list[list[str]]:
+    body = journey.client.http.get(f"{receipt}&lang={lang}").body.decode()
+    rows = re.findall(r"<tr>(.*?)</tr>", body.split("<tbody>")[1], flags=re.S)
+    return [[html.unescape(cell) for cell in re.findall(r"<td>(.*?)</td>", row)] for row in rows]
+
+
+def test_the_receipt_speaks_japan_time_and_words_not_codes(
+    journey: Journey, clock: ShiftedClock, dynamodb_client: Any, resources: dict[str, str]
+) -> None:
+    # GIVEN a resident who saw the interstitial and continued to the portal
+    assert journey.push().status_code == 201
+    receipt = receipt_path(journey.show_consent().body.decode())
+    assert journey.decide().status_code == 303
+    stored = [
+        json.loads(item["document"]["S"])
+        for item in dynamodb_client.scan(TableName=resources["RELAY_AUDIT_TABLE"])["Items"]
+    ]
+    in_japan = sorted(
+        datetime.fromisoformat(record["occurred_at"]).astimezone(timezone(timedelta(hours=9)))
+        for record in stored
+    )
+    # WHEN they open the receipt, in Japanese and in English
+    ja, en = receipt_rows(journey, receipt, "ja"), receipt_rows(journey, receipt, "en")
+    # THEN every time is Japan's (UTC + 9 h), and each outcome is a word, not a code
+    assert [row[0] for row in ja] == [f"{t.year}年{t.month}月{t.day}日 {t:%H:%M}" for t in in_japan]
+    assert [row[0] for row in en] == [f"{t.day} {t:%b} {t.year}, {t:%H:%M} JST" for t in in_japan]
+    assert [row[4] for row in ja] == ["受付", "表示", "マイナポータルへ"]
+    assert [row[4] for row in en] == ["Request received", "Shown", "Sent to Mynaportal"]
+    assert [row[3] for row in en] == ["Local tax (income)"] * 3
+    page = journey.client.http.get(receipt).body.decode()
+    assert "UTC" not in page
+    for code in ("pushed", "shown", "to_portal"):
+        assert f"<td>{code}</td>" not in page
+
+
+def test_reloading_the_interstitial_or_switching_its_language_records_it_once(
+    journey: Journey, clock: ShiftedClock, dynamodb_client: Any, resources: dict[str, str]
+) -> None:
+    # GIVEN a resident who opened the interstitial
+    assert journey.push().status_code == 201
+    receipt = receipt_path(journey.show_consent().body.decode())
+    token, cookie = journey.csrf_token, journey.csrf_cookie
+    state_before = dynamodb_client.scan(TableName=resources["RELAY_STATE_TABLE"])["Items"]
+    # WHEN their browser reloads it and switches its language back and forth
+    for lang in (None, "en", "ja", None):
+        assert journey.show_consent(lang, cookie=cookie).status_code == 200
+        # THEN the page keeps the token it gave (and nothing is written)
+        assert (journey.csrf_token, journey.csrf_cookie) == (token, cookie)
+    assert dynamodb_client.scan(TableName=resources["RELAY_STATE_TABLE"])["Items"] == state_before
+    # AND the receipt lists the page as shown once
+    assert [row[1] for row in receipt_rows(journey, receipt)] == [
+        "事業者が提供を求めました",
+        "確認画面を表示しました",
+    ]
+    # AND the token is still good for one decision, and one only
+    assert journey.decide("continue").status_code == 303
+    assert journey.decide("continue").status_code == 400
+    events = [
+        i["event"]["S"] for i in dynamodb_client.scan(TableName=resources["RELAY_AUDIT_TABLE"])["Items"]
+    ]
+    assert sorted(events) == ["consent_shown", "continued", "request_pushed"]
+
+
+def test_another_browser_gets_a_new_token_and_no_second_shown_record(
+    journey: Journey, clock: ShiftedClock
+) -> None:
+    # GIVEN an interstitial opened in one browser
+    assert journey.push().status_code == 201
+    receipt = receipt_path(journey.show_consent().body.decode())
+    first_token, first_cookie = journey.csrf_token, journey.csrf_cookie
+    # WHEN it is opened where that browser's cookie is not (or a forged one is)
+    assert journey.show_consent(cookie="forged").status_code == 200
+    # THEN that page has a token of its own, the first one no longer decides, and nothing was recorded
+    assert journey.csrf_token not in (first_token, "forged")
+    assert journey.decide("continue", csrf=first_token, cookie=first_cookie).status_code == 403
+    assert [row[1] for row in receipt_rows(journey, receipt)] == [
+        "事業者が提供を求めました",
+        "確認画面を表示しました",
+    ]
+    assert journey.decide("continue").status_code == 303
 
 
 def test_the_receipt_of_a_flow_the_resident_abandoned_says_so(journey: Journey, clock: ShiftedClock) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -69,3 +71,22 @@ def test_boto_stays_in_adapters() -> None:
     adapters = set(python_files("chalicelib", "adapters"))
     others = [path for path in python_files("chalicelib") if path not in adapters]
     assert offending(others, ("boto3", "botocore")) == []
+
+
+def test_the_operator_tool_stays_off_chalice() -> None:
+    """relayctl renders the consent page (preview) through chalicelib.page_rendering, never through
+    the HTTP layer: importing chalicelib.api imports Chalice."""
+    assert offending(python_files("relayctl"), ("chalice", "chalicelib.api", "app")) == []
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, relayctl.cli, relayctl.preview, chalicelib.page_rendering; "
+            "print(sorted(m for m in sys.modules if m == 'chalice' or m.startswith(('chalice.', 'chalicelib.api'))))",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert loaded.stdout.strip() == "[]"
