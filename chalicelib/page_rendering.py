@@ -85,6 +85,10 @@ _TEXT: dict[Lang, dict[str, str]] = {
         "not_revocable": "この提供は取り消せません（受け取り済み、期限切れ、または終了しています）。",
         "revoked_notice": "提供を取り消しました。",
         "error_revoke": "この提供は取り消せません。すでに受け取られたか、期限が切れています。",
+        "error_heading_revoke": "取り消しできませんでした",
+        "error_next_revoke": "やりとりの記録は受付ページで確認できます。",
+        "error_back_receipt": "受付ページに戻る",
+        "error_next_csrf": "解決しない場合は、ご利用中のサービスに戻って、最初からやり直してください。",
         "next": "「マイナポータルへ進む」を押すと、マイナポータルでマイナンバーカードによるログインと同意を行います。",
         "continue": "マイナポータルへ進む",
         "cancel": "キャンセル（情報を提供しない）",
@@ -130,6 +134,10 @@ _TEXT: dict[Lang, dict[str, str]] = {
         "not_revocable": "This delivery can no longer be revoked (picked up, expired, or ended).",
         "revoked_notice": "The delivery has been revoked.",
         "error_revoke": "This delivery can no longer be revoked: it was already picked up or has expired.",
+        "error_heading_revoke": "The delivery could not be revoked",
+        "error_next_revoke": "The receipt page shows what happened to it.",
+        "error_back_receipt": "Back to the receipt page",
+        "error_next_csrf": "If that does not help, go back to the service you were using and start again.",
         "next": "Continue takes you to Mynaportal, where you sign in with your My Number Card and agree.",
         "continue": "Continue to Mynaportal",
         "cancel": "Cancel (do not share)",
@@ -252,6 +260,25 @@ def render_html(
             **context,
         )
     )
+
+
+ErrorKind = Literal["invalid", "csrf", "unavailable", "revoke"]
+ERROR_KINDS: tuple[ErrorKind, ...] = ("invalid", "csrf", "unavailable", "revoke")
+
+
+def error_context(kind: ErrorKind, lang: Lang, *, back_url: str | None = None) -> dict[str, Any]:
+    """What error.html shows for ``kind``: what went wrong, the heading and the next step (the
+    generic ones unless the kind has its own), and where to go back to, if anywhere."""
+    labels = TEXT[lang]
+    keys = label_keys(labels)
+    heading = f"error_heading_{kind}" if f"error_heading_{kind}" in keys else "error_heading"
+    next_step = f"error_next_{kind}" if f"error_next_{kind}" in keys else "error_next"
+    return {
+        "message": labels[f"error_{kind}"],
+        "heading": labels[heading],
+        "next_step": labels[next_step],
+        "back_url": back_url,
+    }
 
 
 def inline_stylesheet_url() -> str:

@@ -7,7 +7,7 @@ so the Content-Security-Policy can forbid both. The HTML itself comes from
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from chalice.app import Request, Response
@@ -15,7 +15,9 @@ from chalice.app import Request, Response
 from chalicelib.page_rendering import (
     STATIC_PATH,
     TEXT,
+    ErrorKind,
     Lang,
+    error_context,
     format_duration,
     other_language,
     render_html,
@@ -105,6 +107,8 @@ def switch_url(lang: Lang, switch_query: dict[str, str] | None) -> str | None:
 
 
 def error_page(
-    kind: Literal["invalid", "csrf", "unavailable", "revoke"], lang: Lang, status: int, check: str | None
+    kind: ErrorKind, lang: Lang, status: int, check: str | None, *, back_url: str | None = None
 ) -> Response:
-    return render("error.html", lang, status=status, message=TEXT[lang][f"error_{kind}"], check=check)
+    return render(
+        "error.html", lang, status=status, check=check, **error_context(kind, lang, back_url=back_url)
+    )

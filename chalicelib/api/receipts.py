@@ -125,6 +125,7 @@ def revoke(interaction_id: str) -> Response:
         return _not_found(lang)
     except RevocationRefused as error:
         logger.info("revocation refused", extra={"check": error.check})
-        return error_page("revoke", lang, 409, error.check)
+        back = f"/receipts/{interaction_id}?{urlencode({'e': expires, 't': token, 'lang': lang})}"
+        return error_page("revoke", lang, 409, error.check, back_url=back)
     query = urlencode({"e": expires, "t": token, "revoked": "1", "lang": lang})
     return see_other(RedirectTo(f"/receipts/{interaction_id}?{query}"))

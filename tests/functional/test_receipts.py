@@ -232,7 +232,13 @@ def test_a_revocation_after_pickup_is_refused_with_a_clear_message(
     assert pick_up(journey, token).status_code == 200
     refused = revoke(journey, receipt)
     assert refused.status_code == 409
-    assert "取り消せません" in refused.body.decode()
+    page = refused.body.decode()
+    assert "取り消せません" in page
+    # AND the page says what failed and leads back to the receipt, not "start again"
+    assert "<h1>取り消しできませんでした</h1>" in page
+    back = re.search(r'<a href="([^"]+)">受付ページに戻る</a>', page)
+    assert back is not None
+    assert journey.client.http.get(html.unescape(back.group(1))).status_code == 200
 
 
 def test_revocation_needs_the_csrf_token(journey: Journey, clock: ShiftedClock) -> None:

@@ -17,6 +17,7 @@ from chalicelib.domain.audit import OUTCOMES, AuditEvent, AuditRecord, outcome_k
 from chalicelib.domain.datasets import DATASETS, DERIVED_CLAIMS
 from chalicelib.domain.partners import Partner, Purpose, parse_partner_document
 from chalicelib.page_rendering import (
+    ERROR_KINDS,
     EVENT_LABELS,
     LANGS,
     OUTCOME_LABELS,
@@ -24,6 +25,7 @@ from chalicelib.page_rendering import (
     TEXT,
     Lang,
     environment,
+    error_context,
     label_keys,
     receipt_row,
     render_consent,
@@ -51,7 +53,6 @@ LEAKS = (
 )
 # Elements that must say something (a heading, a term, a column, a button).
 REQUIRED_TEXT = ("title", "h1", "dt", "caption", "th", "button", "li")
-ERROR_KINDS = ("invalid", "csrf", "unavailable", "revoke")
 
 
 class Visible(HTMLParser):
@@ -164,11 +165,17 @@ def test_the_interstitial_reads_as_text_for_people(partner: Partner, purpose: Pu
 @pytest.mark.parametrize("kind", ERROR_KINDS)
 @pytest.mark.parametrize("check", [None, "request_uri"])
 def test_every_error_page_reads_as_text_for_people(kind: str, lang: Lang, check: str | None) -> None:
+    back = "/receipts/iid-1?e=1&t=x" if kind == "revoke" else None
     html = render_html(
-        "error.html", lang, interaction_id="iid-1", message=TEXT[lang][f"error_{kind}"], check=check
+        "error.html", lang, interaction_id="iid-1", check=check, **error_context(kind, lang, back_url=back)
     )
     assert_readable(html, f"error {kind} {lang}")
     assert TEXT[lang][f"error_{kind}"] in html
+    # a refused revocation says so and leads back to the receipt, not "start again"
+    if kind == "revoke":
+        assert f"<h1>{TEXT[lang]['error_heading_revoke']}</h1>" in html
+        assert TEXT[lang]["error_back_receipt"] in html
+        assert TEXT[lang]["error_next"] not in html
 
 
 @pytest.mark.parametrize("lang", LANGS)
