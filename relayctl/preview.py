@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,6 +127,14 @@ def write_previews(
 
 
 def screenshot(pages: list[Path]) -> list[Path]:
+    """A full-page PNG beside each HTML page. Playwright's sync API refuses to start in a thread
+    that already runs an event loop (a caller's own Playwright, a notebook), so it runs in a thread
+    of its own; its errors come back here."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="preview-browser") as pool:
+        return pool.submit(_screenshot, pages).result()
+
+
+def _screenshot(pages: list[Path]) -> list[Path]:
     chromium = find_chromium()
     if chromium is None:
         raise NoScreenshots(

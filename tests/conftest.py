@@ -16,12 +16,14 @@ from moto import mock_aws
 from chalicelib import container
 from infra.bootstrap import ensure_resources
 from infra.local_aws import make_emulator_faithful
+from tests.browser import browser  # noqa: F401  # the one browser of the session, for every directory
 
 # moto applies conditional writes without a lock and ignores KMS MessageType=DIGEST; AWS does neither.
 make_emulator_faithful()
 
 # After the session, nothing the relay logged, answered as an error or stored may hold a persona value,
 # an Individual Number, a token or a private key (tests/leakscan.py; report in test-artifacts/).
+
 pytest_plugins = ["tests.leakscan"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -11,13 +11,12 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.e2e.conftest import browser
 from tests.fakes import ShiftedClock
 from tests.functional.conftest import Journey, clock, journey, partner, portal_env, sandbox
 from tests.functional.test_authorization_refusals import registry
 from tests.partner_helpers import Pkce, TestPartner
 
-__all__ = ["browser", "clock", "demo_journeys", "journey", "partner", "portal_env", "sandbox"]
+__all__ = ["clock", "demo_journeys", "journey", "partner", "portal_env", "sandbox"]
 
 DEMO_PARTNERS = REPO_ROOT / "local" / "partners"
 

@@ -9,10 +9,7 @@ test-artifacts/e2e/.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,16 +17,6 @@ import pytest
 from tests.conftest import REPO_ROOT
 from tests.integration.stack import Launcher
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "e2e"
 
 
@@ -44,25 +31,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
     setattr(item, f"report_{report.when}", report)
-
-
-def chromium_available() -> bool:
-    return Path(CHROMIUM).exists() and shutil.which(CHROMIUM) is not None
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    if not chromium_available():
-        message = f"Debian's Chromium is missing at {CHROMIUM} (apt-get install chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ import pytest
 
 from relayctl import preview
 from relayctl.cli import main
-from tests.e2e.conftest import CHROMIUM, chromium_available
+from tests.browser import CHROMIUM, chromium_available
 from tests.functional.conftest import Journey
 from tests.partner_helpers import TestPartner
 
