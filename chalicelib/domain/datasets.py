@@ -97,7 +97,7 @@ DERIVED_CLAIMS: dict[str, DerivedClaimInfo] = {
         name="annual_income_at_least",
         dataset="local_tax",
         parameter="yen",
-        description_en="whether total income (合計所得金額) is at least the threshold",
+        description_en="Whether total income is at least the threshold",
         description_ja="合計所得金額が基準額以上かどうか",
     ),
 }
