@@ -52,7 +52,6 @@ FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 STEPS: tuple[tuple[str, str, str], ...] = (
     ("par", "POST /par", "partner"),
     ("authorize", "GET /authorize", "browser"),
-    ("stylesheet", "GET /static/relay.css", "browser"),
     ("decision", "POST /authorize/decision", "browser"),
     ("callback", "GET /portal/callback", "browser"),
     ("token", "POST /token", "partner"),
@@ -698,8 +697,6 @@ def one_flow(w: World) -> tuple[dict[str, Usage], Usage]:
     csrf_cookie = page.headers["Set-Cookie"].split(";")[0].split("=", 1)[1]
     found = re.search(r'name="csrf_token" value="([^"]+)"', page.body.decode())
     assert found is not None
-    meter.target(usage["stylesheet"])
-    _expect("stylesheet", http.get("/static/relay.css"), 200)
 
     meter.target(usage["decision"])
     decided = _expect(

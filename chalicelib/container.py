@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from chalicelib.adapters.kms_pseudonym import KmsPseudonymizer
     from chalicelib.adapters.kms_signer import KmsSigner
     from chalicelib.adapters.mynaportal import MynaportalClient
+    from chalicelib.adapters.partner_cache import CachedPartnerLookup
     from chalicelib.adapters.portal_credentials import SecretsManagerPortalCredentials
     from chalicelib.adapters.s3_anchor import S3HeadAnchor
     from chalicelib.domain.authorization import AuthorizationConfig, AuthorizationService
@@ -58,11 +59,26 @@ class Container:
         )
 
     @cached_property
+    def partner_lookup(self) -> CachedPartnerLookup:
+        """Partners as requests read them: kept up to ``partner_cache_ttl_s`` per warm container."""
+        from chalicelib.adapters.partner_cache import CachedPartnerLookup
+
+        return CachedPartnerLookup(
+            self.partner_store,
+            self.clock,
+            ttl=timedelta(seconds=self.settings.partner_cache_ttl_s),
+            max_entries=self.settings.partner_cache_size,
+        )
+
+    @cached_property
     def partners(self) -> PartnerRegistry:
         from chalicelib.domain.registry import PartnerRegistry
 
         return PartnerRegistry(
-            self.partner_store, self.clock, allow_loopback=self.settings.allows_loopback_urls
+            self.partner_store,
+            self.clock,
+            allow_loopback=self.settings.allows_loopback_urls,
+            lookup=self.partner_lookup,
         )
 
     @cached_property

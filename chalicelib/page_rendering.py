@@ -11,6 +11,7 @@ turns anything a template names but is not given into an error instead of an emp
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
@@ -28,7 +29,6 @@ Lang = Literal["ja", "en"]
 LANGS: tuple[Lang, ...] = ("ja", "en")
 TEMPLATES = Path(__file__).resolve().parent / "api" / "templates"
 STYLESHEET = Path(__file__).resolve().parent / "api" / "static" / "relay.css"
-STATIC_PATH = "/static/relay.css"
 JST = timezone(timedelta(hours=9), "JST")
 MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -230,6 +230,23 @@ def environment() -> Environment:
     )
 
 
+@lru_cache(maxsize=1)
+def stylesheet() -> str:
+    """The pages' only stylesheet, embedded as it is in each page's ``<style>`` element: no request
+    for it, and a page stands alone (the consent preview is a file)."""
+    text = STYLESHEET.read_text(encoding="utf-8")
+    if "</" in text:  # would end the element early (HTML: "</style" in any case)
+        raise ValueError(f"{STYLESHEET.name} must not contain '</'")
+    return text
+
+
+@lru_cache(maxsize=1)
+def style_hash_source() -> str:
+    """The CSP hash-source allowing exactly that ``<style>`` element's content (CSP Level 3)."""
+    digest = hashlib.sha256(stylesheet().encode("utf-8")).digest()
+    return f"'sha256-{base64.b64encode(digest).decode('ascii')}'"
+
+
 def other_language(lang: Lang) -> Lang:
     return "en" if lang == "ja" else "ja"
 
@@ -239,7 +256,6 @@ def render_html(
     lang: Lang,
     *,
     switch_url: str | None = None,
-    static_url: str = STATIC_PATH,
     interaction_id: str = "",
     **context: Any,
 ) -> str:
@@ -252,7 +268,7 @@ def render_html(
             lang=lang,
             t=labels,
             title=labels[title_key],
-            static_url=static_url,
+            stylesheet=stylesheet(),
             switch_url=switch_url,
             switch_lang=other_language(lang),
             switch_label=labels["switch"],
@@ -279,11 +295,6 @@ def error_context(kind: ErrorKind, lang: Lang, *, back_url: str | None = None) -
         "next_step": labels[next_step],
         "back_url": back_url,
     }
-
-
-def inline_stylesheet_url() -> str:
-    """The stylesheet as a data: URL, for a page that must stand alone (no request anywhere)."""
-    return "data:text/css;base64," + base64.b64encode(STYLESHEET.read_bytes()).decode("ascii")
 
 
 def format_duration(value: timedelta, lang: Lang) -> str:
@@ -349,7 +360,6 @@ def render_consent(
     receipt_url: str,
     decision_url: str,
     switch_url: str | None,
-    static_url: str = STATIC_PATH,
     interaction_id: str = "",
 ) -> str:
     """The consent interstitial of ``partner``'s ``purpose``: the live page and its preview."""
@@ -358,7 +368,6 @@ def render_consent(
         "consent.html",
         lang,
         switch_url=switch_url,
-        static_url=static_url,
         interaction_id=interaction_id,
         partner_name=partner.names.ja if lang == "ja" else partner.names.en,
         purpose_title=purpose.titles.ja if lang == "ja" else purpose.titles.en,

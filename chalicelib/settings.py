@@ -24,6 +24,11 @@ DEPLOYED_STAGES: frozenset[str] = frozenset({"dev", "prod"})
 LOOPBACK_STAGES: frozenset[str] = frozenset({"local", "test"})
 
 
+# A change to a partner (disabled, keys rotated) reaches every warm container within this many
+# seconds at most: the longest the per-container partner cache may keep a document.
+PARTNER_CACHE_MAX_TTL_S = 30
+
+
 class SettingsError(ValueError):
     """The environment does not describe a runnable service."""
 
@@ -96,6 +101,14 @@ class Settings(BaseSettings):
     portal_state_lifetime_s: int = Field(default=900, ge=60, le=3600)
     retrieval_deadline_s: int = Field(default=600, ge=60, le=3600)
     max_result_bytes: int = Field(default=2_000_000, ge=10_000, le=8_000_000)
+
+    # -- Partner documents kept per warm container (chalicelib/adapters/partner_cache.py) --------
+    # A change to a partner (disabled, keys rotated) reaches every warm container within this
+    # many seconds (docs/operations.md); 30 s at most, 0 reads DynamoDB on every request.
+    partner_cache_ttl_s: float = Field(
+        default=float(PARTNER_CACHE_MAX_TTL_S), ge=0, le=PARTNER_CACHE_MAX_TTL_S
+    )
+    partner_cache_size: int = Field(default=256, ge=1, le=10_000)
     audit_retention_days: int = Field(default=7 * 365, ge=30, le=20 * 365)
 
     aws_connect_timeout_s: float = Field(default=2.0, gt=0, le=10)

@@ -22,6 +22,7 @@ from chalicelib.domain.clock import SystemClock
 from chalicelib.domain.errors import RelayError
 from chalicelib.domain.ports import PartnerRecord
 from chalicelib.domain.registry import PartnerRegistry
+from chalicelib.settings import PARTNER_CACHE_MAX_TTL_S
 from relayctl.audit import AuditError
 from relayctl.target import REPO_ROOT, Target, TargetError, environment_target, local_target
 
@@ -199,12 +200,18 @@ def run_partners(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
         print(json.dumps(shown, ensure_ascii=False, indent=2), file=out)
     elif command in ("disable", "enable"):
         partner = registry.set_enabled(args.partner_id, enabled=command == "enable")
-        print(f"partner {partner.id} is {'enabled' if partner.enabled else 'disabled'}", file=out)
+        state = "enabled" if partner.enabled else "disabled"
+        print(
+            f"partner {partner.id} is {state}; every warm container of the service sees it "
+            f"within {PARTNER_CACHE_MAX_TTL_S} s (its partner cache)",
+            file=out,
+        )
     elif command == "rotate-keys":
         rotation = registry.rotate_keys(args.partner_id, read_json(args.jwks_file, stdin))
         print(
             f"partner {rotation.partner.id}: keys added {list(rotation.added)}, "
-            f"removed {list(rotation.removed)}, kept {list(rotation.kept)}",
+            f"removed {list(rotation.removed)}, kept {list(rotation.kept)}; "
+            f"in use on every warm container within {PARTNER_CACHE_MAX_TTL_S} s",
             file=out,
         )
 

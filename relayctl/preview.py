@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chalicelib.domain.partners import Partner, Purpose
-from chalicelib.page_rendering import LANGS, Lang, inline_stylesheet_url, other_language, render_consent
+from chalicelib.page_rendering import LANGS, Lang, other_language, render_consent
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome")
 CHROMIUM_FLAGS = (
@@ -75,7 +75,6 @@ def render_previews(
     receipt link lead nowhere (a preview has no flow)."""
     languages = list(langs or LANGS)
     pages = {}
-    stylesheet = inline_stylesheet_url()
     for purpose in chosen_purposes(partner, purpose_ids):
         for lang in languages:
             other = other_language(lang)
@@ -88,7 +87,6 @@ def render_previews(
                 receipt_url="#",
                 decision_url="#",
                 switch_url=f"{page_name(partner, purpose, other)}.html" if other in languages else None,
-                static_url=stylesheet,
             )
     return pages
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, ParamSpec
 
 from chalice.app import Blueprint, Response
 
 from chalicelib.api.forms import cookie, form_fields, query_fields
-from chalicelib.api.pages import STATIC_PATH, Lang, choose_language, error_page, respond, switch_url
+from chalicelib.api.pages import Lang, choose_language, error_page, respond, switch_url
 from chalicelib.container import get_container
 from chalicelib.domain.errors import CsrfFailure, PageError, RelayError
 from chalicelib.domain.oauth.parameters import parameter_name
@@ -33,8 +32,6 @@ P = ParamSpec("P")
 CSRF_COOKIE = "relay_csrf"
 AUTHORIZE_PARAMETERS = frozenset({"client_id", "request_uri", "lang"})
 PORTAL_COOKIE = "relay_portal"  # binds the portal's callback to the browser that left for it
-# Text, not bytes: a Lambda proxy response is JSON, so a bytes body of a non-binary type cannot be sent.
-CSS = (Path(__file__).resolve().parent / "static" / "relay.css").read_text(encoding="utf-8")
 
 
 def _lang(pushed: Lang | None = None) -> Lang:
@@ -186,12 +183,3 @@ def portal_callback() -> Response:
     )
     expire = f"{PORTAL_COOKIE}=; Path=/portal/callback; HttpOnly; SameSite=Lax; Max-Age=0"
     return see_other(redirect, headers={"Set-Cookie": expire})
-
-
-@bp.route(STATIC_PATH, methods=["GET"])
-def stylesheet() -> Response:
-    return Response(
-        body=CSS,
-        status_code=200,
-        headers={"Content-Type": "text/css; charset=utf-8", "Cache-Control": "public, max-age=3600"},
-    )

@@ -41,7 +41,6 @@ FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
 JOSE = "application/jose"  # RFC 7515 / RFC 7516 compact serialisation
 HTML = "text/html"
-CSS = "text/css"
 CACHEABLE = "public, max-age=300"
 
 ParameterLocation = Literal["query", "header", "path", "cookie"]
@@ -53,7 +52,7 @@ Refs = Mapping[tuple[Any, JsonSchemaMode], Any]  # (model, mode) -> {"$ref": ...
 
 @dataclass(frozen=True)
 class Body:
-    """One media type of an answer: a model, a raw schema, or a plain string (pages, JOSE, CSS)."""
+    """One media type of an answer: a model, a raw schema, or a plain string (pages, JOSE)."""
 
     media_type: str
     model: type[BaseModel] | None = None
@@ -402,14 +401,6 @@ OPERATIONS: tuple[Operation, ...] = (
             Parameter("relay_portal", "cookie", "The binding cookie the decision set in this browser."),
             LANGUAGE_PARAMETER,
         ),
-    ),
-    Operation(
-        "/static/relay.css",
-        "GET",
-        "stylesheet",
-        "The pages' only stylesheet.",
-        "resident",
-        {200: Answer("The stylesheet.", (Body(CSS),), cacheable=True)},
     ),
     Operation(
         "/portal/notice",

@@ -13,7 +13,6 @@ from urllib.parse import urlencode, urlsplit
 from chalice.app import Request, Response
 
 from chalicelib.page_rendering import (
-    STATIC_PATH,
     TEXT,
     ErrorKind,
     Lang,
@@ -21,11 +20,11 @@ from chalicelib.page_rendering import (
     format_duration,
     other_language,
     render_html,
+    style_hash_source,
 )
 from chalicelib.telemetry import current_interaction_id
 
 __all__ = [
-    "STATIC_PATH",
     "TEXT",
     "Lang",
     "choose_language",
@@ -52,13 +51,15 @@ def origin(url: str) -> str:
 
 
 def page_headers(form_targets: tuple[str, ...] = ()) -> dict[str, str]:
-    """CSP for our pages: no script at all, styles from us only; a form may submit to us and
-    be redirected to the portal or the partner (Chromium applies form-action to redirects)."""
+    """CSP for our pages: no script at all; no style but the page's own ``<style>`` element, allowed
+    by the hash of its exact content (no 'unsafe-inline', no stylesheet to fetch); a form may submit
+    to us and be redirected to the portal or the partner (Chromium applies form-action to
+    redirects)."""
     form_action = " ".join(["'self'", *sorted({origin(target) for target in form_targets})])
     return {
         "Content-Type": "text/html; charset=utf-8",
         "Content-Security-Policy": (
-            "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; "
+            f"default-src 'none'; style-src {style_hash_source()}; img-src 'self'; base-uri 'none'; "
             f"form-action {form_action}; frame-ancestors 'none'"
         ),
         "Cache-Control": "no-store",

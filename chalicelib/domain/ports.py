@@ -49,6 +49,18 @@ class PartnerStore(Protocol):
         ...
 
 
+class PartnerLookup(Protocol):
+    """How requests read partners: possibly cached, so possibly up to a bounded time old."""
+
+    def get(self, partner_id: str) -> PartnerRecord:
+        """The partner, or ``PartnerNotFound``."""
+        ...
+
+    def forget(self, partner_id: str) -> None:
+        """Drop what is known of this partner: the next ``get`` reads the store."""
+        ...
+
+
 class Signer(Protocol):
     """An ES256 signing key whose private half never leaves the key store."""
 

@@ -3,6 +3,10 @@
 Shared by the operator CLI and the service so that a document is judged by one set of rules.
 Changes are optimistic: each write is conditional on the version read, so two operators editing
 one partner never silently overwrite each other.
+
+Requests read partners through a ``PartnerLookup``, which in the service is a per-container cache
+(``chalicelib/adapters/partner_cache.py``): what they see may be up to its TTL old. Writes always
+read the store itself (the version must be the current one), and forget the cached entry here.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from chalicelib.domain.partners import (
     invalid_document,
     parse_partner_document,
 )
-from chalicelib.domain.ports import Clock, PartnerRecord, PartnerStore
+from chalicelib.domain.ports import Clock, PartnerLookup, PartnerRecord, PartnerStore
 
 
 @dataclass(frozen=True)
@@ -33,8 +37,16 @@ class KeyRotation:
 
 
 class PartnerRegistry:
-    def __init__(self, store: PartnerStore, clock: Clock, *, allow_loopback: bool) -> None:
+    def __init__(
+        self,
+        store: PartnerStore,
+        clock: Clock,
+        *,
+        allow_loopback: bool,
+        lookup: PartnerLookup | None = None,
+    ) -> None:
         self._store = store
+        self._lookup = lookup
         self._clock = clock
         self._allow_loopback = allow_loopback
 
@@ -45,6 +57,7 @@ class PartnerRegistry:
         """Register a new partner; an existing id is refused (``PartnerAlreadyRegistered``)."""
         partner = self.parse(document)
         self._store.create(partner, now=self._clock.now())
+        self._forget(partner.id)
         return partner
 
     def update(self, document: Any) -> Partner:
@@ -52,9 +65,13 @@ class PartnerRegistry:
         partner = self.parse(document)
         current = self._store.get(partner.id)
         self._store.replace(partner, expected_version=current.version, now=self._clock.now())
+        self._forget(partner.id)
         return partner
 
     def get(self, partner_id: str) -> PartnerRecord:
+        """The partner as requests see it: through the lookup (cached: up to its TTL old)."""
+        if self._lookup is not None:
+            return self._lookup.get(partner_id)
         return self._store.get(partner_id)
 
     def get_enabled(self, partner_id: str) -> Partner:
@@ -65,7 +82,7 @@ class PartnerRegistry:
         key (DynamoDB: an empty or >2048-byte key is a ValidationException, i.e. a 503)."""
         if not re.fullmatch(PARTNER_ID_PATTERN, partner_id):
             raise PartnerNotFound("no partner can have this id", check="partner_id")
-        partner = self._store.get(partner_id).partner
+        partner = self.get(partner_id).partner
         if not partner.enabled:
             raise PartnerDisabled(f"partner {partner_id} is disabled", check="client_id")
         return partner
@@ -78,6 +95,7 @@ class PartnerRegistry:
         partner = current.partner.model_copy(update={"enabled": enabled})
         if partner != current.partner:
             self._store.replace(partner, expected_version=current.version, now=self._clock.now())
+        self._forget(partner_id)
         return partner
 
     def rotate_keys(self, partner_id: str, jwks_document: Any) -> KeyRotation:
@@ -89,6 +107,7 @@ class PartnerRegistry:
         current = self._store.get(partner_id)
         partner = current.partner.model_copy(update={"jwks": jwks})
         self._store.replace(partner, expected_version=current.version, now=self._clock.now())
+        self._forget(partner_id)
         old = {key.kid for key in current.partner.jwks.keys}
         new = {key.kid for key in jwks.keys}
         return KeyRotation(
@@ -97,3 +116,7 @@ class PartnerRegistry:
             removed=tuple(sorted(old - new)),
             kept=tuple(sorted(old & new)),
         )
+
+    def _forget(self, partner_id: str) -> None:
+        if self._lookup is not None:
+            self._lookup.forget(partner_id)

@@ -99,7 +99,11 @@ def test_disable_and_enable(
     relayctl: Callable[..., Run], write_json: Callable[[str, Any], str], partner_document: Callable[..., Any]
 ) -> None:
     relayctl("partners", "register", write_json("p.json", partner_document()))
-    assert relayctl("partners", "disable", "acme-bank").out.strip() == "partner acme-bank is disabled"
+    # THEN the output says the bound within which the service refuses it everywhere
+    assert relayctl("partners", "disable", "acme-bank").out.strip() == (
+        "partner acme-bank is disabled; every warm container of the service sees it within 30 s"
+        " (its partner cache)"
+    )
     assert json.loads(relayctl("partners", "show", "acme-bank").out)["enabled"] is False
     relayctl("partners", "enable", "acme-bank")
     assert json.loads(relayctl("partners", "show", "acme-bank").out)["enabled"] is True

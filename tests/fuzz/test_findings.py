@@ -4,9 +4,9 @@ answered a server error or an undocumented answer before its fix.
 - A receipt link or a receipt revocation form with a non-ASCII token or CSRF token was a 500:
   ``secrets.compare_digest`` refuses ``str`` with non-ASCII characters (TypeError). The consent
   decision compared its CSRF tokens the same way.
-- ``GET /static/relay.css`` answered a ``bytes`` body of a non-binary type: Chalice puts it as it is
-  into the Lambda proxy response, which must be JSON, so in AWS the stylesheet was a Lambda error
-  (chalice local writes bytes to its socket and hid it; the Chalice test client fails on it too).
+- ``GET /static/relay.css`` answered a ``bytes`` body of a non-binary type (a Lambda error in AWS).
+  The route is gone since: each page carries its stylesheet in a ``<style>`` element under a CSP
+  hash (tests/security/test_browser_pages.py).
 - ``POST /portal/notice`` with another media type was answered by Chalice itself (415 with its own
   ``{"Code", "Message"}`` JSON), not with the RFC 9457 problem the document (and the standard) says.
 """
@@ -136,14 +136,3 @@ def test_a_completion_notice_without_a_media_type_is_still_read_as_json(
     response = client.http.post("/portal/notice", body=body)
     assert response.status_code == 200
     assert json.loads(response.body)["commonHeader"]["processId"] == "p"
-
-
-def test_the_stylesheet_is_a_body_a_lambda_proxy_response_can_carry(client: Any) -> None:
-    # WHEN the stylesheet is fetched through Chalice's Lambda proxy path (the test client)
-    response = client.http.get("/static/relay.css")
-    # THEN it is served as text, cacheable, with the headers every answer has
-    assert response.status_code == 200
-    assert response.headers["Content-Type"] == "text/css; charset=utf-8"
-    assert response.headers["Cache-Control"] == "public, max-age=3600"
-    assert response.headers["x-fapi-interaction-id"]
-    assert b"{" in response.body

@@ -179,9 +179,6 @@ def test_the_public_documents_and_the_notice_answer_as_documented(
         response = journey.client.http.get(path)
         assert response.status_code == 200
         contract.check("GET", path, response)
-    stylesheet = journey.client.http.get("/static/relay.css")
-    assert stylesheet.status_code == 200
-    contract.check("GET", "/static/relay.css", stylesheet)
     notice = {"commonHeader": {"telegramId": "T1", "telegramType": "IFA0302", "mode": "1", "processId": "P1"}}
     answer = journey.client.http.post(
         "/portal/notice", body=json.dumps(notice), headers={"Content-Type": "application/json"}

@@ -9,6 +9,8 @@ must forbid inline script so that a missed escape still runs nothing.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import json
 import re
@@ -59,6 +61,24 @@ def assert_scriptless_csp(response: Any) -> None:
     assert directives["base-uri"] == ["'none'"]
     assert response.headers["X-Frame-Options"] == "DENY"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert_style_is_the_hashed_element(response)
+
+
+STYLE_ELEMENT = re.compile(r"<style>(.*?)</style>", re.DOTALL)
+
+
+def assert_style_is_the_hashed_element(response: Any) -> None:
+    """The page's one ``<style>`` element is the only style the CSP allows, by the hash of its exact
+    content: no stylesheet is fetched, no other inline style (injected or not) would apply."""
+    page = response.body.decode("utf-8")
+    policy = response.headers["Content-Security-Policy"]
+    directives = {part.split()[0]: part.split()[1:] for part in policy.split("; ")}
+    (content,) = STYLE_ELEMENT.findall(page)
+    digest = base64.b64encode(hashlib.sha256(content.encode("utf-8")).digest()).decode("ascii")
+    assert directives["style-src"] == [f"'sha256-{digest}'"]
+    assert "/static/" not in page
+    assert "<link" not in page
+    assert " style=" not in page  # a style attribute would need 'unsafe-hashes': none is used
 
 
 def assert_no_raw_markup(page: str) -> None:
@@ -124,6 +144,22 @@ def test_error_pages_reflect_no_markup_from_the_request(journey: Journey, tables
     source="OWASP WSTG-CLNT-09 / RFC 9700 §4.16",
     threat="clickjacking: the consent buttons framed by another site, or the form posted elsewhere",
 )
+def test_each_page_carries_its_stylesheet_allowed_by_hash_only(journey: Journey, clock: ShiftedClock) -> None:
+    # GIVEN the consent page, an error page and a page in the other language
+    assert journey.push().status_code == 201
+    pages = [
+        journey.show_consent(),
+        journey.client.http.get("/authorize?client_id=acme-bank&request_uri=urn:nothing"),
+        journey.client.http.get("/authorize?client_id=acme-bank&request_uri=urn:nothing&lang=en"),
+    ]
+    for page in pages:
+        # WHEN the browser reads it THEN the style element's hash is the CSP's only style source,
+        # and nothing refers to a stylesheet to fetch
+        assert page.headers["Content-Type"] == "text/html; charset=utf-8"
+        assert "unsafe-inline" not in page.headers["Content-Security-Policy"]
+        assert_style_is_the_hashed_element(page)
+
+
 def test_the_interstitial_cannot_be_framed_and_posts_only_where_it_should(journey: Journey) -> None:
     assert journey.push().status_code == 201
     page = journey.show_consent()
