@@ -141,8 +141,8 @@ def test_error_pages_reflect_no_markup_from_the_request(journey: Journey, tables
 
 
 @pytest.mark.attack(
-    source="OWASP WSTG-CLNT-09 / RFC 9700 §4.16",
-    threat="clickjacking: the consent buttons framed by another site, or the form posted elsewhere",
+    source="OWASP WSTG-CLNT-03 / CSP Level 3 §8.3",
+    threat="CSS injection: a style the page did not ship applied under a loose style-src",
 )
 def test_each_page_carries_its_stylesheet_allowed_by_hash_only(journey: Journey, clock: ShiftedClock) -> None:
     # GIVEN the consent page, an error page and a page in the other language
@@ -160,6 +160,10 @@ def test_each_page_carries_its_stylesheet_allowed_by_hash_only(journey: Journey,
         assert_style_is_the_hashed_element(page)
 
 
+@pytest.mark.attack(
+    source="OWASP WSTG-CLNT-09 / RFC 9700 §4.16",
+    threat="clickjacking: the consent buttons framed by another site, or the form posted elsewhere",
+)
 def test_the_interstitial_cannot_be_framed_and_posts_only_where_it_should(journey: Journey) -> None:
     assert journey.push().status_code == 201
     page = journey.show_consent()
