@@ -76,9 +76,14 @@ class Launcher:
         self.state_dir = state_dir
         self.extra_args = extra_args
         self.autoreload = autoreload
-        self.port = free_port()
-        self.moto_port = free_port()
-        self.sandbox_ports = (free_port(), free_port())
+        # Four distinct ports: the OS may hand the same free port to two probes in a row.
+        ports: list[int] = []
+        while len(ports) < 4:
+            port = free_port()
+            if port not in ports:
+                ports.append(port)
+        self.port, self.moto_port = ports[0], ports[1]
+        self.sandbox_ports = (ports[2], ports[3])
         self.api = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[str] | None = None
         self.output = ""

@@ -67,6 +67,15 @@ def origin_of(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+# The audit table also holds the checkpoints' bookkeeping (heads, covered keys, tiles, the scan
+# watermark) and, in each flow's partition, leaf-index items: a record is a FLOW# item whose sort key
+# is a time (leaf-index keys start with "~").
+RECORDS_ONLY: dict[str, Any] = {
+    "FilterExpression": "begins_with(pk, :flow) AND NOT begins_with(sk, :leaves)",
+    "ExpressionAttributeValues": {":flow": {"S": "FLOW#"}, ":leaves": {"S": "~leaves#"}},
+}
+
+
 @dataclass(frozen=True)
 class Stack:
     """The launched stack as its record (``stack.json``) describes it."""
@@ -188,30 +197,29 @@ class Tables:
         ]
 
     def audit_records_outside(self, flow_ids: set[str]) -> list[str]:
-        """Audit records (not checkpoints) that belong to none of ``flow_ids``: pk, sort key, event."""
+        """Audit records (not the checkpoints' bookkeeping) that belong to none of ``flow_ids``: pk,
+        sort key, event."""
         return [
             f"{item['pk']['S']} {item['sk']['S']} {item.get('event', {}).get('S')}"
             for item in self._pages(
                 "scan",
                 TableName=self._audit,
-                FilterExpression="pk <> :checkpoint",
-                ExpressionAttributeValues={":checkpoint": {"S": "CHECKPOINT"}},
+                **RECORDS_ONLY,
             )
             if item["pk"]["S"].removeprefix("FLOW#") not in flow_ids
         ]
 
     def audit_record_count(self) -> int:
-        """The audit records in the table, not counting the signed checkpoints over them (the
-        launcher signs one every 30 scheduled runs over the records older than a minute, so a long
-        race may see one)."""
+        """The audit records in the table, not counting the checkpoints' bookkeeping (the launcher
+        signs a checkpoint every 30 scheduled runs over the records older than a minute, so a long
+        race may see one, with its tiles, scan watermark and the flows' leaf-index items)."""
         return sum(
             1
             for _ in self._pages(
                 "scan",
                 TableName=self._audit,
                 ProjectionExpression="pk",
-                FilterExpression="pk <> :checkpoint",
-                ExpressionAttributeValues={":checkpoint": {"S": "CHECKPOINT"}},
+                **RECORDS_ONLY,
             )
         )
 
