@@ -16,15 +16,14 @@ from typing import TYPE_CHECKING, ParamSpec
 from chalice.app import Blueprint, Response
 
 from chalicelib.api.forms import cookie, form_fields, query_fields
-from chalicelib.api.pages import Lang, choose_language, error_page, respond, switch_url
 from chalicelib.container import get_container
 from chalicelib.domain.errors import CsrfFailure, PageError, RelayError
 from chalicelib.domain.oauth.parameters import parameter_name
-from chalicelib.page_rendering import render_consent
 from chalicelib.settings import SettingsError
 from chalicelib.telemetry import current_interaction_id, logger
 
 if TYPE_CHECKING:  # the domain's services load with the first request that needs them, not at import
+    from chalicelib.api.pages import Lang
     from chalicelib.domain.authorization import RedirectTo
 
 bp = Blueprint(__name__)
@@ -45,6 +44,8 @@ def _lang(pushed: Lang | None = None) -> Lang:
         with contextlib.suppress(RelayError):  # a malformed form still gets its error page
             form_lang = form_fields(request).get("lang", [None])[0]
     explicit = params.get("lang") or form_lang
+    from chalicelib.api.pages import choose_language  # the pages (Jinja, labels) load with the first page
+
     return choose_language(request, explicit if explicit in ("ja", "en") else pushed)
 
 
@@ -53,6 +54,8 @@ def page_responses(view: Callable[P, Response]) -> Callable[P, Response]:
 
     @functools.wraps(view)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> Response:
+        from chalicelib.api.pages import error_page  # loaded with the first page, not at cold start
+
         try:
             return view(*args, **kwargs)
         except CsrfFailure as error:
@@ -100,6 +103,9 @@ def _one(params: dict[str, list[str]], name: str) -> str:
 @bp.route("/authorize", methods=["GET"])
 @page_responses
 def authorize() -> Response:
+    from chalicelib.api.pages import respond, switch_url
+    from chalicelib.page_rendering import render_consent
+
     params = query_fields(bp.current_request)
     client_id, request_uri = _one(params, "client_id"), _one(params, "request_uri")
     # PAR is required (RFC 9126 section 4): the pushed request is the whole authorization request,

@@ -5,36 +5,42 @@ shown on the interstitial; anything else shows nothing."""
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from chalice.app import Blueprint, Response
 
 from chalicelib.api.consent import page_responses, see_other
 from chalicelib.api.forms import cookie, form_fields
-from chalicelib.api.pages import TEXT, Lang, choose_language, error_page, render
 from chalicelib.container import get_container
 from chalicelib.domain.errors import CsrfFailure
-from chalicelib.page_rendering import EVENT_LABELS, receipt_row
 from chalicelib.telemetry import logger
+
+if TYPE_CHECKING:
+    from chalicelib.api.pages import Lang
 
 # The domain's services (chalicelib.domain.receipts, .authorization) are imported by the views
 # that use them: at the first such request, not at cold start.
 
 bp = Blueprint(__name__)
 CSRF_COOKIE = "relay_receipt_csrf"
-__all__ = ["EVENT_LABELS", "bp"]
+__all__ = ["bp"]
 
 
 def _lang(explicit: str | None = None) -> Lang:
     request = bp.current_request
     params: dict[str, str] = dict(request.query_params or {})
+    from chalicelib.api.pages import choose_language  # the pages load with the first page, not at cold start
+
     return choose_language(request, explicit or params.get("lang"))
 
 
 def _receipt_page(
     interaction_id: str, expires: str, token: str, lang: Lang, notice: str | None = None
 ) -> Response:
+    from chalicelib.api.pages import render
+    from chalicelib.page_rendering import receipt_row
+
     view = get_container().receipts.view(interaction_id, expires=expires, token=token)
     csrf_token = secrets.token_urlsafe(32)
     query = urlencode({"e": expires, "t": token})
@@ -60,12 +66,15 @@ def _receipt_page(
 
 
 def _not_found(lang: Lang) -> Response:
+    from chalicelib.api.pages import error_page
+
     return error_page("invalid", lang, 404, None)
 
 
 @bp.route("/receipts/{interaction_id}", methods=["GET"])
 @page_responses
 def receipt(interaction_id: str) -> Response:
+    from chalicelib.api.pages import TEXT
     from chalicelib.domain.receipts import ReceiptNotFound
 
     params: dict[str, str] = dict(bp.current_request.query_params or {})
@@ -103,6 +112,7 @@ def signed_receipt(interaction_id: str) -> Response:
 @bp.route("/receipts/{interaction_id}/revoke", methods=["POST"], content_types=["*/*"])
 @page_responses
 def revoke(interaction_id: str) -> Response:
+    from chalicelib.api.pages import error_page
     from chalicelib.domain.authorization import RedirectTo
     from chalicelib.domain.receipts import ReceiptNotFound, RevocationRefused
 

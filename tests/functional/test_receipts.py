@@ -88,8 +88,8 @@ def test_the_receipt_lists_the_flows_records_in_japanese(journey: Journey, clock
 
 
 def test_every_kind_of_record_has_a_label_in_both_languages() -> None:
-    from chalicelib.api.receipts import EVENT_LABELS
     from chalicelib.domain.audit import AuditEvent
+    from chalicelib.page_rendering import EVENT_LABELS
 
     assert set(EVENT_LABELS) == set(AuditEvent)
     assert all(ja and en for ja, en in EVENT_LABELS.values())

@@ -90,3 +90,22 @@ def test_the_operator_tool_stays_off_chalice() -> None:
         check=True,
     )
     assert loaded.stdout.strip() == "[]"
+
+
+def test_the_pages_load_with_the_first_page_not_at_cold_start() -> None:
+    """Importing the handler (Lambda's init) loads no page machinery: the labels, Jinja and the
+    audit models they read load with the first page a resident opens (bench: cold start)."""
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, app; "
+            "print(sorted(m for m in sys.modules if m in "
+            "('jinja2', 'chalicelib.page_rendering', 'chalicelib.api.pages', 'chalicelib.domain.audit')))",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert loaded.stdout.strip() == "[]"
