@@ -8,23 +8,19 @@ tests skip locally, with the reason, and FAIL under CI (CI=true), where `.ci/run
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.npm import npm_ci
+
 A11Y_DIR = Path(__file__).resolve().parent
 NODE_MODULES = A11Y_DIR / "node_modules"
-INSTALLED_STAMP = NODE_MODULES / ".myna-relay-installed"  # the digest of the lockfile installed
 AXE_SCRIPT = NODE_MODULES / "axe-core" / "axe.min.js"
-NPM_CI_TIMEOUT_S = 180
 WCAG_TAGS = ("wcag2a", "wcag2aa", "wcag21a", "wcag21aa")
 RUN = f"axe.run(document, {{runOnly: {{type: 'tag', values: {json.dumps(list(WCAG_TAGS))}}}, resultTypes: ['violations']}})"
 
@@ -39,34 +35,9 @@ def require_npm() -> str:
     pytest.skip(message)
 
 
-def lockfile_digest() -> str:
-    digest = hashlib.sha256()
-    for name in ("package.json", "package-lock.json"):
-        digest.update((A11Y_DIR / name).read_bytes())
-    return digest.hexdigest()
-
-
 def install() -> Path:
-    """axe.min.js from `npm ci` into tests/a11y/node_modules, unless this lockfile is installed
-    there already. Locked: two xdist workers may ask at once."""
-    npm = require_npm()
-    wanted = lockfile_digest()
-    with (A11Y_DIR / "package-lock.json").open("rb") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        with contextlib.suppress(OSError):
-            if INSTALLED_STAMP.read_text(encoding="utf-8").strip() == wanted and AXE_SCRIPT.exists():
-                return AXE_SCRIPT
-        done = subprocess.run(
-            [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"],
-            cwd=A11Y_DIR,
-            capture_output=True,
-            text=True,
-            timeout=NPM_CI_TIMEOUT_S,
-            check=False,
-        )
-        if done.returncode != 0:
-            pytest.fail(f"npm ci failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-        INSTALLED_STAMP.write_text(wanted, encoding="utf-8")
+    """axe.min.js, from `npm ci` into tests/a11y/node_modules unless this lockfile is installed."""
+    npm_ci(A11Y_DIR, require_npm(), needs=AXE_SCRIPT)
     return AXE_SCRIPT
 
 

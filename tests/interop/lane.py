@@ -4,7 +4,6 @@ flow.mjs as a child process that talks one JSON object a line."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import queue
@@ -17,10 +16,9 @@ from typing import IO, Any
 
 import pytest
 
+from tests.npm import npm_ci
+
 INTEROP_DIR = Path(__file__).resolve().parent
-NODE_MODULES = INTEROP_DIR / "node_modules"
-INSTALLED_STAMP = NODE_MODULES / ".myna-relay-installed"  # the digest of the lockfile installed
-NPM_CI_TIMEOUT_S = 180
 NODE_MAJOR_AT_LEAST = 20  # openid-client v6 and jose v6: Node.js 20 is their baseline
 STEP_TIMEOUT_S = 120  # discovery + PAR, or the code exchange and the pickups (Retry-After honoured)
 
@@ -42,30 +40,9 @@ def require_node() -> tuple[str, str]:
     pytest.skip(message)
 
 
-def lockfile_digest() -> str:
-    digest = hashlib.sha256()
-    for name in ("package.json", "package-lock.json"):
-        digest.update((INTEROP_DIR / name).read_bytes())
-    return digest.hexdigest()
-
-
 def install(npm: str) -> None:
     """`npm ci` into tests/interop/node_modules unless this lockfile is what is installed there."""
-    wanted = lockfile_digest()
-    with contextlib.suppress(OSError):
-        if INSTALLED_STAMP.read_text(encoding="utf-8").strip() == wanted:
-            return
-    done = subprocess.run(
-        [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"],
-        cwd=INTEROP_DIR,
-        capture_output=True,
-        text=True,
-        timeout=NPM_CI_TIMEOUT_S,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.fail(f"npm ci failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-    INSTALLED_STAMP.write_text(wanted, encoding="utf-8")
+    npm_ci(INTEROP_DIR, npm)
 
 
 class NodeFlow:
