@@ -59,8 +59,15 @@ class Grant:
 
 FLOW_STATE = Grant(
     "state",
-    ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
-    "flows, single-use pointers, replay store, sealed deliveries, webhook outbox (conditional writes)",
+    (
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+    ),
+    "flows, processId pointers, replay store, sealed deliveries (read with their flow at pickup),"
+    " webhook outbox (conditional writes; Delete inside transactions)",
 )
 PARTNER_READ = Grant("partners", ("dynamodb:GetItem",), "the partner registration on each partner request")
 AUDIT_APPEND = Grant("audit", ("dynamodb:PutItem",), "audit records, inside the step's transaction")

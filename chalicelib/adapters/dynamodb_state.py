@@ -9,6 +9,7 @@ parts; ``ConditionalCheckFailed`` and cancelled transactions become domain error
 
 from __future__ import annotations
 
+import json
 import math
 import secrets
 from collections.abc import Mapping, Sequence
@@ -28,9 +29,8 @@ from chalicelib.domain.delivery import (
     WebhookEvent,
     due_shard,
 )
-from chalicelib.domain.errors import ConcurrentUpdate
-from chalicelib.domain.flow import BrowserBindingMismatch, CodeAlreadyUsed, Flow
-from chalicelib.domain.flow_store import AccessTokenRecord, CodeState
+from chalicelib.domain.errors import ConcurrentUpdate, DependencyUnavailable
+from chalicelib.domain.flow import BrowserBindingMismatch, Flow
 from chalicelib.domain.oauth.replay import ReplayEntry
 
 if TYPE_CHECKING:
@@ -41,9 +41,102 @@ ITEM_IS_NEW = "attribute_not_exists(pk)"
 ITEM_EXISTS = "attribute_exists(pk)"
 NOT_EXPIRED = "expires_at > :now"
 VERSION_UNCHANGED = "attribute_exists(pk) AND version = :expected"
-CODE_UNUSED = "attribute_exists(pk) AND used = :false AND code_expires_at > :now"
 JTI_FREE = "attribute_not_exists(pk) OR expires_at <= :now"
 NOT_USED = "attribute_not_exists(used_by)"
+
+# The flow's item stays under 1 KB (one write unit; two in a transaction): its document names
+# fields by these short keys (never reuse one), times are integer microseconds since the epoch,
+# fields at their default are left out, and what the item carries as attributes of its own
+# (id, partner, status, version, the portal state) is not repeated in it.
+FLOW_KEYS: dict[str, str] = {
+    "partner_name": "pn",
+    "resident_pseudonym": "rp",
+    "purpose_id": "pu",
+    "dataset": "ds",
+    "scope": "sc",
+    "redirect_uri": "ru",
+    "partner_state": "st",
+    "code_challenge": "cc",
+    "created_at": "ca",
+    "updated_at": "ua",
+    "expires_at": "ea",
+    "portal_client_id": "pc",
+    "portal_process": "pp",
+    "portal_token_ciphertext": "pt",
+    "request_uri_hash": "rh",
+    "request_uri_expires_at": "re",
+    "csrf_hash": "xh",
+    "code_hash": "ch",
+    "code_expires_at": "ce",
+    "code_redeemed": "cr",
+    "access_token_hash": "th",
+    "token_expires_at": "te",
+    "dpop_jkt": "jk",
+    "ui_locale": "ul",
+    "retrieval_deadline": "rd",
+    "failure_reason": "fr",
+    "next_due_at": "nd",
+    "poll_attempts": "pa",
+    "ready_at": "ra",
+    "delivery_expires_at": "de",
+}
+_FIELD_OF = {short: name for name, short in FLOW_KEYS.items()}
+# Flow fields stored as attributes of the item rather than in its document.
+_OWN_ATTRIBUTES = {
+    "flow_id",
+    "partner_id",
+    "status",
+    "version",
+    "portal_state_hash",
+    "browser_binding_hash",
+    "portal_state_expires_at",
+}
+_TIMES = {name for name, info in Flow.model_fields.items() if "datetime" in str(info.annotation)}
+
+
+def _micros(moment: datetime) -> int:
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def encode_flow(flow: Flow) -> str:
+    """The flow's stored document (see ``FLOW_KEYS``)."""
+    fields = flow.model_dump(mode="python", exclude_defaults=True, exclude=_OWN_ATTRIBUTES)
+    document = {
+        FLOW_KEYS[name]: _micros(value) if isinstance(value, datetime) else value
+        for name, value in fields.items()
+    }
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+
+
+def flow_of_item(item: Mapping[str, Any]) -> Flow:
+    """The flow a state-table item holds."""
+    document = json.loads(item["document"]["S"])
+    fields: dict[str, Any] = {
+        _FIELD_OF[short]: (_EPOCH + timedelta(microseconds=value) if _FIELD_OF[short] in _TIMES else value)
+        for short, value in document.items()
+    }
+    fields.update(
+        flow_id=item["pk"]["S"].removeprefix("FLOW#"),
+        partner_id=item["partner_id"]["S"],
+        status=item["status"]["S"],
+        version=int(item["version"]["N"]),
+    )
+    if "pstate" in item:
+        fields.update(
+            portal_state_hash=item["pstate"]["S"],
+            browser_binding_hash=item["pbind"]["S"] or None,
+            portal_state_expires_at=datetime.fromtimestamp(int(item["pstate_exp"]["N"]), UTC),
+        )
+    return Flow.model_validate(fields)
+
+
+PORTAL_STATE_SPENDABLE = (
+    "attribute_exists(pk) AND #status = :at_portal AND expires_at > :now AND pstate = :state"
+    " AND pstate_exp > :now AND attribute_not_exists(state_used_by)"
+)
 
 # Flows outlive their last step by this much, so that a late or replayed request still finds
 # the flow (and is refused by its state) rather than nothing.
@@ -123,18 +216,26 @@ class DynamoStateStore:
     def _flow_item(self, flow: Flow) -> dict[str, Any]:
         item = {
             **flow_key(flow.flow_id),
-            "document": _s(flow.model_dump_json()),
+            "document": _s(encode_flow(flow)),
             "status": _s(flow.status.value),
             "version": _n(flow.version),
             "partner_id": _s(flow.partner_id),
             "expires_at": _n(epoch(flow.expires_at)),
         }
+        if flow.portal_state_hash is not None and flow.portal_state_expires_at is not None:
+            item["pstate"] = _s(flow.portal_state_hash)
+            item["pbind"] = _s(flow.browser_binding_hash or "")
+            item["pstate_exp"] = _n(epoch(flow.portal_state_expires_at))
         if flow.next_due_at is not None and not flow.is_terminal:
             # Sparse GSI by_due: only flows the scheduled run must come back to carry these (every
             # flow that has not ended: to poll, to expire its delivery, or to end it as abandoned).
             item["due_shard"] = _s(due_shard(flow.flow_id))
             item["due_at"] = _n(epoch(flow.next_due_at))
         return item
+
+    @staticmethod
+    def _flow_of(item: Mapping[str, Any]) -> Flow:
+        return flow_of_item(item)
 
     def _put_flow(self, after: Flow, before: Flow | None) -> dict[str, Any]:
         if before is None:
@@ -210,8 +311,6 @@ class DynamoStateStore:
         self,
         flow: Flow,
         *,
-        request_uri_hash: str,
-        request_uri_expires_at: datetime,
         audits: Sequence[AuditRecord] = (),
         replays: Sequence[ReplayEntry] = (),
     ) -> None:
@@ -219,10 +318,9 @@ class DynamoStateStore:
             [
                 *(self._replay_put(entry) for entry in replays),
                 self._put_flow(flow, None),
-                self._pointer(f"PAR#{request_uri_hash}", flow.flow_id, request_uri_expires_at),
                 *(self._audit_put(audit, i) for i, audit in enumerate(audits)),
             ],
-            on_conflict=ConcurrentUpdate("flow or request_uri already exists", check="flow_id"),
+            on_conflict=ConcurrentUpdate("the flow already exists", check="flow_id"),
             item_conflicts=_replay_conflicts(replays),
         )
 
@@ -230,16 +328,7 @@ class DynamoStateStore:
         item = self._get(flow_key(flow_id))
         if item is None or int(item["expires_at"]["N"]) <= epoch(now):
             return None
-        return Flow.model_validate_json(item["document"]["S"])
-
-    def _pointed_flow(self, pk: str, *, now: datetime) -> Flow | None:
-        pointer = self._get(_key(pk, "PTR"))
-        if pointer is None or int(pointer["expires_at"]["N"]) <= epoch(now):
-            return None
-        return self.get(pointer["flow_id"]["S"], now=now)
-
-    def flow_for_request_uri(self, request_uri_hash: str, *, now: datetime) -> Flow | None:
-        return self._pointed_flow(f"PAR#{request_uri_hash}", now=now)
+        return self._flow_of(item)
 
     def update(
         self, before: Flow, after: Flow, *, audits: Sequence[AuditRecord] = (), delete_delivery: bool = False
@@ -276,75 +365,50 @@ class DynamoStateStore:
         except BotoCoreError as exc:
             raise unavailable("dynamodb", "PutItem", exc) from exc
 
-    def leave_interstitial(
-        self,
-        before: Flow,
-        after: Flow,
-        *,
-        request_uri_hash: str,
-        now: datetime,
-        portal_state_hash: str | None = None,
-        portal_state_expires_at: datetime | None = None,
-        browser_binding_hash: str | None = None,
-        audits: Sequence[AuditRecord] = (),
-    ) -> None:
-        items: list[dict[str, Any]] = [
-            *(self._audit_put(audit, i) for i, audit in enumerate(audits)),
-            {
-                "Delete": {
-                    "TableName": self._table,
-                    "Key": _key(f"PAR#{request_uri_hash}", "PTR"),
-                    "ConditionExpression": f"{ITEM_EXISTS} AND {NOT_EXPIRED}",
-                    "ExpressionAttributeValues": {":now": _n(epoch(now))},
-                }
-            },
-            self._put_flow(after, before),
-        ]
-        if portal_state_hash is not None and portal_state_expires_at is not None:
-            binding = {"binding": _s(browser_binding_hash)} if browser_binding_hash else {}
-            items.append(
-                self._pointer(
-                    f"PSTATE#{portal_state_hash}", after.flow_id, portal_state_expires_at, **binding
-                )
-            )
-        self._transact(items, on_conflict=ConcurrentUpdate("request_uri already used", check="request_uri"))
-
     def consume_portal_state(
-        self, portal_state_hash: str, *, browser_binding_hash: str, now: datetime
+        self, flow_id: str, *, portal_state_hash: str, browser_binding_hash: str, now: datetime
     ) -> Flow | None:
-        """Mark the pointer used (it stays until its TTL) rather than delete it: a deleted pointer
-        could not tell a retried call its own earlier attempt from a concurrent callback. Only the
-        browser that left for the portal can use it: its binding cookie's fingerprint must match
-        (RFC 9700 section 4.7.1); otherwise ``BrowserBindingMismatch`` and nothing changes."""
-        key = _key(f"PSTATE#{portal_state_hash}", "PTR")
+        """Mark the state used on the flow's item (the version stays: the step's transaction that
+        follows is conditional on it) rather than clear it: a cleared state could not tell a
+        retried call its own earlier attempt from a concurrent callback. Only the browser that
+        left for the portal can spend it: its binding cookie's fingerprint must match (RFC 9700
+        section 4.7.1); otherwise ``BrowserBindingMismatch`` and nothing changes. One
+        ``UpdateItem``: the flow comes back with the answer."""
+        key = flow_key(flow_id)
         marker = secrets.token_hex(8)
         try:
             answer = self._client.update_item(
                 TableName=self._table,
                 Key=key,
-                UpdateExpression="SET used_by = :marker",
-                ConditionExpression=f"{ITEM_EXISTS} AND {NOT_EXPIRED} AND {NOT_USED} AND binding = :binding",
+                UpdateExpression="SET state_used_by = :marker",
+                ConditionExpression=f"{PORTAL_STATE_SPENDABLE} AND pbind = :binding",
+                ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues={
                     ":now": _n(epoch(now)),
                     ":marker": _s(marker),
+                    ":state": _s(portal_state_hash),
                     ":binding": _s(browser_binding_hash),
+                    ":at_portal": _s("at_portal"),
                 },
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-            pointer: dict[str, Any] | None = dict(answer.get("Attributes", {}))
+            item: dict[str, Any] | None = dict(answer.get("Attributes", {}))
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise unavailable("dynamodb", "UpdateItem", exc) from exc
-            pointer = self._own_write(key, marker, exc)
-            if pointer is None:
+            item = self._own_write(key, marker, exc, attribute="state_used_by")
+            if item is None:
                 # ReturnValuesOnConditionCheckFailure=ALL_OLD: the item as the condition found it
                 found = cast("dict[str, Any]", exc.response.get("Item") or {})
                 if (
                     found
-                    and "used_by" not in found
+                    and found.get("status", {}).get("S") == "at_portal"
+                    and found.get("pstate", {}).get("S") == portal_state_hash
+                    and "state_used_by" not in found
+                    and int(found["pstate_exp"]["N"]) > epoch(now)
                     and int(found["expires_at"]["N"]) > epoch(now)
-                    and found.get("binding", {}).get("S") != browser_binding_hash
+                    and found.get("pbind", {}).get("S") != browser_binding_hash
                 ):
                     raise BrowserBindingMismatch(
                         "the callback was opened in another browser than the one that left for the portal",
@@ -352,9 +416,11 @@ class DynamoStateStore:
                     ) from None
         except BotoCoreError as exc:
             raise unavailable("dynamodb", "UpdateItem", exc) from exc
-        return self.get(pointer["flow_id"]["S"], now=now) if pointer else None
+        return self._flow_of(item) if item else None
 
-    def _own_write(self, key: dict[str, Any], marker: str, exc: ClientError) -> dict[str, Any] | None:
+    def _own_write(
+        self, key: dict[str, Any], marker: str, exc: ClientError, *, attribute: str = "used_by"
+    ) -> dict[str, Any] | None:
         """After a failed condition, the item if the write that failed it was this call's own.
 
         botocore retries a write whose answer was lost (a 5xx or a timeout, after which DynamoDB
@@ -363,118 +429,32 @@ class DynamoStateStore:
         if not exc.response.get("ResponseMetadata", {}).get("RetryAttempts"):
             return None
         item = self._get(key)
-        return item if item is not None and item.get("used_by", {}).get("S") == marker else None
+        return item if item is not None and item.get(attribute, {}).get("S") == marker else None
 
     def start_retrieval(
-        self,
-        before: Flow,
-        after: Flow,
-        *,
-        code_hash: str,
-        code_expires_at: datetime,
-        process_id: str,
-        audits: Sequence[AuditRecord] = (),
+        self, before: Flow, after: Flow, *, process_id: str, audits: Sequence[AuditRecord] = ()
     ) -> None:
         self._transact(
             [
                 *(self._audit_put(audit, i) for i, audit in enumerate(audits)),
                 self._put_flow(after, before),
-                self._pointer(
-                    f"CODE#{code_hash}",
-                    after.flow_id,
-                    after.expires_at,
-                    used={"BOOL": False},
-                    code_expires_at=_n(epoch(code_expires_at)),
-                ),
+                # the portal chooses the processId its notice carries: the one pointer left
                 self._pointer(f"PROC#{process_id}", after.flow_id, after.expires_at),
             ],
             on_conflict=ConcurrentUpdate("the flow changed since it was read", check="flow.version"),
         )
 
-    # -- codes and tokens ---------------------------------------------------------------------------
+    # -- codes ------------------------------------------------------------------------------------
 
-    def code_state(self, code_hash: str, *, now: datetime) -> tuple[CodeState, str | None]:
-        item = self._get(_key(f"CODE#{code_hash}", "PTR"))
-        if item is None or int(item["expires_at"]["N"]) <= epoch(now):
-            return "unknown", None
-        flow_id = item["flow_id"]["S"]
-        if item["used"]["BOOL"]:
-            return "used", flow_id
-        if int(item["code_expires_at"]["N"]) <= epoch(now):
-            return "expired", flow_id
-        return "unused", flow_id
-
-    def redeem_code(
-        self,
-        before: Flow,
-        after: Flow,
-        *,
-        code_hash: str,
-        token: AccessTokenRecord,
-        now: datetime,
-        replays: Sequence[ReplayEntry] = (),
-    ) -> None:
-        code_position = len(replays)
+    def redeem_code(self, before: Flow, after: Flow, *, replays: Sequence[ReplayEntry] = ()) -> None:
         self._transact(
-            [
-                *(self._replay_put(entry) for entry in replays),
-                {
-                    "Update": {
-                        "TableName": self._table,
-                        "Key": _key(f"CODE#{code_hash}", "PTR"),
-                        "UpdateExpression": "SET used = :true",
-                        "ConditionExpression": CODE_UNUSED,
-                        "ExpressionAttributeValues": {
-                            ":true": {"BOOL": True},
-                            ":false": {"BOOL": False},
-                            ":now": _n(epoch(now)),
-                        },
-                    }
-                },
-                {
-                    "Put": {
-                        "TableName": self._table,
-                        "Item": {
-                            **_key(f"TOKEN#{token.token_hash}", "TOKEN"),
-                            "flow_id": _s(token.flow_id),
-                            "partner_id": _s(token.partner_id),
-                            "jkt": _s(token.jkt),
-                            "token_expires_at": _n(epoch(token.expires_at)),
-                            "expires_at": _n(epoch(token.expires_at)),
-                        },
-                        "ConditionExpression": ITEM_IS_NEW,
-                    }
-                },
-                self._put_flow(after, before),
-            ],
-            # the flow's version condition fails when a scheduled run moved the flow on meanwhile
-            # (a poll, the seal): that is not a replay, and the caller reads the flow again
+            [*(self._replay_put(entry) for entry in replays), self._put_flow(after, before)],
+            # another redemption won, or a scheduled run moved the flow on (a poll, the seal): the
+            # caller reads the flow again and tells which
             on_conflict=ConcurrentUpdate("the flow changed since it was read", check="flow.version"),
-            # a replayed jti first (the request is refused as a replay, whatever else it met),
-            # then a used code
-            item_conflicts={
-                **_replay_conflicts(replays),
-                code_position: CodeAlreadyUsed("the code was already redeemed", check="code"),
-            },
+            # a replayed jti first: the request is refused as a replay, whatever else it met
+            item_conflicts=_replay_conflicts(replays),
         )
-
-    def token(self, token_hash: str, *, now: datetime) -> AccessTokenRecord | None:
-        item = self._get(_key(f"TOKEN#{token_hash}", "TOKEN"))
-        if item is None or int(item["token_expires_at"]["N"]) <= epoch(now):
-            return None
-        return AccessTokenRecord(
-            token_hash=token_hash,
-            flow_id=item["flow_id"]["S"],
-            partner_id=item["partner_id"]["S"],
-            jkt=item["jkt"]["S"],
-            expires_at=datetime.fromtimestamp(int(item["token_expires_at"]["N"]), UTC),
-        )
-
-    def delete_token(self, token_hash: str) -> None:
-        try:
-            self._client.delete_item(TableName=self._table, Key=_key(f"TOKEN#{token_hash}", "TOKEN"))
-        except (ClientError, BotoCoreError) as exc:
-            raise unavailable("dynamodb", "DeleteItem", exc) from exc
 
     # -- replay store -------------------------------------------------------------------------------
 
@@ -662,6 +642,37 @@ class DynamoStateStore:
             items, on_conflict=ConcurrentUpdate("the flow changed since it was read", check="flow.version")
         )
 
+    def flow_for_pickup(self, flow_id: str, *, now: datetime) -> tuple[Flow | None, str | None]:
+        """The flow and its sealed payload (None if none, or past its data life), in one
+        consistent ``BatchGetItem``. The payload item is written once and never replaced, so the
+        one read here is the one ``pick_up`` deletes if its condition holds."""
+        keys = [flow_key(flow_id), _key(f"DELIVERY#{flow_id}", "DELIVERY")]
+        found: list[dict[str, Any]] = []
+        request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
+        try:
+            for _ in range(5):
+                answer = self._client.batch_get_item(RequestItems=request)
+                found.extend(answer.get("Responses", {}).get(self._table, []))
+                request = cast("dict[str, Any]", answer.get("UnprocessedKeys") or {})
+                if not request:
+                    break
+            else:
+                raise DependencyUnavailable(
+                    "dynamodb BatchGetItem failed: keys left unprocessed", check="dynamodb"
+                )
+        except (ClientError, BotoCoreError) as exc:
+            raise unavailable("dynamodb", "BatchGetItem", exc) from exc
+        flow_item = next((item for item in found if item["sk"]["S"] == "FLOW"), None)
+        delivery = next((item for item in found if item["sk"]["S"] == "DELIVERY"), None)
+        flow = (
+            self._flow_of(flow_item)
+            if flow_item is not None and int(flow_item["expires_at"]["N"]) > epoch(now)
+            else None
+        )
+        if delivery is None or int(delivery["delivery_expires_at"]["N"]) <= epoch(now):
+            return flow, None
+        return flow, str(delivery["jwe"]["S"])
+
     def pick_up(
         self,
         before: Flow,
@@ -670,18 +681,14 @@ class DynamoStateStore:
         audit: AuditRecord,
         now: datetime,
         replays: Sequence[ReplayEntry] = (),
-    ) -> str:
-        key = _key(f"DELIVERY#{before.flow_id}", "DELIVERY")
-        item = self._get(key)
-        if item is None or int(item["delivery_expires_at"]["N"]) <= epoch(now):
-            raise ConcurrentUpdate("the delivery is gone", check="delivery")
+    ) -> None:
         self._transact(
             [
                 *(self._replay_put(entry) for entry in replays),
                 {
                     "Delete": {
                         "TableName": self._table,
-                        "Key": key,
+                        "Key": _key(f"DELIVERY#{before.flow_id}", "DELIVERY"),
                         "ConditionExpression": f"{ITEM_EXISTS} AND delivery_expires_at > :now",
                         "ExpressionAttributeValues": {":now": _n(epoch(now))},
                     }
@@ -692,7 +699,6 @@ class DynamoStateStore:
             on_conflict=ConcurrentUpdate("the delivery was picked up concurrently", check="delivery"),
             item_conflicts=_replay_conflicts(replays),
         )
-        return str(item["jwe"]["S"])
 
     def webhook(self, event_id: str) -> WebhookEvent | None:
         item = self._get(_key(f"WEBHOOK#{event_id}", "WEBHOOK"))
@@ -723,3 +729,9 @@ class DynamoStateStore:
             self._client.put_item(TableName=self._table, Item=item)
         except (ClientError, BotoCoreError) as exc:
             raise unavailable("dynamodb", "PutItem", exc) from exc
+
+
+def flow_document(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A flow item as the flow's fields by their full names (JSON types): for operators' tools
+    and tests, which should not know the stored layout."""
+    return flow_of_item(item).model_dump(mode="json")

@@ -187,7 +187,7 @@ class PushedAuthorizationRequest(ClientAuthentication):
 class PushedAuthorizationResponse(_Sent):
     """RFC 9126 section 2.2 (201 Created)."""
 
-    request_uri: str = Field(pattern=r"^urn:ietf:params:oauth:request_uri:[A-Za-z0-9_-]+$")
+    request_uri: str = Field(pattern=r"^urn:ietf:params:oauth:request_uri:[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
     expires_in: int = Field(gt=0, lt=600)
 
 

@@ -38,14 +38,16 @@ from chalicelib.domain.errors import (
 from chalicelib.domain.flow import (
     TRANSITIONS,
     BrowserBindingMismatch,
-    CodeAlreadyUsed,
     Flow,
     FlowStatus,
     PortalProcessRef,
     fingerprint,
+    flow_id_of,
+    flow_secret,
+    new_flow_id,
     new_secret,
 )
-from chalicelib.domain.flow_store import AccessTokenRecord, FlowStore
+from chalicelib.domain.flow_store import FlowStore
 from chalicelib.domain.oauth.client_assertion import (
     CLIENT_ASSERTION_TYPE,
     parse_unverified_client_id,
@@ -306,9 +308,9 @@ class AuthorizationService:
             raise InvalidScope(f"{purpose.dataset} is not available from this service", check="scope")
         now = self._clock.now()
         assertion_jti = self._assertion_jti(partner, jti, jti_until)
-        request_uri = REQUEST_URI_PREFIX + new_secret()
         lifetime = self.config.request_uri_lifetime
-        flow_id = new_secret(16)
+        flow_id = new_flow_id()
+        request_uri = REQUEST_URI_PREFIX + flow_secret(flow_id)
         flow = Flow(
             flow_id=flow_id,
             partner_id=partner.id,
@@ -336,11 +338,11 @@ class AuthorizationService:
             # swept as abandoned if the resident never decides (the request_uri is dead by then)
             next_due_at=now + lifetime + ABANDON_GRACE,
             dpop_jkt=dpop_jkt,  # the key the code is bound to (RFC 9449 section 10), if any
+            request_uri_hash=fingerprint(request_uri),
+            request_uri_expires_at=now + lifetime,
         )
         self._flows.create(
             flow,
-            request_uri_hash=fingerprint(request_uri),
-            request_uri_expires_at=now + lifetime,
             audits=[audit_record(flow, AuditEvent.REQUEST_PUSHED, at=now, outcome="pushed")],
             # a replayed assertion, then a replayed proof, cancels the flow's creation
             replays=[assertion_jti, *proof_jti],
@@ -386,8 +388,17 @@ class AuthorizationService:
     def _pushed_flow(self, request_uri: str) -> Flow:
         if not request_uri.startswith(REQUEST_URI_PREFIX) or len(request_uri) > 200:
             raise PageError("the request_uri is malformed", check="request_uri")
-        flow = self._flows.flow_for_request_uri(fingerprint(request_uri), now=self._clock.now())
-        if flow is None or flow.status is not FlowStatus.CREATED:
+        now = self._clock.now()
+        flow_id = flow_id_of(request_uri.removeprefix(REQUEST_URI_PREFIX))
+        flow = self._flows.get(flow_id, now=now) if flow_id else None
+        if (
+            flow is None
+            or flow.status is not FlowStatus.CREATED
+            or flow.request_uri_hash is None
+            or not secrets.compare_digest(fingerprint(request_uri), flow.request_uri_hash)
+            or flow.request_uri_expires_at is None
+            or flow.request_uri_expires_at <= now
+        ):
             raise PageError("the request_uri is unknown, expired or already used", check="request_uri")
         return flow
 
@@ -453,15 +464,15 @@ class AuthorizationService:
         try:
             if not proceed:
                 after = flow.moved_to(FlowStatus.CANCELLED, now=now, failure_reason="resident.cancelled")
-                self._flows.leave_interstitial(
+                # leaving ``created`` spends the request_uri: the write is conditional on the
+                # version read, so of two decisions exactly one is taken
+                self._flows.update(
                     flow,
                     after,
-                    request_uri_hash=fingerprint(request_uri),
-                    now=now,
                     audits=[audit_record(flow, AuditEvent.CANCELLED, at=now, outcome="resident.cancelled")],
                 )
                 return self._to_partner(flow, error=("access_denied", "the resident cancelled"))
-            portal_state = new_secret()
+            portal_state = flow_secret(flow.flow_id)
             browser_binding = new_secret()
             # swept as abandoned if the resident never comes back: after the portal state is dead
             # and long after a callback that began just in time could still be writing
@@ -469,15 +480,13 @@ class AuthorizationService:
                 FlowStatus.AT_PORTAL,
                 now=now,
                 next_due_at=now + self.config.portal_state_lifetime + ABANDON_GRACE,
-            )
-            self._flows.leave_interstitial(
-                flow,
-                after,
-                request_uri_hash=fingerprint(request_uri),
-                now=now,
                 portal_state_hash=fingerprint(portal_state),
                 portal_state_expires_at=now + self.config.portal_state_lifetime,
                 browser_binding_hash=fingerprint(browser_binding),
+            )
+            self._flows.update(
+                flow,
+                after,
                 audits=[audit_record(flow, AuditEvent.CONTINUED, at=now, outcome="to_portal")],
             )
         except ConcurrentUpdate:
@@ -514,9 +523,17 @@ class AuthorizationService:
         if len(states) != 1 or not states[0] or len(states[0]) > 200:
             raise PageError("the callback has no usable state", check="state")
         now = self._clock.now()
+        flow_id = flow_id_of(states[0])
         try:
-            flow = self._flows.consume_portal_state(
-                fingerprint(states[0]), browser_binding_hash=fingerprint(browser_binding[:200]), now=now
+            flow = (
+                self._flows.consume_portal_state(
+                    flow_id,
+                    portal_state_hash=fingerprint(states[0]),
+                    browser_binding_hash=fingerprint(browser_binding[:200]),
+                    now=now,
+                )
+                if flow_id
+                else None
             )
         except BrowserBindingMismatch as error:
             raise PageError(str(error.detail), check="browser_binding") from None
@@ -558,7 +575,7 @@ class AuthorizationService:
             )
         except RelayError:
             return self._fail(flow, "kms.unavailable", PARTNER_ERRORS["unavailable"])
-        code = new_secret()
+        code = flow_secret(flow.flow_id)
         after = flow.moved_to(
             FlowStatus.RETRIEVING,
             now=now,
@@ -568,13 +585,13 @@ class AuthorizationService:
             portal_token_ciphertext=base64.b64encode(ciphertext).decode(),
             retrieval_deadline=now + self.config.retrieval_deadline,
             next_due_at=now,  # the poller looks at once; a pending result backs off from there
+            code_hash=fingerprint(code),
+            code_expires_at=now + self.config.code_lifetime,
         )
         try:
             self._flows.start_retrieval(
                 flow,
                 after,
-                code_hash=fingerprint(code),
-                code_expires_at=now + self.config.code_lifetime,
                 process_id=process.process_id,
                 audits=[
                     audit_record(flow, AuditEvent.PORTAL_AUTHORISED, at=now, outcome="authorised"),
@@ -621,16 +638,13 @@ class AuthorizationService:
         now = self._clock.now()
         proof = verify_dpop_proof(dpop_proof, method="POST", url=self.config.token_endpoint, now=now)
         code = _required(params, "code")
-        state, flow_id = self._flows.code_state(fingerprint(code), now=now)
-        if state not in ("unused", "used") or flow_id is None:
-            raise InvalidGrant("the code is unknown or expired", check="code")
+        flow = self._code_flow(code, now=now)
         # The code's owner before its single use (as node oidc-provider orders them): another
         # client presenting a code, used or not, is refused and changes nothing for the owner.
-        flow = self._flows.get(flow_id, now=now)
-        if flow is not None and flow.partner_id != partner.id:
+        if flow.partner_id != partner.id:
             raise InvalidGrant("the code was issued to another client", check="client_id")
-        if state == "used":
-            self._revoke_after_code_replay(flow_id)
+        if flow.code_redeemed:
+            self._revoke_after_code_replay(flow)
             raise InvalidGrant("the code was already used; what it issued is revoked", check="code")
         flow = self._redeemable(flow, partner, params, proof_jkt=proof.jkt)
         # Both jtis are written with the redemption, the assertion's first: a replayed assertion
@@ -656,6 +670,21 @@ class AuthorizationService:
             spend(self._replay, replays)
             raise
 
+    def _code_flow(self, code: str, *, now: datetime) -> Flow:
+        """The flow a presented code belongs to: its fingerprint must be the flow's code's (a
+        made-up code naming a real flow is unknown, and changes nothing), and an unused one must
+        be within its lifetime (a used one is still recognised, to revoke what it issued)."""
+        flow_id = flow_id_of(code)
+        flow = self._flows.get(flow_id, now=now) if flow_id else None
+        if (
+            flow is None
+            or flow.code_hash is None
+            or not secrets.compare_digest(fingerprint(code), flow.code_hash)
+            or (not flow.code_redeemed and (flow.code_expires_at is None or flow.code_expires_at <= now))
+        ):
+            raise InvalidGrant("the code is unknown or expired", check="code")
+        return flow
+
     def _issue(
         self,
         flow: Flow,
@@ -671,35 +700,34 @@ class AuthorizationService:
         transaction; re-read the flow when a scheduled run moved it on in between."""
         partner_purpose = partner.purpose(flow.purpose_id)
         data_life = partner_purpose.data_life if partner_purpose else timedelta(minutes=10)
-        access_token = new_secret()
+        access_token = flow_secret(flow.flow_id)
         expires_at = min(flow.expires_at, now + self.config.retrieval_deadline + data_life)
-        record = AccessTokenRecord(
-            token_hash=fingerprint(access_token),
-            flow_id=flow.flow_id,
-            partner_id=partner.id,
-            jkt=proof_jkt,
-            expires_at=expires_at,
-        )
         for attempt in range(1, WRITE_ATTEMPTS + 1):
-            after = flow.updated(now=now, access_token_hash=record.token_hash, dpop_jkt=proof_jkt)
+            # the code is spent by this very write: conditional on the version read, it is taken
+            # by exactly one of concurrent redemptions
+            after = flow.updated(
+                now=now,
+                code_redeemed=True,
+                access_token_hash=fingerprint(access_token),
+                token_expires_at=expires_at,
+                dpop_jkt=proof_jkt,
+            )
             try:
-                self._flows.redeem_code(
-                    flow, after, code_hash=fingerprint(code), token=record, now=now, replays=replays
-                )
+                self._flows.redeem_code(flow, after, replays=replays)
                 break
-            except CodeAlreadyUsed:
-                self._revoke_after_code_replay(flow.flow_id)
-                raise InvalidGrant(
-                    "the code was already used; what it issued is revoked", check="code"
-                ) from None
             except ConcurrentUpdate:
-                # The scheduled run polled or sealed the flow between our read and our write: the
-                # code is still unused (its own condition held), so read the flow again and retry.
+                # Another redemption of this code won (a replay: revoke what it issued), or the
+                # scheduled run polled or sealed the flow between our read and our write (the
+                # code is still unused): read the flow again and tell which.
+                again = self._flows.get(flow.flow_id, now=now)
+                if again is not None and again.code_redeemed:
+                    self._revoke_after_code_replay(again)
+                    raise InvalidGrant(
+                        "the code was already used; what it issued is revoked", check="code"
+                    ) from None
                 if attempt == WRITE_ATTEMPTS:
                     raise
-                flow = self._redeemable(
-                    self._flows.get(flow.flow_id, now=now), partner, params, proof_jkt=proof_jkt
-                )
+                flow = self._redeemable(again, partner, params, proof_jkt=proof_jkt)
         return IssuedToken(access_token, int((expires_at - now).total_seconds()), flow.scope, flow.flow_id)
 
     def _redeemable(
@@ -723,13 +751,9 @@ class AuthorizationService:
             raise InvalidGrant(f"the flow is {flow.status.value}", check="code")
         return flow
 
-    def _revoke_after_code_replay(self, flow_id: str) -> None:
-        """RFC 6749 4.1.2 / RFC 9700 4.5: a second use of a code revokes what the first issued."""
-        flow = self._flows.get(flow_id, now=self._clock.now())
-        if flow is None:
-            return
-        if flow.access_token_hash:
-            self._flows.delete_token(flow.access_token_hash)
+    def _revoke_after_code_replay(self, flow: Flow) -> None:
+        """RFC 6749 4.1.2 / RFC 9700 4.5: a second use of a code revokes what the first issued
+        (the token dies with the flow's revocation, or on its own if the flow has ended)."""
         self._revoke_flow(flow, "code.replayed")
 
     def _revoke_flow(self, flow: Flow, reason: str) -> None:
@@ -737,10 +761,13 @@ class AuthorizationService:
         scheduled run moved it on meanwhile: a revocation must not lose to a poll, or the run
         would go on to seal data for a partner whose token is already gone."""
         for attempt in range(1, WRITE_ATTEMPTS + 1):
-            if FlowStatus.REVOKED not in TRANSITIONS[flow.status]:
-                return
             now = self._clock.now()
             try:
+                if FlowStatus.REVOKED not in TRANSITIONS[flow.status]:
+                    # an ended flow: only its token, if it still has one, is left to revoke
+                    if flow.access_token_hash is not None:
+                        self._flows.update(flow, flow.updated(now=now, access_token_hash=None))
+                    return
                 self._flows.update(
                     flow,
                     flow.moved_to(FlowStatus.REVOKED, now=now, failure_reason=reason, next_due_at=None),
@@ -763,15 +790,15 @@ class AuthorizationService:
         # RFC 7009 2.1: token_type_hint may be ignored; only access tokens exist here, so the
         # search covers every token type whatever the hint says.
         now = self._clock.now()
-        record = self._flows.token(fingerprint(token), now=now)
-        if record is not None and record.partner_id != partner.id:
+        flow_id = flow_id_of(token)
+        flow = self._flows.get(flow_id, now=now) if flow_id else None
+        if flow is not None and not flow.holds_token(token, now=now):
+            flow = None
+        if flow is not None and flow.partner_id != partner.id:
             raise UnauthorizedClient("the token was issued to another client", check="token")
         # No transaction follows every revocation (an unknown token is answered 200 at once): the
         # assertion's jti is remembered on its own.
         spend(self._replay, [self._assertion_jti(partner, jti, jti_until)])
-        if record is None:
+        if flow is None:
             return  # RFC 7009 2.2: an invalid or expired token is answered 200 as well
-        self._flows.delete_token(record.token_hash)
-        flow = self._flows.get(record.flow_id, now=now)
-        if flow is not None:
-            self._revoke_flow(flow, "partner.revoked")
+        self._revoke_flow(flow, "partner.revoked")

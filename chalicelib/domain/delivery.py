@@ -26,8 +26,7 @@ from chalicelib.domain.errors import (
     PartnerNotFound,
     RelayError,
 )
-from chalicelib.domain.flow import Flow, FlowStatus, fingerprint, new_secret
-from chalicelib.domain.flow_store import AccessTokenRecord
+from chalicelib.domain.flow import Flow, FlowStatus, fingerprint, flow_id_of, new_secret
 from chalicelib.domain.minimise import release
 from chalicelib.domain.normalise import MalformedResult, normalise
 from chalicelib.domain.oauth.credentials import credentials
@@ -140,6 +139,11 @@ class DeliveryStore(Protocol):
         request moved the flow first."""
         ...
 
+    def flow_for_pickup(self, flow_id: str, *, now: datetime) -> tuple[Flow | None, str | None]:
+        """The flow (None if unknown or past its life) and its sealed payload (None if none or
+        past its data life), read together."""
+        ...
+
     def pick_up(
         self,
         before: Flow,
@@ -148,11 +152,11 @@ class DeliveryStore(Protocol):
         audit: AuditRecord,
         now: datetime,
         replays: Sequence[ReplayEntry] = (),
-    ) -> str:
+    ) -> None:
         """Remember ``replays``, delete the (unexpired) delivery, move the flow and append the
-        "provided" record in one transaction; answer the sealed payload. A replayed entry raises
-        its ``refusal`` (before anything else); exactly one of concurrent callers succeeds, the
-        others get ``ConcurrentUpdate``. A refused transaction writes nothing."""
+        "provided" record in one transaction. A replayed entry raises its ``refusal`` (before
+        anything else); exactly one of concurrent callers succeeds, the others get
+        ``ConcurrentUpdate``. A refused transaction writes nothing."""
         ...
 
     def webhook(self, event_id: str) -> WebhookEvent | None: ...
@@ -160,10 +164,6 @@ class DeliveryStore(Protocol):
     def webhook_attempted(
         self, event: WebhookEvent, *, delivered: bool, next_due_at: datetime | None
     ) -> None: ...
-
-    def token(self, token_hash: str, *, now: datetime) -> AccessTokenRecord | None: ...
-
-    def delete_token(self, token_hash: str) -> None: ...
 
 
 class WebhookSender(Protocol):
@@ -614,8 +614,11 @@ class DeliveryService:
             raise InvalidToken(
                 "a DPoP-bound access token is required (Authorization: DPoP <token>)", check="authorization"
             )
-        record = self._store.token(fingerprint(token), now=now)
-        if record is None:
+        # The token names its flow: one read brings the flow, its token's fingerprint and the
+        # sealed payload.
+        flow_id = flow_id_of(token)
+        flow, jwe = self._store.flow_for_pickup(flow_id, now=now) if flow_id else (None, None)
+        if flow is None or flow.dpop_jkt is None or not flow.holds_token(token, now=now):
             raise InvalidToken("the access token is unknown, expired or revoked", check="access_token")
         proof = verify_dpop_proof(
             dpop_proof,
@@ -623,12 +626,12 @@ class DeliveryService:
             url=self.config.self_info_url,
             now=now,
             access_token=token,
-            expected_jkt=record.jkt,
+            expected_jkt=flow.dpop_jkt,
         )
-        if delivery_id is not None and delivery_id != record.flow_id:
+        if delivery_id is not None and delivery_id != flow.flow_id:
             raise DeliveryForbidden("the token was issued for another delivery", check="delivery_id")
         try:
-            self._partners.get_enabled(record.partner_id)
+            self._partners.get_enabled(flow.partner_id)
         except (PartnerNotFound, PartnerDisabled):
             raise DeliveryForbidden("the partner is disabled", check="client_id") from None
         # The proof's jti is spent by every pickup that got this far, and a replay is refused
@@ -642,11 +645,8 @@ class DeliveryService:
             at=now,
             refusal=InvalidDpopProof("DPoP proof jti already used", check="dpop.jti"),
         )
-        flow = self._store.get(record.flow_id, now=now)
-        if flow is None or flow.status is not FlowStatus.READY:
+        if flow.status is not FlowStatus.READY:
             spend(self._replay, [proof_jti])
-        if flow is None:
-            raise DeliveryGone("the delivery no longer exists", check="delivery.expired")
         if flow.status in (FlowStatus.AT_PORTAL, FlowStatus.RETRIEVING):
             return Pending(self.config.retry_after_s)
         if flow.status is not FlowStatus.READY:
@@ -662,7 +662,10 @@ class DeliveryService:
         after = flow.moved_to(FlowStatus.PICKED_UP, now=now, next_due_at=None)
         audit = audit_record(flow, AuditEvent.PICKED_UP, at=now, outcome="provided", provided_at=now)
         try:
-            return Picked(self._store.pick_up(flow, after, audit=audit, now=now, replays=[proof_jti]))
+            if jwe is None:  # read with the flow: already deleted by a concurrent pickup
+                raise ConcurrentUpdate("the delivery is gone", check="delivery")
+            self._store.pick_up(flow, after, audit=audit, now=now, replays=[proof_jti])
+            return Picked(jwe)
         except ConcurrentUpdate:
             spend(self._replay, [proof_jti])  # nothing was written: the proof is spent on its own
             raise DeliveryGone("the delivery was picked up", check="delivery.picked_up") from None

@@ -13,7 +13,9 @@ can never both move a flow (docs/flow.md draws this machine).
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import re
 import secrets
 from datetime import datetime
 from enum import StrEnum
@@ -90,8 +92,24 @@ class Flow(BaseModel):
     portal_client_id: str
     portal_process: PortalProcessRef | None = None
     portal_token_ciphertext: str | None = None  # KMS ciphertext, base64; never the token itself
+    # Every secret handed out for this flow carries the flow's id (``<flow id>.<random>``, see
+    # ``flow_secret``) and is checked against its fingerprint here, so each step reads this one
+    # item. A secret's fingerprint is dropped once the flow has moved past the step that uses it
+    # (the status then says it is spent), which keeps the item small.
+    request_uri_hash: str | None = None
+    request_uri_expires_at: datetime | None = None
     csrf_hash: str | None = None
-    access_token_hash: str | None = None
+    # the portal state, and the browser that must bring it back (RFC 9700 section 4.7.1); the
+    # store keeps these three as attributes of their own: the callback spends the state with one
+    # conditional update on them
+    portal_state_hash: str | None = None
+    portal_state_expires_at: datetime | None = None
+    browser_binding_hash: str | None = None
+    code_hash: str | None = None  # kept after redemption: a replayed code must be recognised
+    code_expires_at: datetime | None = None
+    code_redeemed: bool = False
+    access_token_hash: str | None = None  # None once revoked
+    token_expires_at: datetime | None = None
     dpop_jkt: str | None = None
     # the consent interstitial's language chosen from the pushed ui_locales (None: the page's default)
     ui_locale: Literal["ja", "en"] | None = None
@@ -113,11 +131,18 @@ class Flow(BaseModel):
             raise IllegalTransition(
                 f"a {self.status.value} flow cannot become {status.value}", check="flow.status"
             )
+        spent: dict[str, object] = {}
+        if self.status is FlowStatus.CREATED:  # the request_uri and the page's CSRF token are spent
+            spent.update(request_uri_hash=None, request_uri_expires_at=None, csrf_hash=None)
+        if self.status is FlowStatus.AT_PORTAL:  # so is the portal state
+            spent.update(portal_state_hash=None, portal_state_expires_at=None, browser_binding_hash=None)
+        if status is FlowStatus.REVOKED:  # what the code issued dies with the revocation
+            spent["access_token_hash"] = None
         if status in TERMINAL:
-            changes["portal_token_ciphertext"] = None
-            changes["next_due_at"] = None
+            spent["portal_token_ciphertext"] = None
+            spent["next_due_at"] = None
         return self.model_copy(
-            update={**changes, "status": status, "version": self.version + 1, "updated_at": now}
+            update={**changes, **spent, "status": status, "version": self.version + 1, "updated_at": now}
         )
 
     def updated(self, *, now: datetime, **changes: object) -> Flow:
@@ -125,6 +150,15 @@ class Flow(BaseModel):
         if "status" in changes:
             raise ValueError("use moved_to() to change the status")
         return self.model_copy(update={**changes, "version": self.version + 1, "updated_at": now})
+
+    def holds_token(self, access_token: str, *, now: datetime) -> bool:
+        """Whether ``access_token`` is this flow's live token (not revoked, not expired)."""
+        return (
+            self.access_token_hash is not None
+            and self.token_expires_at is not None
+            and now < self.token_expires_at
+            and secrets.compare_digest(fingerprint(access_token), self.access_token_hash)
+        )
 
     @property
     def is_terminal(self) -> bool:
@@ -150,6 +184,30 @@ def new_secret(nbytes: int = 32) -> str:
     return secrets.token_urlsafe(nbytes)
 
 
+FLOW_ID_BYTES = 16
+_FLOW_SECRET = re.compile(r"([A-Za-z0-9_-]{22})\.[A-Za-z0-9_-]{43}")
+
+
+def new_flow_id() -> str:
+    return new_secret(FLOW_ID_BYTES)
+
+
+def flow_secret(flow_id: str) -> str:
+    """A single-use secret of one flow (request_uri, portal state, code, access token):
+    ``<flow id>.<256 random bits>``. The id lets a step read the flow directly; only the random
+    part's fingerprint, stored in the flow, makes the secret valid. The id alone grants nothing:
+    the partner is told it (the delivery id), and the receipt link needs its own MAC."""
+    return f"{flow_id}.{new_secret()}"
+
+
+def flow_id_of(secret: str) -> str | None:
+    """The flow a secret names, or None if it is not shaped like ``flow_secret``'s (such a
+    secret is unknown: nothing is read for it)."""
+    match = _FLOW_SECRET.fullmatch(secret)
+    return match.group(1) if match else None
+
+
 def fingerprint(secret: str) -> str:
-    """How secrets are looked up at rest: SHA-256, so a table dump yields nothing usable."""
-    return hashlib.sha256(secret.encode()).hexdigest()
+    """How secrets are kept at rest: SHA-256 (base64url, 43 characters: the flow item stays
+    small), so a table dump yields nothing usable."""
+    return base64.urlsafe_b64encode(hashlib.sha256(secret.encode()).digest()).rstrip(b"=").decode()

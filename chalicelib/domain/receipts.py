@@ -183,5 +183,3 @@ class ReceiptService:
             raise RevocationRefused(
                 "the delivery changed meanwhile; reload the page", check="delivery"
             ) from None
-        if flow.access_token_hash:
-            self._flows.delete_token(flow.access_token_hash)

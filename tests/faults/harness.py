@@ -32,7 +32,7 @@ from moto.core.models import botocore_stubber
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from chalicelib.adapters.dynamodb_state import DynamoStateStore
+from chalicelib.adapters.dynamodb_state import DynamoStateStore, flow_document
 from chalicelib.adapters.kms_envelope import KmsEnvelope
 from chalicelib.adapters.kms_pseudonym import KmsPseudonymizer
 from chalicelib.adapters.kms_signer import KmsSigner
@@ -320,7 +320,7 @@ class Tables:
 
     def flows(self) -> list[dict[str, Any]]:
         """The flow documents, oldest first."""
-        documents = [json.loads(item["document"]["S"]) for item in self.state_items("FLOW#")]
+        documents = [flow_document(item) for item in self.state_items("FLOW#")]
         return sorted(documents, key=lambda flow: flow["created_at"])
 
     def statuses(self) -> list[str]:
@@ -372,7 +372,7 @@ def assert_consistent(
     announced = Counter((item["delivery_id"]["S"], item["type"]["S"]) for item in webhook_items)
     assert deliveries <= set(flow_items), f"a delivery without its flow: {deliveries - set(flow_items)}"
     for flow_id, item in flow_items.items():
-        flow = json.loads(item["document"]["S"])
+        flow = flow_document(item)
         status = flow["status"]
         events = tables.audit_events(flow_id)
         # no lost audit record, and none too many
@@ -425,14 +425,12 @@ def _effectful_steps() -> dict[type, tuple[str, ...]]:
             "remember",
             "create",
             "update",
-            "leave_interstitial",
             "consume_portal_state",
             "start_retrieval",
             "redeem_code",
             "finish",
             "pick_up",
             "webhook_attempted",
-            "delete_token",
         ),
         MynaportalClient: ("exchange_code", "start_request", "fetch_result"),
         KmsPseudonymizer: ("pseudonym",),

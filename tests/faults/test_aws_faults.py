@@ -283,7 +283,7 @@ def test_a_portal_token_kms_cannot_encrypt_fails_the_flow_and_tells_the_partner(
         "kms.unavailable",
         None,
     )
-    assert tables.state_items("CODE#") == []
+    assert flow["code_hash"] is None  # no code was issued (codes live in their flow's item)
     assert_consistent(tables)
 
 
@@ -487,7 +487,7 @@ def test_a_portal_token_kms_cannot_decrypt_until_the_deadline_fails_the_flow(
 @pytest.mark.parametrize(
     ("operation", "fault"),
     [
-        ("dynamodb.GetItem", DYNAMODB_INTERNAL),  # the token, the flow or the delivery
+        ("dynamodb.BatchGetItem", DYNAMODB_INTERNAL),  # the flow (holding the token) and the delivery
         # the DPoP proof's jti + delete + "provided" record
         ("dynamodb.TransactWriteItems", THROUGHPUT_EXCEEDED),
         ("dynamodb.TransactWriteItems", cancelled("None", "None", "ThrottlingError", "None")),

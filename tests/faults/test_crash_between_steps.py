@@ -113,15 +113,15 @@ CLEAN_FLOW = [
     # consent page, decision
     "DynamoStateStore.update#1",  # CSRF fingerprint + "consent_shown"
     "KmsPseudonymizer.pseudonym#2",  # the resident's receipt link on the consent page
-    "DynamoStateStore.leave_interstitial#1",  # request_uri used, portal state + "continued"
+    "DynamoStateStore.update#2",  # request_uri spent (the flow leaves created), portal state + "continued"
     # portal callback
     "DynamoStateStore.consume_portal_state#1",
     "MynaportalClient.exchange_code#1",  # IF001-03
     "MynaportalClient.start_request#1",  # IF001-04
     "KmsEnvelope.encrypt#1",  # the portal token
-    "DynamoStateStore.start_retrieval#1",  # flow + code + process + two records
+    "DynamoStateStore.start_retrieval#1",  # flow (with the code) + process pointer + two records
     # token
-    "DynamoStateStore.redeem_code#1",  # the assertion's and the proof's jti + code + token + flow
+    "DynamoStateStore.redeem_code#1",  # the assertion's and the proof's jti + the flow (code spent, token)
     # poll, normalise, seal, store
     "KmsEnvelope.decrypt#1",
     "MynaportalClient.fetch_result#1",  # IF001-06
@@ -153,7 +153,7 @@ EXPECTED: dict[str, tuple[list[str], int]] = {
     "DynamoStateStore.create#1": ABANDONED,
     "DynamoStateStore.update#1": DELIVERED,
     "KmsPseudonymizer.pseudonym#2": DELIVERED,
-    "DynamoStateStore.leave_interstitial#1": ABANDONED,
+    "DynamoStateStore.update#2": ABANDONED,
     "DynamoStateStore.consume_portal_state#1": ABANDONED,
     "MynaportalClient.exchange_code#1": ABANDONED,
     "MynaportalClient.start_request#1": ABANDONED,

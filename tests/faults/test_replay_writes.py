@@ -200,15 +200,25 @@ def test_an_assertion_and_a_proof_both_replayed_are_refused_for_the_assertion_fi
 @pytest.fixture
 def code_read_before_its_redemption(clock: ShiftedClock, monkeypatch: pytest.MonkeyPatch) -> None:
     """The token request reads its code as unused, and another redemption commits before its
-    write: the code's own condition fails inside the transaction."""
-    store = container.get_container().state_store
-    code_state = store.code_state
+    write: the flow's version condition fails inside the transaction. (The code's state lives in
+    its flow since issue [13]: the request is handed the flow as it was before the redemption.)"""
+    service = container.get_container().authorization
+    code_flow = service._code_flow
 
-    def unused(code_hash: str, *, now: Any) -> Any:
-        state, flow_id = code_state(code_hash, now=now)
-        return ("unused" if state == "used" else state), flow_id
+    def as_before_its_redemption(code: str, *, now: Any) -> Any:
+        flow = code_flow(code, now=now)
+        if not flow.code_redeemed:
+            return flow
+        return flow.model_copy(
+            update={
+                "code_redeemed": False,
+                "access_token_hash": None,
+                "token_expires_at": None,
+                "version": flow.version - 1,
+            }
+        )
 
-    monkeypatch.setattr(store, "code_state", unused)
+    monkeypatch.setattr(service, "_code_flow", as_before_its_redemption)
 
 
 def test_a_replayed_proof_meeting_a_code_used_meanwhile_is_refused_as_a_replay_and_revokes_nothing(

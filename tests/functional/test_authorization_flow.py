@@ -6,18 +6,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from chalicelib.adapters.dynamodb_state import flow_key
+from chalicelib.adapters.dynamodb_state import flow_document, flow_key
 from tests.functional.conftest import ISSUER, Journey, location_query
 
 
 def flow_item(dynamodb_client: Any, table: str, flow_id: str) -> dict[str, Any]:
     item = dynamodb_client.get_item(TableName=table, Key=flow_key(flow_id))["Item"]
-    return json.loads(item["document"]["S"])
+    return flow_document(item)
 
 
 def only_flow(dynamodb_client: Any, table: str) -> dict[str, Any]:
     items = dynamodb_client.scan(TableName=table)["Items"]
-    flows = [json.loads(item["document"]["S"]) for item in items if item["pk"]["S"].startswith("FLOW#")]
+    flows = [flow_document(item) for item in items if item["pk"]["S"].startswith("FLOW#")]
     assert len(flows) == 1
     return flows[0]
 

@@ -30,6 +30,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey
 
 from chalicelib.adapters.dynamodb_partners import DynamoPartnerStore
+from chalicelib.adapters.dynamodb_state import flow_document
 from chalicelib.container import get_container
 from chalicelib.domain.clock import SystemClock
 from chalicelib.domain.registry import PartnerRegistry
@@ -95,7 +96,12 @@ def another_journey(journey: Journey, state: str = "partner-state-2") -> Journey
 
 
 def token_items(items: Items) -> Items:
-    return [item for item in items if item["pk"]["S"].startswith("TOKEN#")]
+    """The flows holding a live access token (its fingerprint lives in the flow's item)."""
+    return [
+        item
+        for item in items
+        if item["pk"]["S"].startswith("FLOW#") and flow_document(item)["access_token_hash"] is not None
+    ]
 
 
 def added(before: Items, after: Items) -> list[str]:
@@ -867,7 +873,11 @@ def test_codes_request_uris_and_portal_states_carry_at_least_128_bits(journey: J
     portal_state = parse_qs(journey.callback_query)["state"][0]
     request_uri = journey.request_uri.removeprefix("urn:ietf:params:oauth:request_uri:")
     for secret in (code, portal_state, request_uri):
-        assert len(base64.urlsafe_b64decode(secret + "=" * (-len(secret) % 4))) >= 16
+        # ``<flow id>.<random>``: the flow id lets the step read its flow and is no secret (the
+        # partner is told it); the random part alone must carry the entropy
+        flow_id, _, random_part = secret.partition(".")
+        assert flow_id == code.partition(".")[0]
+        assert len(base64.urlsafe_b64decode(random_part + "=" * (-len(random_part) % 4))) >= 16
     other = another_journey(journey)
     assert other.to_partner_code() != code
 

@@ -16,6 +16,7 @@ from joserfc import jwe, jws
 from joserfc.jwk import ECKey, KeySet
 
 from chalicelib import container
+from chalicelib.adapters.dynamodb_state import flow_document
 from chalicelib.domain.delivery import Picked
 from chalicelib.domain.errors import RelayError
 from tests.fakes import ShiftedClock
@@ -205,9 +206,7 @@ def test_a_genuine_notice_brings_the_poll_forward(
 
 def flow_item(dynamodb_client: Any, table: str) -> dict[str, Any]:
     items = dynamodb_client.scan(TableName=table)["Items"]
-    document: dict[str, Any] = next(
-        json.loads(i["document"]["S"]) for i in items if i["pk"]["S"].startswith("FLOW#")
-    )
+    document: dict[str, Any] = next(flow_document(i) for i in items if i["pk"]["S"].startswith("FLOW#"))
     return document
 
 
@@ -527,7 +526,7 @@ def test_a_bad_result_fails_the_flow_with_a_named_reason_and_stores_nothing(
     assert pick_up(journey, token).status_code == 410
     items = dynamodb_client.scan(TableName=resources["RELAY_STATE_TABLE"])["Items"]
     assert not [i for i in items if i["pk"]["S"].startswith("DELIVERY#")]
-    flow = next(json.loads(i["document"]["S"]) for i in items if i["pk"]["S"].startswith("FLOW#"))
+    flow = next(flow_document(i) for i in items if i["pk"]["S"].startswith("FLOW#"))
     assert (flow["status"], flow["failure_reason"], flow["portal_token_ciphertext"]) == (
         "failed",
         reason,
@@ -730,7 +729,7 @@ def test_the_partner_is_told_in_the_run_that_seals_and_a_failed_send_waits_for_a
 
 def notice_for(journey: Journey, dynamodb_client: Any, table: str) -> Any:
     items = dynamodb_client.scan(TableName=table)["Items"]
-    flow = next(json.loads(i["document"]["S"]) for i in items if i["pk"]["S"].startswith("FLOW#"))
+    flow = next(flow_document(i) for i in items if i["pk"]["S"].startswith("FLOW#"))
     header = {
         "telegramId": flow["portal_process"]["telegram_id"],
         "telegramType": "IFA0302-R01",
@@ -790,7 +789,7 @@ def test_a_portal_timeout_at_the_callback_is_a_definite_failure(
     journey.at_portal("salaried")
     assert location_query(journey.callback())["error"] == "temporarily_unavailable"
     flows = [
-        json.loads(i["document"]["S"])
+        flow_document(i)
         for i in dynamodb_client.scan(TableName=resources["RELAY_STATE_TABLE"])["Items"]
         if i["pk"]["S"].startswith("FLOW#")
     ]
@@ -920,7 +919,7 @@ def test_a_revocation_that_meets_a_scheduled_run_still_revokes_and_leaves_no_pay
     assert revoked.status_code == 200, revoked.body
     assert sealed_items(dynamodb_client, resources["RELAY_STATE_TABLE"]) == []
     (flow,) = [
-        json.loads(i["document"]["S"])
+        flow_document(i)
         for i in dynamodb_client.scan(TableName=resources["RELAY_STATE_TABLE"])["Items"]
         if i["pk"]["S"].startswith("FLOW#")
     ]

@@ -4,11 +4,11 @@ webhook event reaches it any more, not even a retry of one written before."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from chalicelib import container
 from chalicelib.adapters.dynamodb_partners import DynamoPartnerStore
+from chalicelib.adapters.dynamodb_state import flow_document
 from chalicelib.domain.clock import SystemClock
 from chalicelib.domain.registry import PartnerRegistry
 from chalicelib.settings import PARTNER_CACHE_MAX_TTL_S
@@ -29,7 +29,7 @@ def disable(journey: Journey, dynamodb_client: Any, resources: dict[str, str], c
 
 def flow_documents(dynamodb_client: Any, table: str) -> list[dict[str, Any]]:
     return [
-        json.loads(item["document"]["S"])
+        flow_document(item)
         for item in dynamodb_client.scan(TableName=table)["Items"]
         if item["pk"]["S"].startswith("FLOW#")
     ]

@@ -15,6 +15,7 @@ from joserfc import jws
 from joserfc.jwk import KeySet
 
 from chalicelib import container
+from chalicelib.adapters.dynamodb_state import flow_document
 from chalicelib.domain import merkle
 from chalicelib.domain.checkpoints import unb64
 from tests.fakes import ShiftedClock
@@ -216,7 +217,10 @@ def test_the_resident_revokes_a_delivery_before_pickup(
     # THEN the partner finds it revoked, the delivery and the token are gone, and it is on record
     assert pick_up(journey, token).status_code in (401, 410)
     items = dynamodb_client.scan(TableName=resources["RELAY_STATE_TABLE"])["Items"]
-    assert not [i for i in items if i["pk"]["S"].startswith(("DELIVERY#", "TOKEN#"))]
+    assert not [i for i in items if i["pk"]["S"].startswith("DELIVERY#")]
+    assert [flow_document(i)["access_token_hash"] for i in items if i["pk"]["S"].startswith("FLOW#")] == [
+        None
+    ]
     events = [
         i["event"]["S"] for i in dynamodb_client.scan(TableName=resources["RELAY_AUDIT_TABLE"])["Items"]
     ]

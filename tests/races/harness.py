@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 import requests
 
+from chalicelib.adapters.dynamodb_state import flow_document
 from partner_kit import (
     AuthorizationError,
     Delivery,
@@ -160,12 +161,12 @@ class Tables:
             ConsistentRead=True,
         )
         item = answer.get("Item")
-        return json.loads(item["document"]["S"]) if item else None
+        return flow_document(item) if item else None
 
     def flows(self) -> list[dict[str, Any]]:
         """Every flow in the state table."""
         return [
-            json.loads(item["document"]["S"])
+            flow_document(item)
             for item in self._pages(
                 "scan",
                 TableName=self._state,

@@ -33,17 +33,18 @@ def test_a_pickup_checked_while_the_delivery_is_sealed_is_recorded_after_the_sea
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # GIVEN a partner's token for a retrieving flow, and the scheduler sealing the delivery just as a
-    # pickup (already past its token and proof checks) reads the flow
+    # pickup (its clock read when the request arrived) reads the flow (since issue [13] the pickup's
+    # one read, which brings the token's fingerprint, the flow and the delivery together)
     token, flow_id = redeemed(journey)
     store = container.get_container().state_store
-    read_flow = store.get
+    read_flow = store.flow_for_pickup
 
     def sealed_meanwhile(wanted: str, *, now: Any) -> Any:
-        monkeypatch.setattr(store, "get", read_flow)
+        monkeypatch.setattr(store, "flow_for_pickup", read_flow)
         assert run_due() == {"ready": 1}
         return read_flow(wanted, now=now)
 
-    monkeypatch.setattr(store, "get", sealed_meanwhile)
+    monkeypatch.setattr(store, "flow_for_pickup", sealed_meanwhile)
     # WHEN that pickup goes on
     answer = pick_up(journey, token)
     # THEN it hands the delivery over, and the trail records the seal before the handover

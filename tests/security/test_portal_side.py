@@ -10,12 +10,14 @@ the state or audit tables.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 
+from chalicelib.adapters.dynamodb_state import flow_document
 from tests.fakes import ShiftedClock
 from tests.functional.conftest import Journey
 from tests.functional.test_authorization_refusals import at_the_portal
@@ -28,9 +30,7 @@ JSON = {"Content-Type": "application/json"}
 
 def the_flow(tables: Tables) -> dict[str, Any]:
     flows: list[dict[str, Any]] = [
-        json.loads(item["document"]["S"])
-        for item in tables["RELAY_STATE_TABLE"]
-        if item["pk"]["S"].startswith("FLOW#")
+        flow_document(item) for item in tables["RELAY_STATE_TABLE"] if item["pk"]["S"].startswith("FLOW#")
     ]
     (flow,) = flows
     return flow
@@ -196,3 +196,24 @@ def test_a_notice_body_is_never_trusted(journey: Journey, clock: ShiftedClock, t
     assert run_due() == {}
     claims = open_sealed(journey, pick_up(journey, token).body.decode())
     assert [record["total_income"] for record in claims["data"]["records"]] == [3680000]
+
+
+@pytest.mark.attack(
+    source="RFC 9700 §4.7.1 / RFC 6749 §10.10",
+    threat="a portal state forged from a real flow's id, in the resident's own browser",
+)
+def test_a_made_up_state_naming_a_real_flow_is_an_error_page_and_spends_nothing(
+    journey: Journey, tables: Snapshot
+) -> None:
+    # GIVEN a resident back from the portal, and an attacker who knows the flow's id (it leads
+    # every secret of the flow) but not the state's random part
+    at_the_portal(journey)
+    query = journey.at_portal()
+    flow_id = query["state"].partition(".")[0]
+    before = tables()
+    # WHEN the attacker brings a state of its own making for that flow, in the resident's browser
+    forged = urlencode({"code": query["code"], "state": f"{flow_id}.{secrets.token_urlsafe(32)}"})
+    # THEN it is an error page naming the state, and the real state is not spent
+    assert_error_page(journey.callback(forged), 400, "state")
+    assert tables() == before
+    assert journey.callback().status_code == 303

@@ -23,6 +23,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
+from chalicelib.adapters.dynamodb_state import flow_document
 from chalicelib.settings import PARTNER_CACHE_MAX_TTL_S
 from tests.fakes import ShiftedClock
 from tests.functional.conftest import ISSUER, Journey, location_query
@@ -407,9 +408,21 @@ def test_a_code_replayed_after_pickup_issues_nothing(
     after = tables()
     # what the code issued is revoked (RFC 6749 §4.1.2); the picked-up flow and its records stay as
     # they were, and only the refused request's valid assertion and proof are spent
-    assert [item for item in before["RELAY_STATE_TABLE"] if item["pk"]["S"].startswith("TOKEN#")]
-    assert not [item for item in after["RELAY_STATE_TABLE"] if item["pk"]["S"].startswith("TOKEN#")]
-    assert without(after, "JTI#", "TOKEN#") == without(before, "JTI#", "TOKEN#")
+    # (the token's fingerprint lives in the flow's item since issue [13]: revoking it is the one
+    # change to that item, besides its version)
+    assert [flow["access_token_hash"] for flow in flows(before)] != [None]
+    assert [flow["access_token_hash"] for flow in flows(after)] == [None]
+    assert without(after, "JTI#", "FLOW#") == without(before, "JTI#", "FLOW#")
+    unrelated = {"access_token_hash", "version", "updated_at"}
+    assert [{k: v for k, v in flow.items() if k not in unrelated} for flow in flows(after)] == [
+        {k: v for k, v in flow.items() if k not in unrelated} for flow in flows(before)
+    ]
+
+
+def flows(snapshot: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    return [
+        flow_document(item) for item in snapshot["RELAY_STATE_TABLE"] if item["pk"]["S"].startswith("FLOW#")
+    ]
 
 
 @pytest.mark.attack(
@@ -684,3 +697,76 @@ def test_a_replayed_par_proof_is_refused_and_stores_nothing(journey: Journey, ta
     # THEN the proof is refused as a replay, and no flow is created
     assert_oauth_error(response, 400, "invalid_dpop_proof", "dpop.jti")
     assert tables() == before
+
+
+def _forged(secret: str) -> str:
+    """A secret of the attacker's making for the same flow: the flow's id (which leads every
+    secret of a flow since issue [13], and which the partner is told) and a random part of its own."""
+    return f"{secret.partition('.')[0]}.{secrets.token_urlsafe(32)}"
+
+
+@pytest.mark.attack(
+    source="RFC 6749 §10.10 / RFC 9700 §4.5",
+    threat=(
+        "a code forged from a real flow's id (every secret of a flow leads with its id),"
+        " before and after the real code's redemption"
+    ),
+)
+def test_a_made_up_code_naming_a_real_flow_is_unknown_and_revokes_nothing(
+    journey: Journey, tables: Snapshot
+) -> None:
+    # GIVEN a code waiting for its partner
+    code = journey.to_partner_code()
+    before = tables()
+    # WHEN a code made up for the same flow is presented, by the partner itself
+    # THEN it is unknown, and nothing is spent or changed
+    assert_oauth_error(journey.redeem(_forged(code)), 400, "invalid_grant", "code")
+    assert tables() == before
+    # AND once the real code is redeemed, a made-up one is still unknown: not a "replay" that
+    # would revoke the token the real one issued
+    token = json.loads(journey.redeem(code).body)["access_token"]
+    redeemed_state = tables()
+    assert_oauth_error(journey.redeem(_forged(code)), 400, "invalid_grant", "code")
+    assert tables() == redeemed_state
+    assert run_due() == {"ready": 1}
+    assert pick_up(journey, token).status_code == 200
+
+
+@pytest.mark.attack(
+    source="RFC 9449 §7.1 / RFC 6750 §3.1",
+    threat="an access token forged from a real flow's id (the delivery id the partner is told)",
+)
+def test_a_made_up_token_naming_a_real_flow_picks_up_nothing(journey: Journey, tables: Snapshot) -> None:
+    # GIVEN a sealed delivery and its token
+    token, _ = ready_delivery(journey)
+    before = tables()
+    # WHEN a token made up for the same flow is presented with a valid proof for it
+    refused = pick_up(journey, _forged(token))
+    # THEN it is an unknown token, nothing is handed over or changed, and the real token still works
+    assert_resource_refusal(refused, 401, "invalid_token", "access_token")
+    assert tables() == before
+    assert pick_up(journey, token).status_code == 200
+
+
+@pytest.mark.attack(
+    source="RFC 9126 §2.2 / §7.1",
+    threat="a request_uri forged from a real flow's id",
+)
+def test_a_made_up_request_uri_naming_a_real_flow_shows_nothing_and_spends_nothing(
+    journey: Journey, tables: Snapshot
+) -> None:
+    # GIVEN a pushed request
+    assert journey.push().status_code == 201
+    real = journey.request_uri
+    before = tables()
+    # WHEN the consent page is asked for with a request_uri made up for the same flow
+    journey.request_uri = "urn:ietf:params:oauth:request_uri:" + _forged(
+        real.removeprefix("urn:ietf:params:oauth:request_uri:")
+    )
+    response = journey.show_consent()
+    journey.request_uri = real
+    # THEN it is an error page naming the request_uri, nothing changed, and the real one still works
+    assert response.status_code == 400
+    assert b"request_uri" in response.body
+    assert tables() == before
+    assert journey.show_consent().status_code == 200
