@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {name} done in {time.monotonic() - began:.0f} s: {section.figures}", flush=True)
         sections.append(section)
     results = write(sections, info, time.monotonic() - started)
-    missed = [key for key, target in results["targets"].items() if key in results and not target["met"]]
+    missed = [key for key, target in results["targets"].items() if key in results and target["met"] is False]
     print(
         "bench: results in bench/RESULTS.md and bench/results.json; targets missed: "
         + (", ".join(missed) or "none")
