@@ -435,8 +435,8 @@ def _detail(rows: list[Ceiling], bound: Ceiling, use: FlowUse, audit: float | No
         notes.append("The audit indexes' ceiling was not computed in this run (Audit at scale did not run).")
     else:
         notes.append(
-            "The audit indexes' ceiling is the one Audit at scale computes (the longest trail, 14 records, on "
-            "32 shards per index); the other rows count this flow's own writes."
+            "The audit indexes' per-partition ceiling is the one Audit at scale computes (its longest trail over "
+            "the indexes' shards); the other rows count this flow's own writes."
         )
     notes.append(
         "DynamoDB's per-table rows count each table and each of its indexes apart; items keyed by flow spread "
