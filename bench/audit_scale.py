@@ -44,7 +44,7 @@ from typing import Any
 from bench import prices
 from bench.cpu_flow import AWS_ROUND_TRIP_MS, Meter, TableShape, Usage, item_size, lambda_memory_mb
 from bench.cpu_flow import Index as TableIndex
-from bench.report import ROOT, Section
+from bench.report import ROOT, Section, limit_text
 from chalicelib.adapters.dynamodb_audit import (
     AUDIT_SHARDS,
     CHECKPOINT_PK,
@@ -1090,7 +1090,7 @@ def _detail(
     )
     lines += [
         "",
-        f"**Growth: {growth:.3f}x** the CPU at {_n(SIZES[-1])} leaves vs {_n(SIZES[0])} (target ≤ 1.5; CPU "
+        f"**Growth: {growth:.3f}x** the CPU at {_n(SIZES[-1])} leaves vs {_n(SIZES[0])} (target {limit_text('audit_checkpoint_growth')}; CPU "
         f"without moto's backend {large['cpu_without_moto_s']:.3f} s vs {small['cpu_without_moto_s']:.3f} s). "
         f"The runs, s: {runs}. What grows with N is the frontier (one hash per set bit of N), the edge tiles "
         "(one per 8 levels) and the tiles a proof reads: O(log N).",
@@ -1150,7 +1150,7 @@ def _detail(
     lines += [
         "",
         f"**Onboardings per second the audit indexes take: {math.floor(capacity['onboardings_per_s']):,}** "
-        f"(computed, not measured; target ≥ 1,000). Records are keyed by flow in the table (no hot key); the two "
+        f"(computed, not measured; target {limit_text('audit_partner_max_onboardings_per_s')}). Records are keyed by flow in the table (no hot key); the two "
         f"indexes a checkpoint and a partner read by are write-sharded: `by_day` (all partners' records of a "
         f"day) and `by_partner` (one partner's month), each over {AUDIT_SHARDS} partition key values "
         f"(`AUDIT_SHARDS`, uniform by a hash of the record id), each value taking {PARTITION_KEY_WCU_PER_S:,} "

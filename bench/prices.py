@@ -21,6 +21,9 @@ LAMBDA_X86_USD_PER_GB_SECOND: Final = 0.0000166667
 LAMBDA_ARM_USD_PER_GB_SECOND: Final = 0.0000133334
 # Requests, any architecture: USD per request (USD 0.20 per million).
 LAMBDA_USD_PER_REQUEST: Final = 0.20 / 1_000_000
+# Not a price, but how duration is billed: rounded up to the nearest 1 ms, so 1 ms is the least an
+# invocation is billed (same page).
+LAMBDA_MIN_BILLED_MS: Final = 1
 # Not a price, but how Lambda turns memory into CPU (https://docs.aws.amazon.com/lambda/latest/dg/
 # configuration-memory.html): CPU is allocated in proportion to memory; 1,769 MB is one vCPU.
 LAMBDA_MB_PER_VCPU: Final = 1769

@@ -24,19 +24,36 @@ ROOT = BENCH.parent
 class Target:
     key: str
     label: str
-    limit: float
+    limit: float | None  # None: reported, no target (informational)
     unit: str
     at_most: bool = True  # "at most"; False: "at least" (a capacity)
 
-    def met(self, value: float) -> bool:
+    def met(self, value: float) -> bool | None:
+        if self.limit is None:
+            return None
         return value <= self.limit if self.at_most else value >= self.limit
+
+    @property
+    def text(self) -> str:
+        """ "≤ 16 calls", "≥ 250 /s", or "no target" for a figure that is only reported."""
+        if self.limit is None:
+            return "no target"
+        unit = self.unit if self.unit == "x" else f" {self.unit}"
+        return f"{'≤' if self.at_most else '≥'} {self.limit:g}{unit}".rstrip()
 
 
 TARGETS: tuple[Target, ...] = (
     Target("cold_start_ratio", "Cold start (import + first request) vs bare Chalice + boto3", 1.5, "x"),
-    Target("cpu_floor_ratio", "CPU per complete flow vs the JOSE/KMS floor", 3.0, "x"),
-    Target("aws_calls_per_flow", "AWS calls per complete flow", 12, "calls"),
-    Target("usd_per_10k_flows", "Cost of 10,000 onboardings (portal excluded)", 0.50, "USD"),
+    Target("cpu_floor_ratio", "CPU per complete flow vs the JOSE/KMS floor", 6, "x"),
+    Target("aws_calls_per_flow", "AWS calls per complete flow", 16, "calls"),
+    Target("usd_per_10k_flows", "Cost of 10,000 onboardings (portal excluded)", 0.90, "USD"),
+    Target(
+        "usd_floor_per_10k",
+        "Cheapest 10,000 onboardings these services allow (computed; reported, no target)",
+        None,
+        "USD",
+    ),
+    Target("usd_floor_ratio", "Cost of 10,000 onboardings vs that floor (reported, no target)", None, "x"),
     Target("errors_at_64", "Errors at 64 concurrent flows", 0, "errors"),
     Target("peak_rss_mib", "Peak resident memory after a complete flow", 128, "MiB"),
     Target(
@@ -54,7 +71,31 @@ TARGETS: tuple[Target, ...] = (
         "/s",
         at_most=False,
     ),
+    Target(
+        "max_onboardings_per_s_default_quotas",
+        "Onboardings per second one account carries under default AWS quotas (computed)",
+        250,
+        "/s",
+        at_most=False,
+    ),
 )
+
+
+def target(key: str) -> Target:
+    return next(t for t in TARGETS if t.key == key)
+
+
+def limit_text(key: str) -> str:
+    """The target of a figure as the texts quote it ("≤ 16 calls"), from TARGETS: no text repeats a limit."""
+    return target(key).text
+
+
+def limit(key: str) -> float:
+    """The limit of a figure that has one."""
+    value = target(key).limit
+    if value is None:
+        raise ValueError(f"{key} has no target")
+    return value
 
 
 @dataclass
@@ -102,7 +143,11 @@ def write(sections: list[Section], info: dict[str, Any], elapsed_s: float) -> di
         figures.update(section.figures)
     results: dict[str, Any] = dict(figures)
     results["targets"] = {
-        t.key: {"limit": t.limit, "met": t.key in figures and t.met(figures[t.key])} for t in TARGETS
+        t.key: {
+            "limit": t.limit,
+            "met": t.met(figures[t.key]) if t.key in figures else (None if t.limit is None else False),
+        }
+        for t in TARGETS
     }
     results["machine"] = info
     results["elapsed_s"] = round(elapsed_s, 1)
@@ -125,14 +170,12 @@ def write(sections: list[Section], info: dict[str, Any], elapsed_s: float) -> di
         "| figure | measured | target | met |",
         "|---|---|---|---|",
     ]
-    for target in TARGETS:
-        value = figures.get(target.key)
-        shown = "not measured" if value is None else f"{value:g} {target.unit}"
-        met = "—" if value is None else ("yes" if target.met(value) else "**no**")
-        lines.append(
-            f"| {target.label} (`{target.key}`) | {shown} | {'≤' if target.at_most else '≥'} "
-            f"{target.limit:g} {target.unit} | {met} |"
-        )
+    for t in TARGETS:
+        value = figures.get(t.key)
+        shown = "not measured" if value is None else f"{value:g}{t.unit if t.unit == 'x' else ' ' + t.unit}"
+        verdict = None if value is None else t.met(value)
+        met = "—" if verdict is None else ("yes" if verdict else "**no**")
+        lines.append(f"| {t.label} (`{t.key}`) | {shown} | {t.text} | {met} |")
     lines.append("")
     for section in sections:
         lines += [f"## {section.title}", "", section.detail.strip(), ""]
