@@ -109,3 +109,11 @@ def test_the_pages_load_with_the_first_page_not_at_cold_start() -> None:
         check=True,
     )
     assert loaded.stdout.strip() == "[]"
+
+
+def test_the_relay_builds_botocore_clients_without_boto3() -> None:
+    """The adapters build botocore clients from a botocore session: ``import boto3`` would add
+    s3transfer and boto3's resource factory to every cold start (bench: cold start), and the relay
+    uses neither resources nor S3's transfer methods."""
+    shipped = [REPO_ROOT / "app.py", *python_files("chalicelib")]
+    assert offending(shipped, ("boto3", "s3transfer")) == []
