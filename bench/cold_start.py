@@ -414,7 +414,7 @@ What else the relay does not do at cold start that a minimal app does: it builds
 from a botocore session, not boto3's (`import boto3` adds s3transfer and the resource factory,
 neither used); it pauses the garbage collector while `app.py` builds the app and freezes what that
 built (the collections during Init, and the first request's full collections over everything
-imported, found nothing to free); and its functions set `PYDANTIC_DISABLE_PLUGINS` (the first
+imported, found almost nothing to free); and its functions set `PYDANTIC_DISABLE_PLUGINS` (the first
 pydantic model otherwise scans every installed distribution for plugins). The bare app does none of
 these; with the collector paused the same way it would start about as much faster, so the gap in
 what is imported is wider than the ratio: pydantic and pydantic-settings (which imports asyncio and
