@@ -411,13 +411,18 @@ What the relay keeps off its cold start (issue 8): the route modules import the 
 their JOSE verification, the pages' Jinja2, the pydantic schemas and the OpenAPI document only
 in the views that use them; the composition root builds nothing before a request.
 
-What is left above the bare app, and what it would take: settings through pydantic-settings (about
-40 ms of CPU at import; a hand-written reader of the environment measured 1.46x, but the project
-reads settings with pydantic-settings on purpose and keeps it), the JWKS key built with joserfc
-(the JOSE library the project standardises on), Powertools logging, and pydantic itself. Below
-{target:g}x would take dropping one of those libraries from the cold path, or Lambda SnapStart for
-Python (restores an initialised container from a snapshot; the composition root is lazy and
-holds no secrets at init, so it is compatible) - a deployment option for issue [9].
+What else the relay does not do at cold start that a minimal app does: it builds its AWS clients
+from a botocore session, not boto3's (`import boto3` adds s3transfer and the resource factory,
+neither used); it pauses the garbage collector while `app.py` builds the app and freezes what that
+built (the collections during Init, and the first request's full collections over everything
+imported, found almost nothing to free); and its functions set `PYDANTIC_DISABLE_PLUGINS` (the first
+pydantic model otherwise scans every installed distribution for plugins). The bare app does none of
+these; with the collector paused the same way it would start about as much faster, so the gap in
+what is imported is wider than the ratio: pydantic and pydantic-settings (which imports asyncio and
+argparse) for the validated settings, Powertools for the JSON logs, and joserfc for the JWKS key,
+whose import brings cryptography's X.509 module. All are kept on purpose; Lambda SnapStart for
+Python (restores an initialised container from a snapshot; the composition root is lazy and holds
+no secrets at init) would remove most of what is left - a deployment option for issue [9].
 
 Relay imports over the whole cold start (`python -X importtime`, median of {IMPORTTIME_RUNS} runs;
 importtime inflates times: compare them with each other only). Top ten by cumulative time:

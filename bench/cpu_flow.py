@@ -1322,6 +1322,13 @@ def _detail(**m: Any) -> str:
             "`Connection: close`, so every portal call connects again; the relay's client keeps connections "
             "alive, so a portal that does too would save them within a warm container.",
         ]
+    else:
+        lines += [
+            "",
+            "No mutual-TLS handshake in a measured flow: the relay's client keeps its connection to the "
+            "portal alive across invocations of a warm container, and the sandbox keeps it open (HTTP/1.1 "
+            "persistent connections, as the portal's hosts); the warm-up flow paid the one handshake.",
+        ]
     lines += [
         "",
         "The floor, per flow: each operation timed alone, as cheaply as it can be done (keys already "

@@ -8,14 +8,16 @@ go out only when asked (``deliver_due_notices`` or ``POST /sandbox/notices/deliv
 
 from __future__ import annotations
 
+import io
 import json
 import threading
+import traceback
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from sandbox.clock import Clock, ManualClock, SystemClock
 from sandbox.personas import PERSONAS_DIR, load_personas
@@ -63,6 +65,88 @@ def post_json(url: str, body: dict[str, Any]) -> tuple[int, Any]:
         return status, None
 
 
+# A persistent connection left idle this long is closed, as a real front end's idle timeout does.
+IDLE_CONNECTION_TIMEOUT_S = 60.0
+# Bodies up to this size are read whole before the application runs (the telegrams are a few KiB).
+PERSISTENT_BODY_LIMIT = 1024 * 1024
+
+
+class PersistentConnectionHandler(WSGIRequestHandler):
+    """HTTP/1.1 with persistent connections, as the real portal's hosts speak it.
+
+    Werkzeug's development handler answers every request with ``Connection: close``: it cannot
+    tell where a request body ends if the application leaves part of it unread, so it drains the
+    socket and hangs up. Here the body is read to its declared ``Content-Length`` before the
+    application runs (the application reads it from memory), and the answer carries its own
+    ``Content-Length``, so the connection stays in step and the client may send its next request
+    on it. Anything this cannot frame (a chunked or oversized body, ``Expect: 100-continue``, HEAD)
+    is left to Werkzeug's handler, which closes the connection as before; so does a client asking
+    for ``Connection: close``, and so does an application error."""
+
+    protocol_version = "HTTP/1.1"
+    timeout = IDLE_CONNECTION_TIMEOUT_S
+
+    def _body_length(self) -> int | None:
+        """The request body's length if this handler can frame it, else None."""
+        if self.command == "HEAD" or "Transfer-Encoding" in self.headers or "Expect" in self.headers:
+            return None
+        declared = self.headers.get("Content-Length", "0").strip()
+        if not declared.isdigit() or int(declared) > PERSISTENT_BODY_LIMIT:
+            return None
+        return int(declared)
+
+    def run_wsgi(self) -> None:
+        length = self._body_length()
+        if length is None:
+            super().run_wsgi()  # Werkzeug's own path: it sends Connection: close
+            return
+        body = self.rfile.read(length) if length else b""
+        if len(body) != length:  # the client went away mid-body
+            self.close_connection = True
+            return
+        self.environ = environ = self.make_environ()
+        environ["wsgi.input"] = io.BytesIO(body)
+        answer: dict[str, Any] = {}
+        written: list[bytes] = []
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            answer["status"], answer["headers"] = status, headers
+            return written.append  # the WSGI write() callable: nothing is sent before the end
+
+        try:
+            iterable = self.server.app(environ, start_response)
+            try:
+                written.extend(iterable)
+            finally:
+                close = getattr(iterable, "close", None)
+                if close is not None:
+                    close()
+        except Exception:
+            if self.server.passthrough_errors:
+                raise
+            self.server.log("error", "Error on request:\n%s", traceback.format_exc())
+            answer = {"status": "500 INTERNAL SERVER ERROR", "headers": [("Content-Type", "text/plain")]}
+            written = [b"Internal Server Error"]
+            self.close_connection = True
+        content = b"".join(written)
+        code, _, reason = str(answer["status"]).partition(" ")
+        self.send_response(int(code), reason)
+        for key, value in answer["headers"]:
+            if key.lower() not in {"content-length", "connection", "transfer-encoding", "keep-alive"}:
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(content)))
+        if self.close_connection:  # the client asked for it (parse_request), or the answer failed
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(content)
+        self.wfile.flush()
+
+    def log_error(self, format: str, *args: Any) -> None:
+        if format.startswith("Request timed out"):
+            return  # an idle persistent connection reaching its timeout: not an error
+        super().log_error(format, *args)
+
+
 class SandboxServer:
     def __init__(
         self,
@@ -106,6 +190,7 @@ class SandboxServer:
             sp_port,
             create_sp_side(self.portal, tls=self.tls is not None),
             threaded=True,
+            request_handler=PersistentConnectionHandler,  # the relay's client keeps its connections
             ssl_context=server_context(self.tls) if self.tls else None,
         )
         self._host = host

@@ -1,7 +1,13 @@
-"""Builds boto3 clients: standard retries with backoff, explicit timeouts, one session per container.
+"""Builds the AWS clients: standard retries with backoff, explicit timeouts, one session per container.
 
-Imported lazily by the composition root so that cold start pays for boto3 only when a request
+Imported lazily by the composition root so that cold start pays for the AWS SDK only when a request
 needs AWS. The endpoint comes from settings (``AWS_ENDPOINT_URL``: moto locally, nothing in AWS).
+
+The clients are botocore's, built from a botocore session: a boto3 client is exactly that object
+(boto3's session adds resources and S3's transfer methods, which the relay uses neither of), but
+``import boto3`` also imports s3transfer and boto3's resource factory, about 25 ms of every cold
+start (bench/RESULTS.md, "Cold start"). The credential chain, the region and the retry, timeout
+and endpoint configuration are botocore's in both cases.
 """
 
 from __future__ import annotations
@@ -9,7 +15,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -25,11 +31,11 @@ if TYPE_CHECKING:
 
 
 class AwsClients:
-    """One boto3 session and its clients, created on first use."""
+    """One botocore session and its clients, created on first use."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._session = boto3.session.Session(region_name=settings.aws_region)
+        self._session = botocore.session.get_session()
         self._config = Config(
             retries={"mode": "standard", "max_attempts": settings.aws_max_attempts},
             connect_timeout=settings.aws_connect_timeout_s,
@@ -40,13 +46,14 @@ class AwsClients:
         self._kms: KMSClient | None = None
         self._secretsmanager: SecretsManagerClient | None = None
         self._s3: S3Client | None = None
-        # A boto3 Session is not thread-safe while it creates clients (the clients themselves
+        # A botocore Session is not thread-safe while it creates clients (the clients themselves
         # are). Lambda runs one request at a time; `chalice local` serves requests on threads.
         self._lock = threading.Lock()
 
     def _client(self, service: str) -> Any:
-        return self._session.client(
-            service,  # type: ignore[call-overload]  # service is one of the literals below
+        return self._session.create_client(
+            service,
+            region_name=self._settings.aws_region,
             config=self._config,
             endpoint_url=self._settings.aws_endpoint_url,
         )

@@ -56,7 +56,10 @@ def contains_individual_number(value: str | int) -> bool:
             # Longer than sys.get_int_max_str_digits(): far too long to be anything but a digit run,
             # and one that cannot be inspected is treated as holding a number (conservative).
             return True
-    return any(_has_valid_window(run) for run in _digit_runs(unicodedata.normalize("NFKC", value)))
+    text = unicodedata.normalize("NFKC", value)
+    if len(text) < LENGTH:
+        return False  # too short to hold 12 digits: most labels and values (a few per flow)
+    return any(_has_valid_window(run) for run in _digit_runs(text))
 
 
 def _check_digit(digits: tuple[int, ...]) -> int:

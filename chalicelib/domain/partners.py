@@ -21,6 +21,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     StringConstraints,
     ValidationError,
     ValidationInfo,
@@ -148,6 +149,7 @@ class PublicJwk(_Frozen):
     y: str | None = None
     n: str | None = None
     e: str | None = None
+    _imported: ECKey | RSAKey | OKPKey | None = PrivateAttr(default=None)
 
     @model_validator(mode="before")
     @classmethod
@@ -181,6 +183,14 @@ class PublicJwk(_Frozen):
         return self
 
     def to_joserfc(self) -> ECKey | RSAKey | OKPKey:
+        """The key as joserfc's, imported once per (immutable) instance: validation imports it to
+        check it, and the partner documents a warm container keeps (partner_cache) then hand the
+        same key to every request's signature check and sealing instead of importing it again."""
+        if self._imported is None:
+            self._imported = self._import()
+        return self._imported
+
+    def _import(self) -> ECKey | RSAKey | OKPKey:
         data = self.model_dump(exclude_none=True)
         if self.kty == "EC":
             return ECKey.import_key(data)

@@ -302,3 +302,35 @@ def test_token_needs_form_encoding(sandbox: SandboxServer) -> None:
         sandbox.endpoints()["token_url"], json={"grant_type": "x"}, timeout=10
     )
     assert (answer.status_code, answer.json()["error"]) == (400, "invalid_request")
+
+
+def test_the_sp_side_keeps_connections_alive(sandbox: SandboxServer) -> None:
+    """HTTP/1.1 persistent connections, as the portal's hosts speak it: the relay's client sends a
+    flow's portal calls over one mutual-TLS connection, also after an answer that left the request
+    body unread (the 413)."""
+    import urllib3
+
+    assert sandbox.tls is not None
+    endpoints = {name: urlsplit(url) for name, url in sandbox.endpoints().items()}
+    pool = urllib3.HTTPSConnectionPool(
+        endpoints["token_url"].hostname,
+        endpoints["token_url"].port,
+        maxsize=1,
+        block=True,
+        retries=False,
+        cert_reqs="CERT_REQUIRED",
+        ca_certs=str(sandbox.tls.ca_cert),
+        cert_file=str(sandbox.tls.client_cert),
+        key_file=str(sandbox.tls.client_key),
+    )
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    answers = [
+        pool.request("POST", endpoints["token_url"].path, body=b"grant_type=x", headers=form),
+        pool.request("POST", endpoints["request_url"].path, body=b"x" * 70_000),
+        pool.request("POST", endpoints["token_url"].path, json={"grant_type": "x"}),
+        pool.request("POST", endpoints["token_url"].path, body=b"grant_type=x", headers=form),
+    ]
+    assert [answer.status for answer in answers] == [400, 413, 400, 400]
+    assert [answer.headers.get("Connection") for answer in answers] == [None] * 4
+    assert pool.num_connections == 1
+    pool.close()

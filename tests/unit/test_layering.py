@@ -109,3 +109,24 @@ def test_the_pages_load_with_the_first_page_not_at_cold_start() -> None:
         check=True,
     )
     assert loaded.stdout.strip() == "[]"
+
+
+def test_the_relay_builds_botocore_clients_without_boto3() -> None:
+    """The adapters build botocore clients from a botocore session: ``import boto3`` would add
+    s3transfer and boto3's resource factory to every cold start (bench: cold start), and the relay
+    uses neither resources nor S3's transfer methods."""
+    shipped = [REPO_ROOT / "app.py", *python_files("chalicelib")]
+    assert offending(shipped, ("boto3", "s3transfer")) == []
+
+
+def test_importing_the_handler_leaves_the_collector_running() -> None:
+    """app.py pauses garbage collection while it builds the app (Lambda's Init) and freezes what it
+    built; collection must be running again afterwards, for everything requests make."""
+    state = subprocess.run(
+        [sys.executable, "-c", "import gc, app; print(gc.isenabled(), gc.get_freeze_count() > 0)"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert state.stdout.strip() == "True True"
