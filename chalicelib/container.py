@@ -195,7 +195,6 @@ class Container:
             envelope=self.envelope,
             clock=self.clock,
             classify_portal_error=classify_authorization_error,
-            pseudonyms=self.pseudonyms,
         )
 
     @cached_property
