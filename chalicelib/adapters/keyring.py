@@ -101,6 +101,9 @@ class WorkingKey:
     expires_at: int  # epoch seconds: refused from then on
     secret: bytes = field(repr=False)  # 32 key bytes, or the EC private key (PKCS#8 DER)
     public_jwk: dict[str, Any] | None = None  # EC keys only
+    # Since when this purpose has had a key in every slot (the previous slot's ``since``, or this
+    # key's creation after a gap): what came before was made without the keyring.
+    since: int = 0
 
 
 def kms_context(purpose: Purpose, slot: str, stage: str, kid: str | None = None) -> dict[str, str]:
@@ -251,6 +254,12 @@ class Keyring:
             "created_at": {"N": str(now)},
             "expires_at": {"N": str(expires_at)},
         }
+        since = now
+        if purpose == "receipt":  # a month's key: the chain back to the first one (one GetItem)
+            spec = SLOTS[purpose]
+            previous = self._get(purpose, spec.slot_of(spec.start(slot) - timedelta(seconds=1)))
+            since = int(previous.get("since", previous["created_at"])["N"]) if previous else now
+        item["since"] = {"N": str(since)}
         if public_jwk is not None:
             item["public_jwk"] = {"S": json.dumps(public_jwk, sort_keys=True)}
         try:
@@ -266,7 +275,7 @@ class Keyring:
             return self._unwrap(purpose, slot, winner)
         except BotoCoreError as exc:
             raise unavailable("dynamodb", "PutItem", exc) from exc
-        return WorkingKey(purpose, slot, now, expires_at, secret, public_jwk)
+        return WorkingKey(purpose, slot, now, expires_at, secret, public_jwk, since)
 
     def _unwrap(self, purpose: Purpose, slot: str, item: dict[str, Any]) -> WorkingKey:
         """One KMS Decrypt, pinned to the data key and the slot's context."""
@@ -294,9 +303,9 @@ class Keyring:
                 )
         elif len(secret) != 32:
             raise DependencyUnavailable("a stored working key is malformed", check="keyring")
-        return WorkingKey(
-            purpose, slot, int(item["created_at"]["N"]), int(item["expires_at"]["N"]), secret, public_jwk
-        )
+        created_at = int(item["created_at"]["N"])
+        since = int(item.get("since", item["created_at"])["N"])
+        return WorkingKey(purpose, slot, created_at, int(item["expires_at"]["N"]), secret, public_jwk, since)
 
     # -- the state table ----------------------------------------------------------------------------
 
@@ -416,11 +425,13 @@ class KeyringLinkMac:
         return _b64(hmac.new(key.secret, message, sha256).digest())
 
     def verify(self, message: bytes, tag: str, *, issued_at: datetime) -> bool | None:
-        """True or False; None when no key of the issue time's slot exists (the link was not made
-        by the keyring, or its key has expired)."""
+        """True or False; None for a link dated before the receipt keys existed without a gap
+        (made by the release before the keyring: the caller checks it with the KMS key). Only
+        such a date costs a KMS call, and only for the link lifetime after the first key."""
+        issued = int(issued_at.timestamp())
         key = self._keyring.find("receipt", SLOTS["receipt"].slot_of(issued_at))
-        if key is None or int(issued_at.timestamp()) < key.created_at:
-            return None
+        if key is None or issued < key.created_at:
+            return None if issued < self._keyring.current("receipt").since else False
         expected = _b64(hmac.new(key.secret, message, sha256).digest())
         return hmac.compare_digest(expected.encode(), tag.encode("utf-8", "replace"))
 

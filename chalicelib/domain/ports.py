@@ -106,8 +106,8 @@ class LinkMac(Protocol):
         ...
 
     def verify(self, message: bytes, tag: str, *, issued_at: datetime) -> bool | None:
-        """Whether ``tag`` is the MAC; None when no key of that time exists, or it was made
-        after ``issued_at`` (a link older than the keyring: ask the legacy key)."""
+        """Whether ``tag`` is the MAC; None for a link dated before these keys existed (older
+        than the keyring: ask the legacy key)."""
         ...
 
 
