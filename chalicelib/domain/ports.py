@@ -113,5 +113,6 @@ class LinkMac(Protocol):
 
 class Pseudonymizer(Protocol):
     def pseudonym(self, subject: str) -> str:
-        """A keyed, one-way pseudonym of ``subject`` (HMAC under a key the service cannot read)."""
+        """A keyed, one-way pseudonym of ``subject`` (HMAC under a key the service cannot read);
+        now only the check of receipt links made before the keyring."""
         ...
