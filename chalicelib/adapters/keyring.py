@@ -145,6 +145,9 @@ class Keyring:
 
     # -- reading and making keys --------------------------------------------------------------------
 
+    def now(self) -> datetime:
+        return self._clock.now()
+
     def current(self, purpose: Purpose) -> WorkingKey:
         """The key of the slot ``now`` is in, made if this stage has none yet."""
         return self._ensure(purpose, [SLOTS[purpose].slot_of(self._clock.now())])[0]
@@ -429,9 +432,16 @@ class KeyringLinkMac:
         (made by the release before the keyring: the caller checks it with the KMS key). Only
         such a date costs a KMS call, and only for the link lifetime after the first key."""
         issued = int(issued_at.timestamp())
-        key = self._keyring.find("receipt", SLOTS["receipt"].slot_of(issued_at))
+        spec = SLOTS["receipt"]
+        key = self._keyring.find("receipt", spec.slot_of(issued_at))
         if key is None or issued < key.created_at:
-            return None if issued < self._keyring.current("receipt").since else False
+            # Dated where no key of ours could have made it: before the keyring, or forged. The
+            # newest key (this month's or last month's; never made here) says since when keys exist.
+            this_month = spec.slot_of(self._keyring.now())
+            newest = self._keyring.find("receipt", this_month) or self._keyring.find(
+                "receipt", spec.slot_of(spec.start(this_month) - timedelta(seconds=1))
+            )
+            return None if newest is None or issued < newest.since else False
         expected = _b64(hmac.new(key.secret, message, sha256).digest())
         return hmac.compare_digest(expected.encode(), tag.encode("utf-8", "replace"))
 

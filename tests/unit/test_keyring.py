@@ -307,3 +307,21 @@ def test_slots_are_utc_windows() -> None:
     assert SLOTS["event"].end("20261231T23") == datetime(2027, 1, 1, tzinfo=UTC)
     assert not SLOTS["token"].is_slot("2026123")
     assert not SLOTS["token"].is_slot("20261332")
+
+
+def test_checking_a_link_never_makes_a_key(
+    containers: tuple[Container, Container],
+    dynamodb_client: Any,
+    resources: dict[str, str],
+    clock: FixedClock,
+) -> None:
+    first, _ = containers
+    links = KeyringLinkMac(first.keyring)
+    # a stage with no receipt key yet: a link can only be from before the keyring (the KMS check)
+    assert links.verify(b"receipt-link:f-1:1", "A" * 43, issued_at=clock.now()) is None
+    assert key_items(dynamodb_client, resources["RELAY_STATE_TABLE"]) == {}
+    assert first.calls["kms.GenerateDataKey"] == 0
+    # once keys exist, a link dated after the first one and not verifying is simply wrong
+    links.mac(b"receipt-link:f-1:1", issued_at=clock.now())
+    clock.advance(days=1)
+    assert links.verify(b"receipt-link:f-1:1", "A" * 43, issued_at=clock.now()) is False
