@@ -834,11 +834,18 @@ class FloorItem:
 
 
 def floor_items(w: World) -> list[FloorItem]:
-    """The JOSE and KMS operations a flow cannot avoid, each as cheaply as it can be done."""
+    """The JOSE, KMS and working-key operations a flow cannot avoid, each as cheaply as it can be
+    done (since issue [13] one KMS request: the sealed payload's Sign)."""
+    import hmac
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
     from joserfc import jwe, jws
     from joserfc.jwk import ECKey
 
     from chalicelib import container
+    from chalicelib.adapters.keyring import canonical
 
     partner, kms, resources = w.partner, container.get_container().aws.kms, w.resources
     signing_key = ECKey.import_key(dict(partner.signing_key.as_dict(private=False)))
@@ -850,10 +857,13 @@ def floor_items(w: World) -> list[FloorItem]:
     signing_input = payload[: max(1, w.payload_bytes - 87)]  # a JWS minus its ".signature"
     portal_token = secrets.token_urlsafe(32).encode()
     context = {"flow_id": secrets.token_urlsafe(16)}
-    sealed_token = kms.encrypt(
-        KeyId=resources["RELAY_DATA_KEY_ID"], Plaintext=portal_token, EncryptionContext=context
-    )["CiphertextBlob"]
     secret = secrets.token_urlsafe(32)
+    # The keyring's working keys (chalicelib/adapters/keyring.py), held in memory once per slot.
+    working_key = secrets.token_bytes(32)
+    event_key = ec.generate_private_key(ec.SECP256R1())
+    header = b"\xa1" + b"20261206"
+    nonce = secrets.token_bytes(12)
+    sealed_token = AESGCM(working_key).encrypt(nonce, portal_token, header + canonical(context))
 
     def verify_assertion() -> None:
         jws.deserialize_compact(assertion, signing_key, algorithms=["ES256"])
@@ -865,18 +875,17 @@ def floor_items(w: World) -> list[FloorItem]:
         key.thumbprint()
         hashlib.sha256(token.encode()).digest()  # ath
 
-    def generate_mac() -> None:
-        kms.generate_mac(
-            KeyId=resources["RELAY_PSEUDONYM_KEY_ID"], Message=secret.encode(), MacAlgorithm="HMAC_SHA_256"
-        )
+    def link_mac() -> None:
+        hmac.new(working_key, secret.encode(), hashlib.sha256).digest()
 
     def encrypt() -> None:
-        kms.encrypt(KeyId=resources["RELAY_DATA_KEY_ID"], Plaintext=portal_token, EncryptionContext=context)
+        AESGCM(working_key).encrypt(secrets.token_bytes(12), portal_token, header + canonical(context))
 
     def decrypt() -> None:
-        kms.decrypt(
-            KeyId=resources["RELAY_DATA_KEY_ID"], CiphertextBlob=sealed_token, EncryptionContext=context
-        )
+        AESGCM(working_key).decrypt(nonce, sealed_token, header + canonical(context))
+
+    def sign_event() -> None:
+        event_key.sign(signing_input[:600], ec.ECDSA(hashes.SHA256()))
 
     def sign() -> None:
         kms.sign(
@@ -901,15 +910,13 @@ def floor_items(w: World) -> list[FloorItem]:
             2,
             verify_dpop,
         ),
+        FloorItem("HMAC-SHA256 under the month's receipt key", "consent page (receipt link)", 1, link_mac),
+        FloorItem("AES-256-GCM encrypt under the day's token key (portal token)", "callback", 1, encrypt),
         FloorItem(
-            "KMS GenerateMac via boto3 + moto",
-            "PAR (pseudonym), consent page (receipt link)",
-            2,
-            generate_mac,
+            "AES-256-GCM decrypt under the day's token key (portal token)", "notice (poll)", 1, decrypt
         ),
-        FloorItem("KMS Encrypt via boto3 + moto (portal token)", "callback", 1, encrypt),
-        FloorItem("KMS Decrypt via boto3 + moto (portal token)", "notice (poll)", 1, decrypt),
-        FloorItem("KMS Sign ES256 via boto3 + moto", "notice (payload JWT and webhook event JWT)", 2, sign),
+        FloorItem("KMS Sign ES256 via boto3 + moto", "notice (payload JWT)", 1, sign),
+        FloorItem("ES256 sign with the hour's event key", "notice (webhook event JWT)", 1, sign_event),
         FloorItem(
             f"JWE ECDH-ES+A256KW / A256GCM to the partner key ({w.payload_bytes} B)",
             "notice (seal)",

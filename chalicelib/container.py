@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from chalicelib.adapters.dynamodb_audit import DynamoAuditLog
     from chalicelib.adapters.dynamodb_partners import DynamoPartnerStore
     from chalicelib.adapters.dynamodb_state import DynamoStateStore
-    from chalicelib.adapters.kms_envelope import KmsEnvelope
+    from chalicelib.adapters.keyring import Keyring, KeyringEnvelope, KeyringEventSigners, KeyringLinkMac
     from chalicelib.adapters.kms_pseudonym import KmsPseudonymizer
     from chalicelib.adapters.kms_signer import KmsSigner
     from chalicelib.adapters.mynaportal import MynaportalClient
@@ -108,10 +108,40 @@ class Container:
         )
 
     @cached_property
-    def envelope(self) -> KmsEnvelope:
+    def keyring(self) -> Keyring:
+        """The stage's working keys (portal token, receipt links, webhook events), wrapped by the
+        data key in the state table and unwrapped once per slot per container."""
+        from chalicelib.adapters.keyring import Keyring
+
+        return Keyring(
+            dynamodb=self.aws.dynamodb,
+            kms=self.aws.kms,
+            table=self.settings.state_table,
+            data_key_id=self.settings.data_key_id,
+            stage=self.settings.stage,
+            clock=self.clock,
+        )
+
+    @cached_property
+    def envelope(self) -> KeyringEnvelope:
+        """AES-GCM under the daily token key; a KMS ciphertext from before the keyring still
+        decrypts with KMS."""
+        from chalicelib.adapters.keyring import KeyringEnvelope
         from chalicelib.adapters.kms_envelope import KmsEnvelope
 
-        return KmsEnvelope(self.aws.kms, self.settings.data_key_id)
+        return KeyringEnvelope(self.keyring, legacy=KmsEnvelope(self.aws.kms, self.settings.data_key_id))
+
+    @cached_property
+    def event_signers(self) -> KeyringEventSigners:
+        from chalicelib.adapters.keyring import KeyringEventSigners
+
+        return KeyringEventSigners(self.keyring)
+
+    @cached_property
+    def receipt_links(self) -> KeyringLinkMac:
+        from chalicelib.adapters.keyring import KeyringLinkMac
+
+        return KeyringLinkMac(self.keyring)
 
     @cached_property
     def portal(self) -> MynaportalClient:
@@ -195,11 +225,11 @@ class Container:
             envelope=self.envelope,
             clock=self.clock,
             classify_portal_error=classify_authorization_error,
-            pseudonyms=self.pseudonyms,
         )
 
     @cached_property
-    def pseudonyms(self) -> KmsPseudonymizer:
+    def legacy_receipt_links(self) -> KmsPseudonymizer:
+        """The KMS HMAC key of the receipt links issued before the keyring (30 days at most)."""
         from chalicelib.adapters.kms_pseudonym import KmsPseudonymizer
 
         return KmsPseudonymizer(self.aws.kms, self.settings.pseudonym_key_id)
@@ -222,6 +252,7 @@ class Container:
             portal=self.portal,
             envelope=self.envelope,
             signer=self.signer,
+            event_signers=self.event_signers,
             replay=self.state_store,
             webhooks=HttpWebhookSender(allow_private=self.settings.allows_loopback_urls),
             clock=self.clock,
@@ -263,7 +294,8 @@ class Container:
         from chalicelib.domain.receipts import ReceiptService
 
         return ReceiptService(
-            pseudonyms=self.pseudonyms,
+            links=self.receipt_links,
+            legacy=self.legacy_receipt_links,
             audit=self.audit_log,
             flows=self.state_store,
             partners=self.partners,
@@ -274,12 +306,14 @@ class Container:
         )
 
     def jwks(self) -> dict[str, Any]:
-        """The public JWKS; each key is fetched from KMS once per container."""
+        """The public JWKS: the KMS keys (each fetched once per container), then the webhook
+        event keys of the previous, current and next hour (one read, kept 60 s)."""
         keys: list[dict[str, Any]] = []
         for signer in self.published_signers:
             jwk = signer.public_jwk()
             if all(existing["kid"] != jwk["kid"] for existing in keys):
                 keys.append(jwk)
+        keys.extend(self.keyring.published_event_keys())
         return {"keys": keys}
 
 

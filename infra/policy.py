@@ -59,21 +59,21 @@ class Grant:
 
 FLOW_STATE = Grant(
     "state",
-    (
-        "dynamodb:GetItem",
-        "dynamodb:BatchGetItem",
-        "dynamodb:PutItem",
-        "dynamodb:UpdateItem",
-        "dynamodb:DeleteItem",
-    ),
-    "flows, processId pointers, replay store, sealed deliveries (read with their flow at pickup),"
-    " webhook outbox (conditional writes; Delete inside transactions)",
+    ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
+    "flows, processId pointers, replay store, sealed deliveries, webhook outbox (conditional writes;"
+    " Delete inside transactions)",
 )
 PARTNER_READ = Grant("partners", ("dynamodb:GetItem",), "the partner registration on each partner request")
 AUDIT_APPEND = Grant("audit", ("dynamodb:PutItem",), "audit records, inside the step's transaction")
 SIGN = Grant("signing", ("kms:Sign", "kms:GetPublicKey"), "ES256 signatures; the public key for kid and JWKS")
 PORTAL_SECRET = Grant(
     "portal-secret", ("secretsmanager:GetSecretValue",), "the portal mTLS certificate and key"
+)
+KEYRING_READ = Grant(
+    "state",
+    ("dynamodb:BatchGetItem",),
+    "a flow with its sealed delivery (pickup); the keyring's wrapped working keys: this and the next"
+    " hour's event keys (signing), and the JWKS",
 )
 LOGS = Grant(
     "logs", ("logs:CreateLogStream", "logs:PutLogEvents"), "its own log group (created by the template)"
@@ -89,13 +89,19 @@ GRANTS: dict[str, tuple[Grant, ...]] = {
             "audit records; a flow's records, the latest head and the tiles of proofs (receipts, partners)",
         ),
         Grant("audit/index/by_partner", ("dynamodb:Query",), "the partner audit endpoint (its own month)"),
+        KEYRING_READ,
         SIGN,
         Grant(
             "data",
-            ("kms:Encrypt", "kms:Decrypt"),
-            "encrypts the portal access token at the callback; decrypts it to poll on a completion notice",
+            ("kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt"),
+            "the keyring: makes the token and receipt keys, wraps event keys, unwraps each once per "
+            "container; decrypts a portal token KMS encrypted before the keyring",
         ),
-        Grant("pseudonym", ("kms:GenerateMac",), "the resident's pseudonym and the receipt link"),
+        Grant(
+            "pseudonym",
+            ("kms:GenerateMac",),
+            "checks receipt links made before the keyring (remove 30 days after the upgrade)",
+        ),
         PORTAL_SECRET,
         LOGS,
     ),
@@ -104,8 +110,13 @@ GRANTS: dict[str, tuple[Grant, ...]] = {
         Grant("state/index/by_due", ("dynamodb:Query",), "the flows and webhooks due now"),
         PARTNER_READ,
         AUDIT_APPEND,
+        KEYRING_READ,
         SIGN,
-        Grant("data", ("kms:Decrypt",), "decrypts the portal access token to poll"),
+        Grant(
+            "data",
+            ("kms:Encrypt", "kms:Decrypt"),
+            "the keyring: wraps a new event key, unwraps the token and event keys once per container",
+        ),
         PORTAL_SECRET,
         LOGS,
     ),

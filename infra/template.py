@@ -44,7 +44,7 @@ ACCOUNT_ROOT = {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}
 
 KEY_USAGE_ACTIONS: dict[str, list[str]] = {
     "SIGN_VERIFY": ["kms:Sign", "kms:GetPublicKey", "kms:DescribeKey"],
-    "ENCRYPT_DECRYPT": ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey"],
+    "ENCRYPT_DECRYPT": ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
     "GENERATE_VERIFY_MAC": ["kms:GenerateMac", "kms:VerifyMac", "kms:DescribeKey"],
 }
 KEY_ADMIN_ACTIONS = [

@@ -54,6 +54,10 @@ from partner_kit.rfc9162 import HASH_SIZE, verify_consistency
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_LIFETIME_S = 60  # the relay accepts at most 120
 WEBHOOK_TYPE = "myna-relay-event+jwt"
+# Webhook events are signed by the relay's hourly event keys, whose kid starts with this; sealed
+# payloads, receipts and checkpoints only by its KMS keys, whose kid never does. Each kind of JWT
+# is verified with its own kind of key only (docs/partners.md, "Verifying webhooks").
+EVENT_KID_PREFIX = "event-"
 SELF_INFO_PATH = "/v1/self-info"
 CHECKPOINTS_PATH = "/v1/audit/checkpoints"
 CHECKPOINT_TYP = "myna-relay-checkpoint+jwt"
@@ -513,6 +517,9 @@ class RelayClient:
         kid = header.get("kid")
         if not isinstance(kid, str):
             raise VerificationError("the signature names no kid")
+        if kid.startswith(EVENT_KID_PREFIX) != (expected_typ == WEBHOOK_TYPE):
+            kind = "an event key" if kid.startswith(EVENT_KID_PREFIX) else "the payload key"
+            raise VerificationError(f"a {expected_typ} signed by {kind} ({kid!r}) is refused")
         key = self._service_key(kid)
         try:
             payload = jws.deserialize_compact(text, key, algorithms=[SIGNING_ALG]).payload

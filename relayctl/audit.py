@@ -177,9 +177,14 @@ def trusted_head_from(document: Any, source: str) -> str:
 # -- public keys ------------------------------------------------------------------------------------
 
 
+EVENT_KID_PREFIX = "event-"  # chalicelib.adapters.keyring.EVENT_KID_PREFIX
+
+
 def keys_from_jwks(document: Any, source: str) -> dict[str, ECKey]:
     """The P-256 keys of a JWKS by ``kid`` (the RFC 7638 thumbprint when a key has no ``kid``);
-    only their public half is kept."""
+    only their public half is kept. Webhook event keys (``kid`` ``event-…``, in the relay's JWKS
+    beside the KMS key) never sign a checkpoint: they are left out (docs/security.md, "Key
+    hierarchy")."""
     entries = document.get("keys") if isinstance(document, dict) else None
     if not isinstance(entries, list):
         raise AuditError(f'{source} is not a JWKS (expected {{"keys": [...]}})')
@@ -188,6 +193,8 @@ def keys_from_jwks(document: Any, source: str) -> dict[str, ECKey]:
         if not isinstance(entry, dict) or entry.get("kty") != "EC" or entry.get("crv") != "P-256":
             continue
         if entry.get("use", "sig") != "sig" or entry.get("alg", "ES256") != "ES256":
+            continue
+        if str(entry.get("kid", "")).startswith(EVENT_KID_PREFIX):
             continue
         public = {name: entry[name] for name in ("kty", "crv", "x", "y") if name in entry}
         try:

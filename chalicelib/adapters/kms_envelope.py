@@ -1,5 +1,6 @@
-"""Symmetric encryption with the KMS data key, for the few secrets the service must keep for a
-while (the portal access token, until the result is fetched).
+"""Symmetric encryption with the KMS data key. Since issue [13] the portal access token is
+encrypted under the keyring's daily token key (``keyring.KeyringEnvelope``); this decrypts the
+tokens KMS encrypted before that, for the flows in flight at the upgrade.
 
 Direct KMS Encrypt/Decrypt (values are far below KMS's 4 KiB limit), always with an encryption
 context, so a ciphertext copied to another flow does not decrypt. The plaintext never leaves

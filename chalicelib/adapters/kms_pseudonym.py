@@ -1,5 +1,7 @@
-"""Keyed pseudonyms with a KMS HMAC key (``HMAC_256``, ``GENERATE_VERIFY_MAC``): the key never
-leaves KMS, so nobody holding the audit table alone can recompute or reverse a pseudonym."""
+"""HMACs with the KMS pseudonym key (``HMAC_256``, ``GENERATE_VERIFY_MAC``; the key never leaves
+KMS). Since issue [13] only to check receipt links made before the keyring (the resident pseudonym
+is random, new links are MACed under the keyring's monthly key): removable 30 days after that
+upgrade (docs/deploy.md, "The pseudonym key")."""
 
 from __future__ import annotations
 

@@ -102,7 +102,7 @@ class AuditRecord(BaseModel):
     interaction_id: str
     requester_id: str  # 情報照会者: the partner
     requester_name: str = ""
-    resident_pseudonym: str = ""  # keyed HMAC under a KMS key: never the resident's identity
+    resident_pseudonym: str = ""  # random per flow (flow.new_pseudonym): never the resident's identity
     provider: str = PROVIDER  # 情報提供者
     municipalities: tuple[str, ...] = ()  # the providing municipalities, when known
     dataset: DatasetId

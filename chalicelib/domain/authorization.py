@@ -45,6 +45,7 @@ from chalicelib.domain.flow import (
     flow_id_of,
     flow_secret,
     new_flow_id,
+    new_pseudonym,
     new_secret,
 )
 from chalicelib.domain.flow_store import FlowStore
@@ -76,7 +77,7 @@ from chalicelib.domain.portal import (
     PortalRejected,
     PortalUnavailable,
 )
-from chalicelib.domain.ports import Clock, Envelope, Pseudonymizer
+from chalicelib.domain.ports import Clock, Envelope
 from chalicelib.domain.registry import PartnerRegistry
 
 REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
@@ -224,7 +225,6 @@ class AuthorizationService:
         envelope: Envelope,
         clock: Clock,
         classify_portal_error: Callable[[str], PortalRefusal],
-        pseudonyms: Pseudonymizer,
     ) -> None:
         self.config = config
         self._partners = partners
@@ -234,7 +234,6 @@ class AuthorizationService:
         self._envelope = envelope
         self._clock = clock
         self._classify = classify_portal_error
-        self._pseudonyms = pseudonyms
 
     # -- client authentication (RFC 7523 private_key_jwt) --------------------------------------------
 
@@ -316,7 +315,7 @@ class AuthorizationService:
             partner_id=partner.id,
             partner_name=partner.names.ja,
             # We never learn who the resident is; the pseudonym links this flow's records only.
-            resident_pseudonym=self._pseudonyms.pseudonym(f"resident-of-flow:{flow_id}"),
+            resident_pseudonym=new_pseudonym(),
             purpose_id=purpose.id,
             dataset=purpose.dataset,
             scope=scope,

@@ -43,7 +43,7 @@ from chalicelib.domain.portal import (
     PortalUnavailable,
     ResultPending,
 )
-from chalicelib.domain.ports import Clock, Envelope, MetricsSink, Signer
+from chalicelib.domain.ports import Clock, Envelope, MetricsSink, Signer, SignerSource
 from chalicelib.domain.registry import PartnerRegistry
 from chalicelib.domain.sealing import seal, sign_jwt
 
@@ -228,17 +228,21 @@ class DeliveryService:
         portal: PortalGateway,
         envelope: Envelope,
         signer: Signer,
+        event_signers: SignerSource,
         replay: ReplayStore,
         webhooks: WebhookSender,
         clock: Clock,
         metrics: MetricsSink | None = None,
     ) -> None:
+        """``signer``: the KMS key, for sealed payloads only; ``event_signers``: the stage's
+        hourly event keys, for webhook events only (never the one for the other)."""
         self.config = config
         self._store = store
         self._partners = partners
         self._portal = portal
         self._envelope = envelope
         self._signer = signer
+        self._event_signers = event_signers
         self._replay = replay
         self._webhooks = webhooks
         self._clock = clock
@@ -584,7 +588,7 @@ class DeliveryService:
                     "occurred_at": event.occurred_at.isoformat(),
                 },
             },
-            signer=self._signer,
+            signer=self._event_signers.current(),
             typ="myna-relay-event+jwt",
         )
         delivered = self._webhooks.send(event.url, body, event_id=event.event_id)

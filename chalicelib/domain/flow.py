@@ -77,7 +77,7 @@ class Flow(BaseModel):
     flow_id: str
     partner_id: str
     partner_name: str = ""  # 情報照会者, as shown to the resident (Japanese name)
-    resident_pseudonym: str = ""  # keyed HMAC (KMS), stable within the flow, unlinkable across flows
+    resident_pseudonym: str = ""  # random per flow (new_pseudonym): stable within it, unlinkable across flows
     purpose_id: str
     dataset: DatasetId
     scope: str
@@ -205,6 +205,15 @@ def flow_id_of(secret: str) -> str | None:
     secret is unknown: nothing is read for it)."""
     match = _FLOW_SECRET.fullmatch(secret)
     return match.group(1) if match else None
+
+
+def new_pseudonym() -> str:
+    """The resident's pseudonym for one flow: 256 random bits, base64url (43 characters, the shape
+    of the KMS HMAC it replaces). Only stable within the flow and unlinkable across flows; nothing
+    recomputes it, so no key is needed. Not a credential: it is written to the audit log, so it is
+    drawn with ``token_bytes`` rather than ``new_secret`` (whose values the leak scan treats as
+    secrets that must never be stored)."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
 
 
 def fingerprint(secret: str) -> str:

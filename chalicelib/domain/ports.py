@@ -73,8 +73,16 @@ class Signer(Protocol):
         ...
 
 
+class SignerSource(Protocol):
+    """Where signatures by a rotating key come from: the signer of the current slot, whose
+    ``kid`` and signatures belong together for as long as the caller holds it."""
+
+    def current(self) -> Signer: ...
+
+
 class Envelope(Protocol):
-    """Symmetric encryption under a key that never leaves the key store (KMS)."""
+    """Symmetric encryption of a short-lived secret, bound to a context: a stage working key
+    wrapped by KMS (``chalicelib/adapters/keyring.py``), or KMS itself."""
 
     def encrypt(self, plaintext: bytes, *, context: dict[str, str]) -> bytes:
         """Ciphertext bound to ``context``: decryption with another context fails."""
@@ -89,7 +97,22 @@ class MetricsSink(Protocol):
         ...
 
 
+class LinkMac(Protocol):
+    """MACs for capability links, under a key chosen by the link's issue time (which the link
+    carries, so verification finds the key)."""
+
+    def mac(self, message: bytes, *, issued_at: datetime) -> str:
+        """A base64url MAC; ``issued_at`` is now (a link is made in its own time slot)."""
+        ...
+
+    def verify(self, message: bytes, tag: str, *, issued_at: datetime) -> bool | None:
+        """Whether ``tag`` is the MAC; None for a link dated before these keys existed (older
+        than the keyring: ask the legacy key)."""
+        ...
+
+
 class Pseudonymizer(Protocol):
     def pseudonym(self, subject: str) -> str:
-        """A keyed, one-way pseudonym of ``subject`` (HMAC under a key the service cannot read)."""
+        """A keyed, one-way pseudonym of ``subject`` (HMAC under a key the service cannot read);
+        now only the check of receipt links made before the keyring."""
         ...

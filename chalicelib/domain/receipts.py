@@ -1,10 +1,13 @@
 """The resident's receipt: a capability link to one flow's records, a signed copy of them with
 inclusion proofs, and revocation of a delivery not yet picked up.
 
-The link is ``/receipts/<interaction id>?e=<expiry>&t=<HMAC>``, the HMAC computed under the KMS
-pseudonym key, so nothing needs storing and nobody without the key can forge one. It is shown only
-on our interstitial (never sent to the partner). A wrong, expired or other flow's link shows
-nothing at all: every failure is the same ``ReceiptNotFound``.
+The link is ``/receipts/<interaction id>?e=<expiry>&t=<HMAC>``, the HMAC (SHA-256) computed under
+the stage's receipt key of the month the link was made in (a keyring working key, wrapped by KMS;
+the month is the expiry minus ``RECEIPT_LIFETIME``, so the link names its key without saying so),
+so nothing needs storing and nobody without the key can forge one. Links made before the keyring
+existed carry a KMS HMAC under the pseudonym key, checked there (``legacy``) until they expire.
+It is shown only on our interstitial (never sent to the partner). A wrong, expired or other flow's
+link shows nothing at all: every failure is the same ``ReceiptNotFound``.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Protocol
 
 from chalicelib.domain.audit import AuditEvent, AuditRecord, audit_record
@@ -20,12 +23,21 @@ from chalicelib.domain.checkpoints import CheckpointService, StoredRecord
 from chalicelib.domain.delivery import DeliveryStore, WebhookEvent, webhook_url_of
 from chalicelib.domain.errors import ConcurrentUpdate, ErrorCategory, RelayError
 from chalicelib.domain.flow import TRANSITIONS, Flow, FlowStatus, new_secret
-from chalicelib.domain.ports import Clock, Pseudonymizer, Signer
+from chalicelib.domain.ports import Clock, LinkMac, Pseudonymizer, Signer
 from chalicelib.domain.registry import PartnerRegistry
 from chalicelib.domain.sealing import sign_jwt
 
 RECEIPT_LIFETIME = timedelta(days=30)
 RECEIPT_TYP = "myna-relay-receipt+jwt"
+
+
+def _link_message(interaction_id: str, expires: int) -> bytes:
+    return f"receipt-link:{interaction_id}:{expires}".encode()
+
+
+def _issued_at(expires: int) -> datetime:
+    """When a link was made: its expiry, less the lifetime every link gets."""
+    return datetime.fromtimestamp(expires - int(RECEIPT_LIFETIME.total_seconds()), tz=UTC)
 
 
 class ReceiptNotFound(RelayError):
@@ -64,7 +76,7 @@ class ReceiptService:
     def __init__(
         self,
         *,
-        pseudonyms: Pseudonymizer,
+        links: LinkMac,
         audit: AuditReader,
         flows: DeliveryStore,
         partners: PartnerRegistry,
@@ -72,8 +84,11 @@ class ReceiptService:
         signer: Signer,
         clock: Clock,
         issuer: str,
+        legacy: Pseudonymizer | None = None,
     ) -> None:
-        self._pseudonyms = pseudonyms
+        """``legacy``: the KMS HMAC key that made the links issued before the keyring."""
+        self._links = links
+        self._legacy = legacy
         self._audit = audit
         self._flows = flows
         self._partners = partners
@@ -82,13 +97,11 @@ class ReceiptService:
         self._clock = clock
         self._issuer = issuer
 
-    def _mac(self, interaction_id: str, expires: int) -> str:
-        return self._pseudonyms.pseudonym(f"receipt:{interaction_id}:{expires}")
-
     def link(self, flow: Flow) -> str:
         """The capability path for this flow's receipt (relative to the issuer)."""
         expires = int((self._clock.now() + RECEIPT_LIFETIME).timestamp())
-        return f"/receipts/{flow.flow_id}?e={expires}&t={self._mac(flow.flow_id, expires)}"
+        tag = self._links.mac(_link_message(flow.flow_id, expires), issued_at=_issued_at(expires))
+        return f"/receipts/{flow.flow_id}?e={expires}&t={tag}"
 
     def _check(self, interaction_id: str, expires: str, token: str) -> None:
         # ASCII digits only, and few of them: str.isdigit() also accepts "²" (int() refuses it) and
@@ -98,10 +111,17 @@ class ReceiptService:
             interaction_id and len(interaction_id) <= 64 and well_formed_expiry and 0 < len(token) <= 128
         ):
             raise ReceiptNotFound("no receipt", check="receipt")
-        if int(expires) <= int(self._clock.now().timestamp()):
+        now = int(self._clock.now().timestamp())
+        # A link expires; one claiming to have been made in the future was never made.
+        if not now < int(expires) <= now + int(RECEIPT_LIFETIME.total_seconds()):
             raise ReceiptNotFound("no receipt", check="receipt")
-        # As bytes: compare_digest refuses str with non-ASCII characters (TypeError, a 500).
-        if not secrets.compare_digest(token.encode(), self._mac(interaction_id, int(expires)).encode()):
+        issued_at = _issued_at(int(expires))
+        verified = self._links.verify(_link_message(interaction_id, int(expires)), token, issued_at=issued_at)
+        if verified is None and self._legacy is not None:
+            legacy = self._legacy.pseudonym(f"receipt:{interaction_id}:{int(expires)}")
+            # As bytes: compare_digest refuses str with non-ASCII characters (TypeError, a 500).
+            verified = secrets.compare_digest(token.encode("utf-8", "replace"), legacy.encode())
+        if not verified:
             raise ReceiptNotFound("no receipt", check="receipt")
 
     def view(self, interaction_id: str, *, expires: str, token: str) -> ReceiptView:

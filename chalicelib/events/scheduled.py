@@ -10,6 +10,7 @@ from typing import Any
 from chalice.app import Blueprint, Rate
 
 from chalicelib.container import get_container
+from chalicelib.domain.errors import DependencyUnavailable
 from chalicelib.telemetry import logger
 
 bp = Blueprint(__name__)
@@ -17,6 +18,13 @@ bp = Blueprint(__name__)
 
 @bp.schedule(Rate(1, unit=Rate.MINUTES), name="process_due")
 def process_due(event: Any) -> dict[str, int]:
+    try:
+        # This hour's and the next hour's webhook event keys exist from the first run of the hour:
+        # each key is in the JWKS about an hour before it signs (cached per container: no AWS
+        # call on the other runs of the hour).
+        get_container().event_signers.current()
+    except DependencyUnavailable:
+        logger.warning("the event keys could not be prepared; the first event of the hour will")
     outcomes = get_container().delivery.process_due()
     failed = {outcome: n for outcome, n in outcomes.items() if outcome.endswith(".dependency-unavailable")}
     if failed:

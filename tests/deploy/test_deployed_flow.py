@@ -253,7 +253,8 @@ def test_one_onboarding_runs_on_the_resources_of_the_packaged_template_within_ea
 
     # THEN the notice retrieved and sealed the delivery, the scheduled run found nothing left
     assert outcomes == {}
-    assert ("kms", "Decrypt") in {(service, op) for service, op, _ in calls.of("api_handler")}
+    # (the portal token under the keyring's token key, made by its first use: no KMS Decrypt needed)
+    assert ("kms", "GenerateDataKey") in {(service, op) for service, op, _ in calls.of("api_handler")}
     # AND the partner opened its sealed delivery, signed by the stack's signing key
     assert picked.status_code == 200, (outcomes, picked.body)
     decrypted = jwe.decrypt_compact(picked.body.decode(), partner.encryption_key)

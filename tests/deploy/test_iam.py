@@ -123,7 +123,7 @@ def test_no_statement_grants_any_resource_or_any_action(
 def test_no_policy_grants_an_action_the_code_does_not_make() -> None:
     # GIVEN every action chalicelib's source can make (read from the code, not from a list)
     made = actions_the_code_makes()
-    assert {"dynamodb:GetItem", "dynamodb:PutItem", "kms:Sign", "kms:GenerateMac"} <= made
+    assert {"dynamodb:GetItem", "dynamodb:PutItem", "kms:Sign", "kms:GenerateDataKey"} <= made
     # THEN every granted action is one of them (or Lambda's own log delivery)
     for function, grants in GRANTS.items():
         for grant in grants:
@@ -147,12 +147,18 @@ def test_the_scheduled_functions_cannot_touch_what_only_the_api_needs() -> None:
     assert "heads" not in api
     assert "heads" not in due
     assert checkpoint["heads"] == {"s3:PutObject", "s3:GetObject"}
-    # the poller never encrypts a portal token, never makes pseudonyms, never reads partner audits
+    # the poller never makes a data key (portal tokens are encrypted at the callback, receipt links
+    # made on the consent page), never checks a receipt link, never reads partner audits; it wraps
+    # a new webhook event key (Encrypt) and unwraps the token and event keys (Decrypt)
     assert "pseudonym" not in due
     assert "audit/index/by_partner" not in due
-    assert due["data"] == {"kms:Decrypt"}
-    # the API encrypts the portal token at the callback and decrypts it to poll on a completion notice
-    assert api["data"] == {"kms:Encrypt", "kms:Decrypt"}
+    assert due["data"] == {"kms:Encrypt", "kms:Decrypt"}
+    # the API makes the token and receipt keys (GenerateDataKey), wraps event keys (Encrypt) and
+    # unwraps each once per container (Decrypt; also a portal token KMS encrypted before the keyring)
+    assert api["data"] == {"kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt"}
+    # the keyring's reads: one BatchGetItem for this and the next hour's event keys, or the JWKS
+    assert "dynamodb:BatchGetItem" in api["state"]
+    assert "dynamodb:BatchGetItem" in due["state"]
     # no function writes partner registrations: operators do, with relayctl and their own credentials
     for grants in (api, due, checkpoint):
         assert grants.get("partners", set()) <= {"dynamodb:GetItem"}

@@ -32,9 +32,9 @@ from moto.core.models import botocore_stubber
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+from chalicelib import container
 from chalicelib.adapters.dynamodb_state import DynamoStateStore, flow_document
-from chalicelib.adapters.kms_envelope import KmsEnvelope
-from chalicelib.adapters.kms_pseudonym import KmsPseudonymizer
+from chalicelib.adapters.keyring import KeyringEnvelope, KeyringLinkMac, LocalSigner
 from chalicelib.adapters.kms_signer import KmsSigner
 from chalicelib.adapters.mynaportal import MynaportalClient  # the class (conftest wraps its constructor)
 from chalicelib.adapters.webhooks import HttpWebhookSender
@@ -202,6 +202,12 @@ def run_due(journey: Journey) -> dict[str, int]:
     )
     payload: dict[str, int] = journey.client.lambda_.invoke("process_due", event).payload
     return payload
+
+
+def another_container_runs(journey: Journey) -> None:
+    """The next call is served by a container that has unwrapped no working key yet (in AWS the
+    scheduled function never shares a container with the API): the keyring forgets its keys."""
+    container.get_container().keyring._cache.clear()
 
 
 def pick_up(journey: Journey, token: str) -> Any:
@@ -433,9 +439,10 @@ def _effectful_steps() -> dict[type, tuple[str, ...]]:
             "webhook_attempted",
         ),
         MynaportalClient: ("exchange_code", "start_request", "fetch_result"),
-        KmsPseudonymizer: ("pseudonym",),
-        KmsEnvelope: ("encrypt", "decrypt"),
+        KeyringLinkMac: ("mac",),
+        KeyringEnvelope: ("encrypt", "decrypt"),
         KmsSigner: ("sign",),
+        LocalSigner: ("sign",),
         HttpWebhookSender: ("send",),
     }
 

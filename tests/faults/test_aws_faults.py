@@ -26,6 +26,7 @@ from tests.faults.harness import (
     AwsFaults,
     Tables,
     WebhookReceiver,
+    another_container_runs,
     assert_consistent,
     cancelled,
     pick_up,
@@ -111,10 +112,10 @@ def test_a_whole_flow_is_delivered_when_every_aws_call_fails_before_it_succeeds(
         "dynamodb.GetItem",
         "dynamodb.UpdateItem",
         "dynamodb.Query",
-        "kms.GenerateMac",
-        "kms.Encrypt",
-        "kms.Decrypt",
-        "kms.Sign",
+        "dynamodb.BatchGetItem",  # the keyring: this and the next hour's event keys
+        "kms.GenerateDataKey",  # the keyring: the day's token key, the month's receipt key
+        "kms.Encrypt",  # the keyring: the event keys, wrapped
+        "kms.Sign",  # the sealed payload
     }
     for operation, attempts in aws_faults.attempts.items():
         assert attempts % (failures + 1) == 0, operation
@@ -132,15 +133,12 @@ def test_a_whole_flow_is_delivered_when_every_aws_call_fails_before_it_succeeds(
     ("operation", "fault", "attempts"),
     [
         ("dynamodb.GetItem", DYNAMODB_INTERNAL, MAX_ATTEMPTS),  # the partner's registration
-        ("kms.GenerateMac", KMS_THROTTLED, MAX_ATTEMPTS),  # the resident's pseudonym
-        ("kms.GenerateMac", KMS_DISABLED, 1),  # not transient: not retried
         # the assertion's jti, the flow, its request_uri and its record: one transaction
+        # (the resident's pseudonym is random: PAR makes no KMS call)
         ("dynamodb.TransactWriteItems", THROUGHPUT_EXCEEDED, MAX_ATTEMPTS),
     ],
     ids=[
         "partner-lookup",
-        "pseudonym-throttled",
-        "pseudonym-key-disabled",
         "flow-transaction",
     ],
 )
@@ -268,14 +266,15 @@ def test_a_portal_token_kms_cannot_encrypt_fails_the_flow_and_tells_the_partner(
     fault: AwsFault,
     attempts: int,
 ) -> None:
-    # GIVEN the portal authorised, but KMS cannot encrypt its token for storage
+    # GIVEN the portal authorised, but KMS cannot make the day's token key to encrypt its token
+    # for storage (the first callback of the day in the stage makes it)
     to_portal(journey)
-    aws_faults.fail("kms.Encrypt", fault)
+    aws_faults.fail("kms.GenerateDataKey", fault)
     # WHEN the resident comes back from the portal
     redirect = location_query(journey.callback())
     # THEN the token is never stored in the clear: the flow failed with its record, the partner
     # is told to try again later
-    assert aws_faults.attempts["kms.Encrypt"] == attempts
+    assert aws_faults.attempts["kms.GenerateDataKey"] == attempts
     assert redirect["error"] == "temporarily_unavailable"
     (flow,) = tables.flows()
     assert (flow["status"], flow["failure_reason"], flow["portal_token_ciphertext"]) == (
@@ -410,7 +409,8 @@ def test_a_jti_put_of_its_own_whose_answer_was_lost_is_not_mistaken_for_a_replay
     [
         ("dynamodb.Query", DYNAMODB_INTERNAL, None),  # the due index
         ("dynamodb.GetItem", THROUGHPUT_EXCEEDED, {"flow.dependency-unavailable": 1}),  # the flow
-        ("kms.Decrypt", KMS_KEY_UNAVAILABLE, {"kms.unavailable": 1}),  # the portal token
+        # the day's token key, unwrapped by the scheduled function's own container
+        ("kms.Decrypt", KMS_KEY_UNAVAILABLE, {"kms.unavailable": 1}),
         ("kms.Decrypt", KMS_DISABLED, {"kms.unavailable": 1}),
         ("kms.Sign", KMS_THROTTLED, {"flow.dependency-unavailable": 1}),  # the sealed payload's signature
         (
@@ -445,6 +445,8 @@ def test_a_poll_that_meets_an_aws_fault_leaves_the_flow_due_and_a_later_run_deli
 ) -> None:
     # GIVEN a retrieving flow whose result is ready at the portal
     token = redeemed(journey)
+    if operation == "kms.Decrypt":
+        another_container_runs(journey)
     # WHEN the scheduled run meets the fault on every attempt
     aws_faults.fail(operation, fault)
     if outcome is None:
@@ -469,8 +471,9 @@ def test_a_poll_that_meets_an_aws_fault_leaves_the_flow_due_and_a_later_run_deli
 def test_a_portal_token_kms_cannot_decrypt_until_the_deadline_fails_the_flow(
     journey: Journey, clock: ShiftedClock, aws_faults: AwsFaults, tables: Tables
 ) -> None:
-    # GIVEN KMS cannot decrypt the portal token, for good
+    # GIVEN KMS cannot unwrap the day's token key (to decrypt the portal token), for good
     token = redeemed(journey)
+    another_container_runs(journey)
     aws_faults.fail("kms.Decrypt", KMS_INTERNAL)
     # WHEN the scheduler keeps trying until the retrieval deadline
     assert run_due(journey) == {"kms.unavailable": 1}
@@ -549,8 +552,10 @@ def test_an_expiry_sweep_the_store_cannot_write_expires_the_delivery_on_the_next
 
 @pytest.mark.parametrize(
     ("operation", "fault", "passing", "sent"),
-    # Sealing signs once (the first kms.Sign of the run) and commits with TransactWriteItems.
-    [("kms.Sign", KMS_INTERNAL, 1, 0), ("dynamodb.PutItem", THROUGHPUT_EXCEEDED, 0, 1)],
+    # Signing the event needs this hour's event key: KMS cannot wrap a new one (the run's first
+    # attempt, preparing the keys, fails too and is only logged). The attempt is recorded by PutItem,
+    # after the run's first two (this and the next hour's event keys, stored when the run starts).
+    [("kms.Encrypt", KMS_INTERNAL, 0, 0), ("dynamodb.PutItem", THROUGHPUT_EXCEEDED, 2, 1)],
     ids=["signing", "recording-the-attempt"],
 )
 def test_a_webhook_the_service_cannot_sign_or_record_is_sent_again_under_the_same_id(

@@ -107,28 +107,27 @@ def live_through(journey: Journey, clock: ShiftedClock, *, pick: bool = True) ->
 
 # The effectful steps of one clean flow, in order (occurrences numbered per step).
 CLEAN_FLOW = [
-    # PAR
-    "KmsPseudonymizer.pseudonym#1",
+    # PAR (the resident's pseudonym is random: no KMS call)
     "DynamoStateStore.create#1",  # the assertion's jti + flow + request_uri + "request_pushed"
     # consent page, decision
     "DynamoStateStore.update#1",  # CSRF fingerprint + "consent_shown"
-    "KmsPseudonymizer.pseudonym#2",  # the resident's receipt link on the consent page
+    "KeyringLinkMac.mac#1",  # the resident's receipt link on the consent page
     "DynamoStateStore.update#2",  # request_uri spent (the flow leaves created), portal state + "continued"
     # portal callback
     "DynamoStateStore.consume_portal_state#1",
     "MynaportalClient.exchange_code#1",  # IF001-03
     "MynaportalClient.start_request#1",  # IF001-04
-    "KmsEnvelope.encrypt#1",  # the portal token
+    "KeyringEnvelope.encrypt#1",  # the portal token
     "DynamoStateStore.start_retrieval#1",  # flow (with the code) + process pointer + two records
     # token
     "DynamoStateStore.redeem_code#1",  # the assertion's and the proof's jti + the flow (code spent, token)
     # poll, normalise, seal, store
-    "KmsEnvelope.decrypt#1",
+    "KeyringEnvelope.decrypt#1",
     "MynaportalClient.fetch_result#1",  # IF001-06
     "KmsSigner.sign#1",  # the sealed payload's JWS
     "DynamoStateStore.finish#1",  # delivery + records + webhook outbox
-    # webhook (the same run, once the seal is committed)
-    "KmsSigner.sign#2",
+    # webhook (the same run, once the seal is committed), signed by the hour's event key
+    "LocalSigner.sign#1",
     "HttpWebhookSender.send#1",
     "DynamoStateStore.webhook_attempted#1",
     # pickup
@@ -149,22 +148,21 @@ CLEAN_FLOW = [
 ABANDONED = (["expired", "picked_up"], 1)
 DELIVERED = (["picked_up"], 1)
 EXPECTED: dict[str, tuple[list[str], int]] = {
-    "KmsPseudonymizer.pseudonym#1": DELIVERED,
     "DynamoStateStore.create#1": ABANDONED,
     "DynamoStateStore.update#1": DELIVERED,
-    "KmsPseudonymizer.pseudonym#2": DELIVERED,
+    "KeyringLinkMac.mac#1": DELIVERED,
     "DynamoStateStore.update#2": ABANDONED,
     "DynamoStateStore.consume_portal_state#1": ABANDONED,
     "MynaportalClient.exchange_code#1": ABANDONED,
     "MynaportalClient.start_request#1": ABANDONED,
-    "KmsEnvelope.encrypt#1": ABANDONED,
+    "KeyringEnvelope.encrypt#1": ABANDONED,
     "DynamoStateStore.start_retrieval#1": (["expired", "picked_up"], 1),
     "DynamoStateStore.redeem_code#1": (["revoked", "picked_up"], 1),
-    "KmsEnvelope.decrypt#1": DELIVERED,
+    "KeyringEnvelope.decrypt#1": DELIVERED,
     "MynaportalClient.fetch_result#1": DELIVERED,
     "KmsSigner.sign#1": DELIVERED,
     "DynamoStateStore.finish#1": DELIVERED,  # the event stays due: the next run sends it
-    "KmsSigner.sign#2": DELIVERED,
+    "LocalSigner.sign#1": DELIVERED,
     "HttpWebhookSender.send#1": DELIVERED,  # sent again by the next run, under the same id
     "DynamoStateStore.webhook_attempted#1": DELIVERED,
     "DynamoStateStore.pick_up#1": (["picked_up"], 0),
@@ -174,7 +172,7 @@ EXPECTED: dict[str, tuple[list[str], int]] = {
 # the run that expires it).
 CLEAN_UNCLAIMED_TAIL = [
     "DynamoStateStore.finish#2",  # expired: delivery deleted + "expired" + webhook outbox
-    "KmsSigner.sign#3",
+    "LocalSigner.sign#2",
     "HttpWebhookSender.send#2",
     "DynamoStateStore.webhook_attempted#2",
 ]

@@ -3,6 +3,7 @@ copy with inclusion proofs against a signed tree head, and revocation before pic
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import re
@@ -18,6 +19,7 @@ from chalicelib import container
 from chalicelib.adapters.dynamodb_state import flow_document
 from chalicelib.domain import merkle
 from chalicelib.domain.checkpoints import unb64
+from chalicelib.domain.receipts import RECEIPT_LIFETIME
 from tests.fakes import ShiftedClock
 from tests.functional.conftest import ISSUER, Journey
 from tests.functional.test_delivery import pick_up, run_due
@@ -312,3 +314,29 @@ def test_a_signed_receipt_carries_inclusion_proofs_against_the_signed_tree_head(
         assert not merkle.verify_inclusion(
             altered, proof["leaf_index"], proof["tree_size"], path_nodes, unb64(head["root"])
         )
+
+
+def test_a_link_made_before_the_keyring_still_opens_until_it_expires(
+    journey: Journey, clock: ShiftedClock, kms_client: Any, resources: dict[str, str]
+) -> None:
+    # GIVEN a flow whose consent page made this month's receipt key (and a keyring link)
+    _, receipt = through_token(journey)
+    flow_id = urlsplit(receipt).path.rsplit("/", 1)[1]
+
+    def legacy_link(issued: datetime) -> str:
+        """A link as the release before the keyring made it: KMS HMAC under the pseudonym key."""
+        expires = int((issued + RECEIPT_LIFETIME).timestamp())
+        mac = kms_client.generate_mac(
+            KeyId=resources["RELAY_PSEUDONYM_KEY_ID"],
+            Message=f"receipt:{flow_id}:{expires}".encode(),
+            MacAlgorithm="HMAC_SHA_256",
+        )["Mac"]
+        return f"/receipts/{flow_id}?e={expires}&t={base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+
+    # WHEN the resident opens a link made an hour before the upgrade, THEN it still opens
+    assert journey.client.http.get(legacy_link(clock.now() - timedelta(hours=1))).status_code == 200
+    # AND a KMS HMAC dated after this month's key existed is never asked of KMS: no receipt
+    assert journey.client.http.get(legacy_link(clock.now())).status_code == 404
+    # AND once 30 days have passed, the old link is dead like any other
+    clock.advance(days=30)
+    assert journey.client.http.get(legacy_link(clock.now() - timedelta(days=30, hours=1))).status_code == 404

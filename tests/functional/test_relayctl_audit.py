@@ -31,6 +31,7 @@ from chalicelib.domain.checkpoints import (
 )
 from chalicelib.domain.sealing import sign_jwt
 from chalicelib.domain.tiles import TileId
+from relayctl.audit import keys_from_jwks
 from relayctl.cli import main
 from tests.conftest import REGION
 from tests.fakes import FixedClock
@@ -612,3 +613,24 @@ def test_bad_export_options_are_refused(
     relayctl: Callable[..., Run], argv: tuple[str, ...], message: str
 ) -> None:
     refused(relayctl("export", *argv), message)
+
+
+def test_a_saved_relay_jwks_with_event_keys_verifies_with_the_kms_key_only(
+    log: AuditLog, relayctl: Callable[..., Run], tmp_path: Path
+) -> None:
+    # GIVEN the relay's JWKS as served since issue [13]: the KMS key, then webhook event keys
+    event = {
+        **ECKey.generate_key("P-256").as_dict(private=False),
+        "kid": "event-20261206T23-0123456789abcdef",
+    }
+    path = tmp_path / "jwks.json"
+    path.write_text(
+        json.dumps({"keys": [log.jwk(), {**event, "use": "sig", "alg": "ES256"}]}), encoding="utf-8"
+    )
+    # THEN the checkpoints verify with the KMS key, and the event key is never one to verify with
+    run = relayctl("verify", "--jwks", str(path))
+    assert run.status == 0, run.err
+    assert list(keys_from_jwks(json.loads(path.read_text(encoding="utf-8")), "saved")) == [log.jwk()["kid"]]
+    only_events = tmp_path / "events.json"
+    only_events.write_text(json.dumps({"keys": [event]}), encoding="utf-8")
+    refused(relayctl("verify", "--jwks", str(only_events)), "has no P-256 ES256 signing key")

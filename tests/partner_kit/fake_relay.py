@@ -57,12 +57,19 @@ class FakeRelay(requests.Session):
     def __init__(self) -> None:
         super().__init__()
         self.service_key = ECKey.generate_key("P-256", parameters={"kid": "relay-1"})
+        # Webhook events are signed by an hourly event key, published beside the KMS key.
+        self.event_key = ECKey.generate_key("P-256", parameters={"kid": "event-20261103T00-0123456789abcdef"})
         self.answers: dict[tuple[str, str], deque[requests.Response | Callable[[], requests.Response]]] = {}
         self.sent: list[Sent] = []
         self.script("GET", "/.well-known/oauth-authorization-server", answer(200, METADATA))
 
     def jwks(self) -> dict[str, Any]:
-        return {"keys": [dict(self.service_key.as_dict(private=False), kid=self.service_key.kid)]}
+        return {
+            "keys": [
+                dict(key.as_dict(private=False), kid=key.kid, use="sig", alg="ES256")
+                for key in (self.service_key, self.event_key)
+            ]
+        }
 
     def script(
         self, method: str, path: str, *responses: requests.Response | Callable[[], requests.Response]

@@ -224,7 +224,7 @@ def test_the_webhook_answers_204_when_it_verifies_and_400_otherwise(relay: FakeR
     }
     claims = {"iss": ISSUER, "aud": "demo-bank", "iat": int(time.time()), "jti": "ev-1", "event": event}
     body = jwt.encode(
-        {"alg": "ES256", "kid": "relay-1", "typ": "myna-relay-event+jwt"}, claims, relay.service_key
+        {"alg": "ES256", "kid": relay.event_key.kid, "typ": "myna-relay-event+jwt"}, claims, relay.event_key
     )
     headers = {"Content-Type": "application/jwt", "Webhook-Id": "ev-1"}
     assert browser.post("/webhook", data=body, headers=headers).status_code == 204

@@ -404,6 +404,15 @@ def test_open_refuses_an_inner_token_signed_by_another_key(client: RelayClient, 
         client.open(forger.seal())
 
 
+def test_open_refuses_a_payload_signed_by_an_event_key(
+    relay: FakeRelay, client: RelayClient, sealer: Sealer
+) -> None:
+    # An event key is published in the same JWKS and its signature is valid: still not a payload's.
+    forged = Sealer(relay.event_key, sealer.partner_encryption_key)
+    with pytest.raises(VerificationError, match="signed by an event key"):
+        client.open(forged.seal())
+
+
 def test_open_refetches_the_jwks_once_for_an_unknown_kid(
     relay: FakeRelay, client: RelayClient, sealer: Sealer
 ) -> None:
@@ -434,7 +443,7 @@ def webhook(key: ECKey, *, typ: str = "myna-relay-event+jwt", aud: str = "demo-b
 
 
 def test_verify_webhook_returns_the_event(relay: FakeRelay, client: RelayClient) -> None:
-    event = client.verify_webhook(webhook(relay.service_key))
+    event = client.verify_webhook(webhook(relay.event_key))
     assert (event["id"], event["type"], event["delivery_id"]) == ("ev-1", "delivery.ready", "d-1")
 
 
@@ -442,10 +451,18 @@ def test_verify_webhook_refuses_a_foreign_signature_another_audience_or_type(
     relay: FakeRelay, client: RelayClient
 ) -> None:
     with pytest.raises(VerificationError, match="does not verify"):
-        client.verify_webhook(webhook(ECKey.generate_key("P-256", parameters={"kid": "relay-1"})))
+        client.verify_webhook(webhook(ECKey.generate_key("P-256", parameters={"kid": relay.event_key.kid})))
     with pytest.raises(VerificationError, match="aud"):
-        client.verify_webhook(webhook(relay.service_key, aud="demo-health"))
+        client.verify_webhook(webhook(relay.event_key, aud="demo-health"))
     with pytest.raises(VerificationError, match="typ"):
-        client.verify_webhook(webhook(relay.service_key, typ="JWT"))
+        client.verify_webhook(webhook(relay.event_key, typ="JWT"))
     with pytest.raises(VerificationError):
         client.verify_webhook("garbage")
+
+
+def test_verify_webhook_refuses_an_event_signed_by_the_payload_key(
+    relay: FakeRelay, client: RelayClient
+) -> None:
+    # Valid under the KMS key the JWKS publishes, but events are signed by event keys only.
+    with pytest.raises(VerificationError, match="signed by the payload key"):
+        client.verify_webhook(webhook(relay.service_key))

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
+from chalicelib import container
 from tests.fakes import ShiftedClock
 from tests.functional.conftest import ISSUER, Journey
 from tests.functional.test_delivery import pick_up
@@ -122,6 +123,38 @@ def test_a_malformed_receipt_expiry_shows_nothing_rather_than_failing(
     assert_shows_nothing(journey.client.http.get(f"{path}?{tampered}"))
     assert_shows_nothing(journey.client.http.get(f"{path}/signed?{tampered}"))
     assert tables() == before
+
+
+@pytest.mark.attack(
+    source="CWE-400 / OWASP API4:2023",
+    threat="forged receipt links dated where no receipt key exists, to make the relay create keys or call KMS per request",
+)
+def test_a_forged_link_from_a_month_without_a_key_creates_nothing_and_asks_kms_nothing(
+    journey: Journey, clock: ShiftedClock, tables: Snapshot
+) -> None:
+    # GIVEN a flow, and a stage whose receipt keys have since existed for longer than a link lives
+    # (used every ten days: each month's key made, chained to the one before)
+    _, receipt = through_token(journey)
+    path = urlsplit(receipt).path
+    for _ in range(4):
+        clock.advance(days=10)
+        container.get_container().keyring.current("receipt")
+    kms_calls: list[str] = []
+    container.get_container().aws.kms.meta.events.register(
+        "before-call.kms.*", lambda model, **_: kms_calls.append(model.name)
+    )
+    before = tables()
+    now = int(clock.timestamp())
+    # WHEN links claim an issue time 29 days ago (last month's key, or this one's), in the
+    # future (beyond the link lifetime: next month, no key yet) or a year ahead
+    for expiry in (now + 86400, now + 31 * 86400, now + 400 * 86400):
+        forged = urlencode({"e": str(expiry), "t": secrets.token_urlsafe(32)})
+        assert_shows_nothing(journey.client.http.get(f"{path}?{forged}"))
+    # THEN nothing was shown, no key item was made, and KMS was not asked (the check of links made
+    # before the keyring, by the KMS pseudonym key, runs only for a link dated before the first
+    # receipt key, and no live link is that old)
+    assert tables() == before
+    assert kms_calls == []
 
 
 def _audit(journey: Journey, partner: TestPartner, **params: str) -> Any:
