@@ -83,24 +83,27 @@ def test_each_quota_s_ceiling_is_the_quota_over_what_one_flow_consumes_of_it() -
 def test_the_binding_quota_is_the_lowest_ceiling_and_moves_with_the_measured_counts() -> None:
     # GIVEN a flow whose 60 WRU on the state table allow 667 onboardings a second
     rows = quotas.ceilings(flow_use())
-    # WHEN it signs twice with an ECC key at the newest documented quota
+    # WHEN it signs twice with an ECC key at the lower documented quota (300 a second)
     bound = quotas.binding(rows)
-    # THEN the ECC quota binds (1,000 / 2 = 500 a second)
+    # THEN the ECC quota binds (300 / 2 = 150 a second)
     assert (bound.quota.key, math.floor(bound.onboardings_per_s)) == ("kms_ecc", quotas.KMS_ECC_RPS // 2)
     # WHEN the flow signs once (the webhook event signed another way)
     calls = {"kms.Sign": 1, "kms.Encrypt": 1, "kms.Decrypt": 1, "kms.GenerateMac": 2}
     bound = quotas.binding(quotas.ceilings(flow_use(calls=calls)))
-    # THEN the state table's writes bind
+    # THEN it still binds, at twice the rate
+    assert (bound.quota.key, bound.onboardings_per_s) == ("kms_ecc", quotas.KMS_ECC_RPS)
+    # WHEN no flow signs at all (a thought experiment), the state table's writes bind
+    bound = quotas.binding(quotas.ceilings(flow_use(calls={"kms.Encrypt": 1})))
     assert (bound.quota.key, bound.scope) == ("dynamodb_table_write", "table state")
     assert bound.onboardings_per_s == pytest.approx(40_000 / 60)
 
 
 def test_hot_keys_and_the_audit_indexes_own_ceiling_take_part() -> None:
-    # WHEN every flow reads the same partner item, and the audit indexes take 300 onboardings a second
+    # WHEN every flow reads the same partner item, and the audit indexes take 100 onboardings a second
     rows = quotas.ceilings(
         flow_use(),
         hot_read_tables={"partners": "one partner's item"},
-        audit_indexes_per_s=300,
+        audit_indexes_per_s=100,
     )
     scoped = by_scope(rows)
     # THEN the partner's partition takes 3,000 RRU a second, 2 per flow
@@ -108,7 +111,7 @@ def test_hot_keys_and_the_audit_indexes_own_ceiling_take_part() -> None:
     # AND the audit indexes' ceiling is taken as computed, and binds
     bound = quotas.binding(rows)
     assert bound.quota.key == "dynamodb_partition_write_audit"
-    assert bound.onboardings_per_s == 300
+    assert bound.onboardings_per_s == 100
 
 
 def test_kms_operations_are_metered_by_their_quota_class_and_unknown_ones_are_not_dropped() -> None:
