@@ -32,7 +32,10 @@ from tests.fakes import FixedClock, ShiftedClock
 from tests.functional.conftest import ISSUER, Journey
 from tests.functional.test_partner_audit import assert_bad_parameter, assert_invalid_token, completed_flow
 
-START = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
+# Noon, two days ago: the tests step the clock by minutes and days, and counting a day's shards
+# must not depend on the hour the suite happens to run (started at 23:55, a test crossed midnight
+# and read one day of shards more than it expected).
+START = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0) - timedelta(days=2)
 
 
 def record(n: int, at: datetime, partner: str = "acme-bank") -> AuditRecord:
