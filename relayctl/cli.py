@@ -1,7 +1,8 @@
 """``python -m relayctl``: the operator's tool for partners and the audit log.
 
 Every partner command validates with the same domain rules as the service and changes DynamoDB
-with one conditional write, so a refused command leaves nothing half-written. The audit commands
+with one conditional write, so a refused command leaves nothing half-written (``purge-deliveries``
+makes one transaction per delivery it revokes, each conditional on its flow's version). The audit commands
 verify the log offline against its signed checkpoints, checkpoint on demand (on ``dev``/``prod`` by
 invoking the stack's own function: only its role may sign), and export records
 (``relayctl/audit.py``). Exit status: 0 done (or verified), 1 refused, failed or not
@@ -58,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         command = commands.add_parser(name, help=text)
         command.add_argument("partner_id")
+    purge = commands.add_parser(
+        "purge-deliveries",
+        help="revoke a disabled partner's waiting (ready) deliveries: payload deleted, audit record "
+        "written; without --yes, only list them",
+    )
+    purge.add_argument("partner_id")
+    purge.add_argument("--yes", action="store_true", help="revoke them (default: say which, change nothing)")
     rotate = commands.add_parser("rotate-keys", help="replace a partner's JWKS")
     rotate.add_argument("partner_id")
     rotate.add_argument("jwks_file", help="new public JWKS (JSON), or - for standard input")
@@ -177,9 +185,12 @@ def run(args: argparse.Namespace, out: TextIO, stdin: TextIO, err: TextIO = sys.
 
 
 def run_partners(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
-    registry = registry_for(resolve_target(args))
+    target = resolve_target(args)
+    registry = registry_for(target)
     command = args.command
-    if command == "register":
+    if command == "purge-deliveries":
+        purge_deliveries(target, registry, args.partner_id, out, apply=args.yes)
+    elif command == "register":
         document = read_json(args.file, stdin)
         partner = registry.update(document) if args.update else registry.register(document)
         verb = "updated" if args.update else "registered"
@@ -218,6 +229,48 @@ def run_partners(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
             f"partner {rotation.partner.id}: keys added {list(rotation.added)}, "
             f"removed {list(rotation.removed)}, kept {list(rotation.kept)}; "
             f"in use on every warm container within {PARTNER_CACHE_MAX_TTL_S} s",
+            file=out,
+        )
+
+
+def purge_deliveries(
+    target: Target, registry: PartnerRegistry, partner_id: str, out: TextIO, *, apply: bool
+) -> None:
+    """Flow ids and counts only: a flow id is a random identifier, never personal data."""
+    from chalicelib.adapters.dynamodb_state import DynamoStateStore
+    from chalicelib.domain.partner_purge import REASON, purge_waiting_deliveries
+
+    store = DynamoStateStore(target.dynamodb(), target.state_table, audit_table=target.audit_table)
+    result = purge_waiting_deliveries(
+        partner_id, partners=registry, flows=store, store=store, clock=SystemClock(), apply=apply
+    )
+    read = f"(read {result.examined} live flows of every partner from the due index)"
+    if not result.revoked:
+        print(f"partner {partner_id}: no waiting deliveries {read}", file=out)
+    elif apply:
+        print(
+            f"partner {partner_id}: {len(result.revoked)} waiting deliveries revoked ({REASON}): "
+            f"payload deleted, audit record written {read}",
+            file=out,
+        )
+    else:
+        print(
+            f"partner {partner_id}: {len(result.revoked)} waiting deliveries would be revoked; "
+            f"nothing changed, run again with --yes {read}",
+            file=out,
+        )
+    for flow_id in result.revoked:
+        print(f"  {flow_id}", file=out)
+    if result.past_data_life:
+        print(
+            f"{len(result.past_data_life)} past their data life, left to the scheduled expiry: "
+            + ", ".join(result.past_data_life),
+            file=out,
+        )
+    if result.moved_on:
+        print(
+            f"{len(result.moved_on)} ended meanwhile by another step, not revoked: "
+            + ", ".join(result.moved_on),
             file=out,
         )
 
