@@ -35,9 +35,15 @@ def unbind_interaction_id() -> None:
 
 
 def record_metric(name: str, value: float, *, unit: str = "Count", **dimensions: str) -> None:
-    """One CloudWatch EMF metric line (Powertools), written now. Dimensions are low-cardinality
-    names (a failure reason), never identifiers or data."""
+    """One CloudWatch EMF metric line (Powertools), written now. Every metric carries the service
+    and the stage (``RELAY_STAGE``), so two stages in one account never feed each other's alarms;
+    further dimensions are low-cardinality names (a failure reason), never identifiers or data.
+    One dimension set per metric: CloudWatch bills each distinct combination as a metric."""
+    from chalicelib.settings import get_settings
+
+    stage = get_settings().stage
     with single_metric(name=name, unit=MetricUnit(unit), value=value, namespace=METRICS_NAMESPACE) as metric:
         metric.add_dimension(name="service", value=SERVICE_NAME)
+        metric.add_dimension(name="stage", value=stage)
         for key, dimension in dimensions.items():
             metric.add_dimension(name=key, value=dimension)

@@ -329,6 +329,9 @@ def _alarm(
 
 def alarms(spec: StageDeployment) -> dict[str, Any]:
     api = [{"Name": "ApiName", "Value": APP_NAME}, {"Name": "Stage", "Value": API_STAGE}]
+    # The relay's own metrics carry the stage they were written by (chalicelib.telemetry): an
+    # alarm reads only its own stage's, even with another stage in the same account.
+    relay = [SERVICE_DIMENSION, {"Name": "stage", "Value": spec.stage}]
     return {
         "Api5xxRateAlarm": _alarm(
             f"More than {spec.api_5xx_rate:.0%} of API requests answered 5xx for 10 minutes",
@@ -344,7 +347,7 @@ def alarms(spec: StageDeployment) -> dict[str, Any]:
             "(or the run stopped reporting) for 3 minutes",
             namespace=METRICS_NAMESPACE,
             metric="poller_lag",
-            dimensions=[SERVICE_DIMENSION],
+            dimensions=relay,
             statistic="Maximum",
             threshold=spec.poller_lag_ms,
             periods=3,
@@ -355,7 +358,7 @@ def alarms(spec: StageDeployment) -> dict[str, Any]:
             "A partner webhook was abandoned after its last retry",
             namespace=METRICS_NAMESPACE,
             metric="webhooks_failed",
-            dimensions=[SERVICE_DIMENSION, {"Name": "outcome", "Value": "abandoned"}],
+            dimensions=[*relay, {"Name": "outcome", "Value": "abandoned"}],
             statistic="Sum",
             threshold=1,
         ),
@@ -363,7 +366,7 @@ def alarms(spec: StageDeployment) -> dict[str, Any]:
             "Ten or more webhook sends failed (and will be retried) within 5 minutes",
             namespace=METRICS_NAMESPACE,
             metric="webhooks_failed",
-            dimensions=[SERVICE_DIMENSION, {"Name": "outcome", "Value": "retry"}],
+            dimensions=[*relay, {"Name": "outcome", "Value": "retry"}],
             statistic="Sum",
             threshold=10,
         ),

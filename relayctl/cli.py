@@ -1,9 +1,11 @@
 """``python -m relayctl``: the operator's tool for partners and the audit log.
 
 Every partner command validates with the same domain rules as the service and changes DynamoDB
-with one conditional write, so a refused command leaves nothing half-written. The audit commands
-verify the log offline against its signed checkpoints, sign a checkpoint on demand, and export
-records (``relayctl/audit.py``). Exit status: 0 done (or verified), 1 refused, failed or not
+with one conditional write, so a refused command leaves nothing half-written (``purge-deliveries``
+makes one transaction per delivery it revokes, each conditional on its flow's version). The audit commands
+verify the log offline against its signed checkpoints, checkpoint on demand (on ``dev``/``prod`` by
+invoking the stack's own function: only its role may sign), and export records
+(``relayctl/audit.py``). Exit status: 0 done (or verified), 1 refused, failed or not
 verified (the message says why and where), 2 usage error.
 """
 
@@ -14,6 +16,7 @@ import io
 import json
 import os
 import sys
+import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TextIO
@@ -22,7 +25,7 @@ from chalicelib.domain.clock import SystemClock
 from chalicelib.domain.errors import RelayError
 from chalicelib.domain.ports import PartnerRecord
 from chalicelib.domain.registry import PartnerRegistry
-from chalicelib.settings import PARTNER_CACHE_MAX_TTL_S
+from chalicelib.settings import DEPLOYED_STAGES, PARTNER_CACHE_MAX_TTL_S
 from relayctl.audit import AuditError
 from relayctl.target import REPO_ROOT, Target, TargetError, environment_target, local_target
 
@@ -56,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         command = commands.add_parser(name, help=text)
         command.add_argument("partner_id")
+    purge = commands.add_parser(
+        "purge-deliveries",
+        help="revoke a disabled partner's waiting (ready) deliveries: payload deleted, audit record "
+        "written; without --yes, only list them",
+    )
+    purge.add_argument("partner_id")
+    purge.add_argument("--yes", action="store_true", help="revoke them (default: say which, change nothing)")
     rotate = commands.add_parser("rotate-keys", help="replace a partner's JWKS")
     rotate.add_argument("partner_id")
     rotate.add_argument("jwks_file", help="new public JWKS (JSON), or - for standard input")
@@ -99,7 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="records older than this may have expired (default 2555, the service's RELAY_AUDIT_RETENTION_DAYS)",
     )
-    audit_commands.add_parser("checkpoint", help="sign a checkpoint over the records since the last one now")
+    audit_commands.add_parser(
+        "checkpoint",
+        help="sign a checkpoint over the records since the last one now (dev/prod: by invoking the "
+        "stack's AuditCheckpoint function, which alone may sign; --local and test: here)",
+    )
     export = audit_commands.add_parser("export", help="write the records of a date range (UTC)")
     export.add_argument("--from", dest="start", required=True, metavar="YYYY-MM-DD", help="first day")
     export.add_argument("--to", dest="end", required=True, metavar="YYYY-MM-DD", help="last day (inclusive)")
@@ -171,9 +185,12 @@ def run(args: argparse.Namespace, out: TextIO, stdin: TextIO, err: TextIO = sys.
 
 
 def run_partners(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
-    registry = registry_for(resolve_target(args))
+    target = resolve_target(args)
+    registry = registry_for(target)
     command = args.command
-    if command == "register":
+    if command == "purge-deliveries":
+        purge_deliveries(target, registry, args.partner_id, out, apply=args.yes)
+    elif command == "register":
         document = read_json(args.file, stdin)
         partner = registry.update(document) if args.update else registry.register(document)
         verb = "updated" if args.update else "registered"
@@ -212,6 +229,48 @@ def run_partners(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
             f"partner {rotation.partner.id}: keys added {list(rotation.added)}, "
             f"removed {list(rotation.removed)}, kept {list(rotation.kept)}; "
             f"in use on every warm container within {PARTNER_CACHE_MAX_TTL_S} s",
+            file=out,
+        )
+
+
+def purge_deliveries(
+    target: Target, registry: PartnerRegistry, partner_id: str, out: TextIO, *, apply: bool
+) -> None:
+    """Flow ids and counts only: a flow id is a random identifier, never personal data."""
+    from chalicelib.adapters.dynamodb_state import DynamoStateStore
+    from chalicelib.domain.partner_purge import REASON, purge_waiting_deliveries
+
+    store = DynamoStateStore(target.dynamodb(), target.state_table, audit_table=target.audit_table)
+    result = purge_waiting_deliveries(
+        partner_id, partners=registry, flows=store, store=store, clock=SystemClock(), apply=apply
+    )
+    read = f"(read {result.examined} live flows of every partner from the due index)"
+    if not result.revoked:
+        print(f"partner {partner_id}: no waiting deliveries {read}", file=out)
+    elif apply:
+        print(
+            f"partner {partner_id}: {len(result.revoked)} waiting deliveries revoked ({REASON}): "
+            f"payload deleted, audit record written {read}",
+            file=out,
+        )
+    else:
+        print(
+            f"partner {partner_id}: {len(result.revoked)} waiting deliveries would be revoked; "
+            f"nothing changed, run again with --yes {read}",
+            file=out,
+        )
+    for flow_id in result.revoked:
+        print(f"  {flow_id}", file=out)
+    if result.past_data_life:
+        print(
+            f"{len(result.past_data_life)} past their data life, left to the scheduled expiry: "
+            + ", ".join(result.past_data_life),
+            file=out,
+        )
+    if result.moved_on:
+        print(
+            f"{len(result.moved_on)} ended meanwhile by another step, not revoked: "
+            + ", ".join(result.moved_on),
             file=out,
         )
 
@@ -326,6 +385,8 @@ def run_audit(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
             )
         if anchor is not None:
             print(f"anchored in s3://{anchor.bucket}: {result.anchored} of them", file=out)
+    elif args.command == "checkpoint" and target.stage in DEPLOYED_STAGES:
+        invoke_checkpoint(target, out)
     elif args.command == "checkpoint":
         from chalicelib.domain.checkpoints import SETTLE, CheckpointService, b64
 
@@ -363,6 +424,72 @@ def run_audit(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
         except OSError as exc:
             raise CommandError(f"cannot write {args.output}: {exc.strerror}") from None
         print(f"exported {count} records ({start} to {end}) to {args.output}", file=out)
+
+
+def scheduled_event(target: Target, account: str) -> dict[str, Any]:
+    """What EventBridge sends the scheduled function (Chalice reads each of these fields)."""
+    return {
+        "version": "0",
+        "id": f"relayctl-{uuid.uuid4()}",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": account,
+        "time": SystemClock().now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": target.region,
+        "resources": [],
+        "detail": {},
+    }
+
+
+def invoke_checkpoint(target: Target, out: TextIO) -> None:
+    """A deployed stage's checkpoint is signed by its own ``AuditCheckpoint`` function (the signing
+    key allows ``kms:Sign`` to the stack's roles only): invoked and waited for (RequestResponse);
+    the operator needs ``lambda:InvokeFunction`` on it and ``cloudformation:DescribeStackResource``."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from chalicelib.domain.checkpoints import SETTLE
+    from infra.deployment import AUDIT_CHECKPOINT
+
+    name, account = target.stack_function(AUDIT_CHECKPOINT.logical_id)
+    try:
+        answer = target.lambda_().invoke(
+            FunctionName=name,
+            InvocationType="RequestResponse",
+            Payload=json.dumps(scheduled_event(target, account)).encode(),
+        )
+        raw = answer["Payload"].read()
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        raise CommandError(f"cannot invoke {name} ({error.get('Code')}: {error.get('Message')})") from None
+    except BotoCoreError as exc:
+        raise CommandError(f"cannot invoke {name}: {exc}") from None
+    try:
+        result = json.loads(raw) if raw else None
+    except ValueError:
+        result = None
+    if answer.get("FunctionError"):
+        detail = (
+            f"{result.get('errorType')}: {result.get('errorMessage')}"
+            if isinstance(result, dict)
+            else answer["FunctionError"]
+        )
+        raise CommandError(
+            f"the checkpoint function {name} failed ({detail}); see its log /aws/lambda/{name} "
+            "(docs/deploy.md, AuditCheckpointErrorsAlarm)"
+        )
+    if isinstance(result, dict) and result.get("records") == 0 and "seq" not in result:
+        settle = int(SETTLE.total_seconds())
+        print(
+            f"no records to checkpoint (a record is covered once it is {settle} s old); by {name}", file=out
+        )
+    elif isinstance(result, dict) and {"seq", "records", "tree_size"} <= set(result):
+        print(
+            f"checkpoint {result['seq']}: {result['records']} records; tree size {result['tree_size']}; "
+            f"signed by {name}",
+            file=out,
+        )
+    else:
+        raise CommandError(f"the checkpoint function {name} answered {raw[:200]!r}, not a checkpoint result")
 
 
 def main(argv: list[str] | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:

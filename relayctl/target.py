@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from infra.resources import AUDIT_TABLE, HEADS_BUCKET, PARTNERS_TABLE, SIGNING_KEY, STAGES
+from infra.resources import (
+    APP_NAME,
+    AUDIT_TABLE,
+    HEADS_BUCKET,
+    PARTNERS_TABLE,
+    SIGNING_KEY,
+    STAGES,
+    STATE_TABLE,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -21,6 +29,7 @@ if TYPE_CHECKING:
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOCAL_DIR_ENV = "MYNA_RELAY_LOCAL_DIR"
 STACK_FILE = "stack.json"
+STACK_NAME_ENV = "RELAY_STACK_NAME"
 
 
 class TargetError(RuntimeError):
@@ -42,6 +51,37 @@ class Target:
     @property
     def audit_table(self) -> str:
         return AUDIT_TABLE.physical_name(self.stage)
+
+    @property
+    def state_table(self) -> str:
+        return STATE_TABLE.physical_name(self.stage)
+
+    @property
+    def stack_name(self) -> str:
+        """The stage's CloudFormation stack: ``RELAY_STACK_NAME`` if set, else ``myna-relay-<stage>``
+        (the name docs/deploy.md deploys it under)."""
+        return os.environ.get(STACK_NAME_ENV) or f"{APP_NAME}-{self.stage}"
+
+    def stack_function(self, logical_id: str) -> tuple[str, str]:
+        """The physical name of one of the stack's functions (CloudFormation names them
+        ``<stack>-<logical id>-<suffix>``) and the account the stack is in, asked of the stack
+        itself: ``cloudformation:DescribeStackResource``."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            detail = self._client("cloudformation").describe_stack_resource(
+                StackName=self.stack_name, LogicalResourceId=logical_id
+            )["StackResourceDetail"]
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            raise TargetError(
+                f"cannot find {logical_id} in stack {self.stack_name} ({error.get('Code')}: "
+                f"{error.get('Message')}); set {STACK_NAME_ENV} if the stack has another name"
+            ) from None
+        except BotoCoreError as exc:
+            raise TargetError(f"cannot reach CloudFormation: {exc}") from None
+        account = str(detail.get("StackId", "")).split(":")[4:5]
+        return str(detail["PhysicalResourceId"]), account[0] if account else ""
 
     @property
     def signing_key(self) -> str:
@@ -77,7 +117,15 @@ class Target:
         client: S3Client = self._client("s3")
         return client
 
-    def _client(self, service: Literal["dynamodb", "kms", "s3", "sts"]) -> Any:
+    def lambda_(self) -> Any:
+        return self._client("lambda", read_timeout=150)  # the checkpoint function may run 120 s
+
+    def _client(
+        self,
+        service: Literal["dynamodb", "kms", "s3", "sts", "lambda", "cloudformation"],
+        *,
+        read_timeout: int = 5,
+    ) -> Any:
         import boto3
         from botocore.config import Config
 
@@ -90,7 +138,9 @@ class Target:
         return session.client(
             service,
             endpoint_url=self.endpoint_url,
-            config=Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5),
+            config=Config(
+                retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=read_timeout
+            ),
         )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
@@ -546,6 +546,61 @@ class DynamoStateStore:
         # Most overdue first across the shards: cutting in shard order would starve the later
         # shards whenever the first ones hold ``limit`` items.
         return sorted(found, key=lambda item: item.due_at)[:limit]
+
+    def live_flows(self, *, now: datetime, page_size: int = 100) -> Iterator[Flow]:
+        """Every flow that has not ended, for an operator's sweep (``partners purge-deliveries``):
+        each one carries the due attributes, so the ``by_due`` index lists them all. Each shard is
+        queried page by page (``Limit``), the flows' items read by key (consistent
+        ``BatchGetItem``, 100 a call); outbox items and expired flows are passed over. Costs
+        O(live flows of every partner): the index's keys, then about one read unit a flow."""
+        for shard in range(DUE_SHARDS):
+            start: dict[str, Any] | None = None
+            while True:
+                query: dict[str, Any] = {
+                    "TableName": self._table,
+                    "IndexName": "by_due",
+                    "KeyConditionExpression": "due_shard = :shard",
+                    "ExpressionAttributeValues": {":shard": _s(f"DUE#{shard}")},
+                    "Limit": page_size,
+                }
+                if start is not None:
+                    query["ExclusiveStartKey"] = start
+                try:
+                    answer = self._client.query(**query)
+                except (ClientError, BotoCoreError) as exc:
+                    raise unavailable("dynamodb", "Query", exc) from exc
+                keys = [
+                    flow_key(item["pk"]["S"].removeprefix("FLOW#"))
+                    for item in answer.get("Items", [])
+                    if item["pk"]["S"].startswith("FLOW#")
+                ]
+                for item in self._batch_get(keys):
+                    if item.get("sk", {}).get("S") == "FLOW" and int(item["expires_at"]["N"]) > epoch(now):
+                        yield self._flow_of(item)
+                start = answer.get("LastEvaluatedKey")
+                if not start:
+                    break
+
+    def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        for first in range(0, len(keys), 100):
+            request: dict[str, Any] = {
+                self._table: {"Keys": keys[first : first + 100], "ConsistentRead": True}
+            }
+            try:
+                for _ in range(5):
+                    answer = self._client.batch_get_item(RequestItems=request)
+                    found.extend(answer.get("Responses", {}).get(self._table, []))
+                    request = cast("dict[str, Any]", answer.get("UnprocessedKeys") or {})
+                    if not request:
+                        break
+                else:
+                    raise DependencyUnavailable(
+                        "dynamodb BatchGetItem failed: keys left unprocessed", check="dynamodb"
+                    )
+            except (ClientError, BotoCoreError) as exc:
+                raise unavailable("dynamodb", "BatchGetItem", exc) from exc
+        return found
 
     def _audit_put(self, record: AuditRecord, position: int = 0) -> dict[str, Any]:
         occurred = record.occurred_at

@@ -36,7 +36,9 @@ class FlowStatus(StrEnum):
     CANCELLED = "cancelled"  # the resident cancelled at the interstitial
     FAILED = "failed"  # portal refusal, error, or no result before the deadline
     EXPIRED = "expired"  # the delivery's data life ended before pickup
-    REVOKED = "revoked"  # the resident or the partner revoked it, or a code was replayed
+    # the resident or the partner revoked it, a code was replayed, or the operator revoked a
+    # disabled partner's waiting delivery
+    REVOKED = "revoked"
 
 
 TRANSITIONS: dict[FlowStatus, frozenset[FlowStatus]] = {

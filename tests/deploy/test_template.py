@@ -254,6 +254,17 @@ def test_alarms_watch_5xx_poller_lag_webhooks_and_the_scheduled_functions(
     }
     # a poller that stops reporting is itself an alarm
     assert alarms["PollerLagAlarm"]["Properties"]["TreatMissingData"] == "breaching"
+    # the relay's metrics are read for this stage only: another stage in the account is not counted
+    relay = [{"Name": "service", "Value": "myna-relay"}, {"Name": "stage", "Value": stage}]
+    assert {
+        name: alarm["Properties"]["Dimensions"]
+        for name, alarm in alarms.items()
+        if alarm["Properties"]["Namespace"] == "MynaRelay"
+    } == {
+        "PollerLagAlarm": relay,
+        "WebhooksAbandonedAlarm": [*relay, {"Name": "outcome", "Value": "abandoned"}],
+        "WebhooksFailingAlarm": [*relay, {"Name": "outcome", "Value": "retry"}],
+    }
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"] == {
             "Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]

@@ -86,10 +86,10 @@ def test_a_run_with_nothing_due_records_a_poller_lag_of_zero(
     metrics.take()
     # WHEN the scheduled handler runs
     outcomes = run_scheduled_handler(journey)
-    # THEN it did nothing and recorded, once, a lag of zero with no dimension beyond the service
+    # THEN it did nothing and recorded, once, a lag of zero with no dimension beyond the service and the stage
     assert outcomes == {}
     assert named("poller_lag", metrics.take()) == [
-        Metric("poller_lag", 0.0, "Milliseconds", {"service": "myna-relay"})
+        Metric("poller_lag", 0.0, "Milliseconds", {"service": "myna-relay", "stage": "test"})
     ]
 
 
@@ -110,7 +110,7 @@ def test_the_poller_lag_is_how_late_the_most_overdue_item_is_found(
     # THEN the run worked the flow and recorded, once, a lag of 45 s (plus the run's own time)
     assert outcomes == {"ready": 1}
     (lag,) = named("poller_lag", metrics.take())
-    assert (lag.unit, lag.dimensions) == ("Milliseconds", {"service": "myna-relay"})
+    assert (lag.unit, lag.dimensions) == ("Milliseconds", {"service": "myna-relay", "stage": "test"})
     assert 45_000 <= lag.value < 50_000
 
 
@@ -138,8 +138,8 @@ def test_a_webhook_the_partner_never_acknowledges_is_counted_as_retries_then_aba
     ]
     emitted = metrics.take()
     assert [(m.value, m.unit, m.dimensions) for m in named("webhooks_failed", emitted)] == [
-        *[(1.0, "Count", {"service": "myna-relay", "outcome": "retry"})] * 4,
-        (1.0, "Count", {"service": "myna-relay", "outcome": "abandoned"}),
+        *[(1.0, "Count", {"service": "myna-relay", "stage": "test", "outcome": "retry"})] * 4,
+        (1.0, "Count", {"service": "myna-relay", "stage": "test", "outcome": "abandoned"}),
     ]
     assert named("webhooks_delivered", emitted) == []
 
@@ -161,6 +161,6 @@ def test_a_webhook_the_partner_acknowledges_is_counted_as_delivered(
     assert outcomes == {"ready": 1, "webhook.delivered": 1}
     emitted = metrics.take()
     assert named("webhooks_delivered", emitted) == [
-        Metric("webhooks_delivered", 1.0, "Count", {"service": "myna-relay"})
+        Metric("webhooks_delivered", 1.0, "Count", {"service": "myna-relay", "stage": "test"})
     ]
     assert named("webhooks_failed", emitted) == []
