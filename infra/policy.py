@@ -30,7 +30,15 @@ from infra.deployment import (
     FunctionSpec,
     portal_secret_arn,
 )
-from infra.resources import AUDIT_TABLE, DATA_KEY, PARTNERS_TABLE, PSEUDONYM_KEY, SIGNING_KEY, STATE_TABLE
+from infra.resources import (
+    AUDIT_TABLE,
+    DATA_KEY,
+    OPERATIONS_KEY,
+    PARTNERS_TABLE,
+    PSEUDONYM_KEY,
+    SIGNING_KEY,
+    STATE_TABLE,
+)
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / ".chalice"
 
@@ -47,6 +55,9 @@ Target = Literal[
     "portal-secret",
     "heads",
     "logs",
+    "dead-letters",
+    "operations",
+    "xray",
 ]
 
 
@@ -79,6 +90,23 @@ LOGS = Grant(
     "logs", ("logs:CreateLogStream", "logs:PutLogEvents"), "its own log group (created by the template)"
 )
 
+# X-Ray has no resource-level permissions for these two actions: "Resource": "*" is the only form.
+TRACES = Grant(
+    "xray",
+    ("xray:PutTraceSegments", "xray:PutTelemetryRecords"),
+    "Lambda's active tracing (the invocation's segments; the code adds none)",
+)
+# A scheduled (asynchronous) invocation that still fails after Lambda's retries is sent, as the
+# function's role, to its dead-letter queue, which SQS encrypts with the operations key.
+DEAD_LETTERS = (
+    Grant("dead-letters", ("sqs:SendMessage",), "a scheduled invocation that failed after Lambda's retries"),
+    Grant(
+        "operations",
+        ("kms:GenerateDataKey", "kms:Decrypt"),
+        "SQS encrypts the dead letter with the operations key as the sender",
+    ),
+)
+
 GRANTS: dict[str, tuple[Grant, ...]] = {
     API_HANDLER.chalice_name: (
         FLOW_STATE,
@@ -104,6 +132,7 @@ GRANTS: dict[str, tuple[Grant, ...]] = {
         ),
         PORTAL_SECRET,
         LOGS,
+        TRACES,
     ),
     PROCESS_DUE.chalice_name: (
         FLOW_STATE,
@@ -119,6 +148,8 @@ GRANTS: dict[str, tuple[Grant, ...]] = {
         ),
         PORTAL_SECRET,
         LOGS,
+        TRACES,
+        *DEAD_LETTERS,
     ),
     AUDIT_CHECKPOINT.chalice_name: (
         Grant(
@@ -138,6 +169,8 @@ GRANTS: dict[str, tuple[Grant, ...]] = {
         Grant("heads", ("s3:PutObject", "s3:GetObject"), "each signed head into the write-once bucket"),
         SIGN,
         LOGS,
+        TRACES,
+        *DEAD_LETTERS,
     ),
 }
 
@@ -146,7 +179,7 @@ TABLE_IDS = {
     "partners": PARTNERS_TABLE.logical_name,
     "audit": AUDIT_TABLE.logical_name,
 }
-KEY_IDS = {"signing": SIGNING_KEY, "data": DATA_KEY, "pseudonym": PSEUDONYM_KEY}
+KEY_IDS = {"signing": SIGNING_KEY, "data": DATA_KEY, "pseudonym": PSEUDONYM_KEY, "operations": OPERATIONS_KEY}
 
 
 def table_logical_id(logical_name: str) -> str:
@@ -155,6 +188,11 @@ def table_logical_id(logical_name: str) -> str:
 
 def key_logical_id(logical_name: str) -> str:
     return f"{logical_name.capitalize()}Key"
+
+
+def dead_letter_queue_id(function: FunctionSpec) -> str:
+    """The dead-letter queue of a scheduled function (``infra.template`` creates it)."""
+    return f"{function.logical_id}DeadLetters"
 
 
 def resource(target: Target, stage: str, function: FunctionSpec) -> Any:
@@ -169,6 +207,10 @@ def resource(target: Target, stage: str, function: FunctionSpec) -> Any:
         return {"Fn::GetAtt": [key_logical_id(KEY_IDS[target].logical_name), "Arn"]}
     if target == "portal-secret":
         return portal_secret_arn(stage)
+    if target == "dead-letters":
+        return {"Fn::GetAtt": [dead_letter_queue_id(function), "Arn"]}
+    if target == "xray":
+        return "*"
     if target == "heads":  # the template's bucket (infra.template.HEADS_BUCKET_ID), its objects only
         return {"Fn::Sub": "${HeadsBucket.Arn}/checkpoints/*"}
     # The function's name is generated (<stack>-<logical id>-<suffix>); naming its log group by

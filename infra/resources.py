@@ -176,6 +176,17 @@ PSEUDONYM_KEY = KmsKeySpec(
 
 KEYS: tuple[KmsKeySpec, ...] = (SIGNING_KEY, DATA_KEY, PSEUDONYM_KEY)
 
+# Deployed stages only (the service never calls it, so no environment variable names it and the local
+# stack has none): what operators read about the service, kept apart from the data key that guards
+# tokens and tables (cutting off or rotating one never touches the other).
+OPERATIONS_KEY = KmsKeySpec(
+    logical_name="operations",
+    env_var="",
+    key_spec="SYMMETRIC_DEFAULT",
+    key_usage="ENCRYPT_DECRYPT",
+    purpose="Encrypts the log groups (functions and API access log) and the dead-letter queues.",
+)
+
 
 @dataclass(frozen=True)
 class BucketSpec:

@@ -78,7 +78,8 @@ def resources_of(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any
 def create_stack_resources(
     template: dict[str, Any], resolver: Resolver, dynamodb: Any, kms: Any, s3: Any
 ) -> None:
-    """Keys and aliases first (the tables are encrypted with one), then the tables and buckets."""
+    """Keys and aliases first (the tables are encrypted with one), then the tables and buckets (and the
+    dead-letter queues' names)."""
     for logical, body in resources_of(template, "AWS::KMS::Key").items():
         props = resolver.resolve(body["Properties"])
         created = kms.create_key(
@@ -142,6 +143,14 @@ def create_stack_resources(
             Bucket=name, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"]
         )
         resolver.physical[logical] = {"Ref": name, "Arn": f"arn:{PARTITION}:s3:::{name}"}
+    for logical in resources_of(template, "AWS::SQS::Queue"):
+        # The dead-letter queues: named in the roles' policies, never sent to by a flow (only a
+        # scheduled invocation failing after Lambda's retries is), so only their names are made up.
+        name = f"{resolver.stack_name}-{logical}-X1Y2Z3"
+        resolver.physical[logical] = {
+            "Ref": f"https://sqs.{resolver.region}.amazonaws.com/{ACCOUNT}/{name}",
+            "Arn": f"arn:{PARTITION}:sqs:{resolver.region}:{ACCOUNT}:{name}",
+        }
 
 
 # -- IAM ---------------------------------------------------------------------------------------------

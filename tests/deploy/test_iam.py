@@ -15,12 +15,18 @@ import botocore.session
 import pytest
 from botocore import xform_name
 
-from infra.deployment import DEPLOYED_STAGES, FUNCTIONS, FunctionSpec
-from infra.policy import GRANTS, policy_document, policy_file, rendered
+from infra.deployment import AUDIT_CHECKPOINT, DEPLOYED_STAGES, FUNCTIONS, PROCESS_DUE, FunctionSpec
+from infra.policy import GRANTS, dead_letter_queue_id, policy_document, policy_file, rendered
 from tests.conftest import REPO_ROOT
 
 SERVICES = {"dynamodb": "dynamodb", "kms": "kms", "secretsmanager": "secretsmanager", "s3": "s3"}
-RUNTIME_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}  # Lambda's log delivery, not boto3 calls
+# What Lambda does with the function's role, not boto3 calls: log delivery, active tracing's segments,
+# and a failed scheduled invocation sent to the dead-letter queue (SQS encrypting it with the
+# operations key as the sender).
+RUNTIME_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
+TRACING_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+DEAD_LETTER_ACTIONS = {"sqs:SendMessage"}
+OPERATIONS_KEY_ACTIONS = {"kms:GenerateDataKey", "kms:Decrypt"}
 TRANSACTION_ITEMS = {
     "Put": "PutItem",
     "Update": "UpdateItem",
@@ -101,6 +107,10 @@ def test_no_statement_grants_any_resource_or_any_action(
     for statement in role_policy(templates[stage], function)["Statement"]:
         assert statement["Effect"] == "Allow"
         assert set(statement) == {"Sid", "Effect", "Action", "Resource"}  # no NotAction/NotResource
+        if set(statement["Action"]) == TRACING_ACTIONS:
+            # X-Ray has no resource-level permission for these two: "*" is the only resource
+            assert statement["Resource"] == "*"
+            continue
         assert statement["Resource"] != "*"
         assert "*" not in json.dumps(statement["Resource"]).split('"')
         assert isinstance(statement["Resource"], dict), (
@@ -118,19 +128,28 @@ def test_no_statement_grants_any_resource_or_any_action(
             assert statement["Resource"]["Fn::Sub"].endswith(
                 f"/aws/lambda/${{AWS::StackName}}-{function.logical_id}-*:*"
             )
+        if any(action.startswith("sqs:") for action in statement["Action"]):
+            # its own dead-letter queue, and only to send to it
+            assert statement["Action"] == ["sqs:SendMessage"]
+            assert statement["Resource"] == {"Fn::GetAtt": [dead_letter_queue_id(function), "Arn"]}
 
 
 def test_no_policy_grants_an_action_the_code_does_not_make() -> None:
     # GIVEN every action chalicelib's source can make (read from the code, not from a list)
     made = actions_the_code_makes()
     assert {"dynamodb:GetItem", "dynamodb:PutItem", "kms:Sign", "kms:GenerateDataKey"} <= made
-    # THEN every granted action is one of them (or Lambda's own log delivery)
+    # THEN every granted action is one of them (or what Lambda does with the role: log delivery,
+    # tracing, and the scheduled functions' dead letters, encrypted with the operations key only)
     for function, grants in GRANTS.items():
         for grant in grants:
+            runtime = RUNTIME_ACTIONS | TRACING_ACTIONS
+            if grant.target in {"dead-letters", "operations"}:
+                assert function in {PROCESS_DUE.chalice_name, AUDIT_CHECKPOINT.chalice_name}, function
+                runtime = DEAD_LETTER_ACTIONS if grant.target == "dead-letters" else OPERATIONS_KEY_ACTIONS
+                assert set(grant.actions) <= runtime, (function, grant)
+                continue
             for action in grant.actions:
-                assert action in made | RUNTIME_ACTIONS, (
-                    f"{function}: {action} ({grant.why}) is not made by the code"
-                )
+                assert action in made | runtime, f"{function}: {action} ({grant.why}) is not made by the code"
 
 
 def test_the_scheduled_functions_cannot_touch_what_only_the_api_needs() -> None:
@@ -142,7 +161,18 @@ def test_the_scheduled_functions_cannot_touch_what_only_the_api_needs() -> None:
 
     api, due, checkpoint = (targets(function) for function in FUNCTIONS)
     # the checkpoint signs audit tree heads: no flow state, no partners, no portal, no data key
-    assert set(checkpoint) == {"audit", "audit/index/by_day", "heads", "signing", "logs"}
+    assert set(checkpoint) == {
+        "audit",
+        "audit/index/by_day",
+        "heads",
+        "signing",
+        "logs",
+        "xray",
+        "dead-letters",
+        "operations",
+    }
+    # the API is invoked synchronously: no dead-letter queue, so no use of the operations key
+    assert not {"dead-letters", "operations"} & set(api)
     # only the checkpoint writes heads to the write-once bucket, and it never reads the partner index
     assert "heads" not in api
     assert "heads" not in due

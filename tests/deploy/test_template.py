@@ -4,6 +4,7 @@ bank's cloud team expects, and nothing secret."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import zipfile
@@ -14,9 +15,9 @@ import pytest
 
 from infra.deployment import DEPLOYED_STAGES, FUNCTIONS, SSM_SETTINGS, deployment, portal_secret_arn
 from infra.package import PackageError, check_zip, package
-from infra.policy import key_logical_id, table_logical_id
-from infra.resources import AUDIT_TABLE, DATA_KEY, KEYS, TABLES, stage_environment
-from infra.template import KEY_USAGE_ACTIONS
+from infra.policy import dead_letter_queue_id, key_logical_id, table_logical_id
+from infra.resources import AUDIT_TABLE, DATA_KEY, KEYS, OPERATIONS_KEY, TABLES, stage_environment
+from infra.template import CHECKOV_SKIPS, KEY_USAGE_ACTIONS, SCHEDULED, api_name
 from tests.conftest import REPO_ROOT, stage_config_environment
 from tests.deploy.cloud import resources_of
 
@@ -77,7 +78,7 @@ def test_every_key_has_its_spec_its_alias_and_a_policy_that_gives_use_only_to_th
     template = templates[stage]
     keys = resources_of(template, "AWS::KMS::Key")
     aliases = resources_of(template, "AWS::KMS::Alias")
-    assert set(keys) == {key_logical_id(key.logical_name) for key in KEYS}
+    assert set(keys) == {key_logical_id(key.logical_name) for key in (*KEYS, OPERATIONS_KEY)}
     for spec in KEYS:
         logical = key_logical_id(spec.logical_name)
         props = keys[logical]["Properties"]
@@ -174,7 +175,10 @@ def test_the_functions_name_the_resources_the_template_creates_and_read_the_rest
         assert log_group == {
             "LogGroupName": {"Fn::Sub": f"/aws/lambda/${{{function.logical_id}}}"},
             "RetentionInDays": spec.log_retention_days,
+            "KmsKeyId": {"Fn::GetAtt": ["OperationsKey", "Arn"]},
         }
+        # X-Ray: the function's own segments (the code adds no annotation, no subsegment)
+        assert props["Tracing"] == "Active"
     # the config's own stage environment agrees with the template's
     config_env = stage_config_environment(stage)
     for name, value in config_env.items():
@@ -238,6 +242,26 @@ def test_the_api_stage_is_throttled_and_never_logs_request_bodies(
         "LoggingLevel": "OFF",
     }
     assert api["EndpointConfiguration"] == "REGIONAL"
+    # the stage in the API's name: two stages in one account are two APIs (and two 5xx alarms)
+    assert api["Name"] == api["DefinitionBody"]["info"]["title"] == api_name(stage) == f"myna-relay-{stage}"
+    assert api["TracingEnabled"] is True
+    # access log: to the encrypted log group, in the allow-listed format (below)
+    access = api["AccessLogSetting"]
+    assert access["DestinationArn"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:${ApiAccessLogGroup}"
+    }
+    group = templates[stage]["Resources"]["ApiAccessLogGroup"]["Properties"]
+    assert group == {
+        "LogGroupName": {"Fn::Sub": "/aws/apigateway/${AWS::StackName}/access"},
+        "RetentionInDays": spec.log_retention_days,
+        "KmsKeyId": {"Fn::GetAtt": ["OperationsKey", "Arn"]},
+    }
+    (five_xx,) = [
+        alarm["Properties"]
+        for alarm in resources_of(templates[stage], "AWS::CloudWatch::Alarm").values()
+        if alarm["Properties"]["MetricName"] == "5XXError"
+    ]
+    assert {"Name": "ApiName", "Value": api_name(stage)} in five_xx["Dimensions"]
 
 
 @STAGES
@@ -251,6 +275,7 @@ def test_alarms_watch_5xx_poller_lag_webhooks_and_the_scheduled_functions(
         ("MynaRelay", "poller_lag"),
         ("MynaRelay", "webhooks_failed"),
         ("AWS/Lambda", "Errors"),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
     }
     # a poller that stops reporting is itself an alarm
     assert alarms["PollerLagAlarm"]["Properties"]["TreatMissingData"] == "breaching"
@@ -392,3 +417,208 @@ def test_what_api_gateway_answers_itself_is_a_problem_like_the_services(
     assert json.loads(missing["ResponseTemplates"]["application/json"].replace("$context.requestId", "x"))[
         "type"
     ].endswith(":not-found")
+
+
+# -- access log --------------------------------------------------------------------------------------
+
+# The only variables an access log line may hold: what API Gateway itself measured or decided. None
+# can carry what a caller wrote in the query string, a header or the body ($context.path is out
+# too: receipt and delivery ids are path parameters; the route template is $context.resourcePath).
+ACCESS_LOG_ALLOWED = frozenset(
+    {
+        "$context.requestId",
+        "$context.extendedRequestId",
+        "$context.integration.requestId",
+        "$context.xrayTraceId",
+        "$context.requestTimeEpoch",
+        "$context.requestTime",
+        "$context.httpMethod",
+        "$context.resourcePath",
+        "$context.protocol",
+        "$context.status",
+        "$context.responseLength",
+        "$context.responseLatency",
+        "$context.integration.status",
+        "$context.integration.latency",
+        "$context.error.responseType",
+        "$context.wafResponseCode",
+        "$context.identity.sourceIp",
+        "$context.stage",
+    }
+)
+# Never, whatever the allow-list says: names of what carries caller-written values.
+ACCESS_LOG_DENIED = re.compile(
+    r"querystring|query|header|body|userAgent|requestOverride|responseOverride|authorizer|"
+    r"\$input|\$method\.request|\$request\.|\$util|\$context\.path|domainName|domainPrefix|"
+    r"error\.message|identity\.(caller|user|cognito|accountId|accessKey|principalOrgId|clientCert)",
+    re.IGNORECASE,
+)
+VARIABLE = re.compile(r"\$[A-Za-z_][\w.-]*|\$\{[^}]*\}")
+
+
+def unsafe_access_log_fields(log_format: str) -> list[str]:
+    """The fields of an access log format that are not allow-listed or that could carry a query
+    string, a header or a body value; every value must be a single variable between quotes."""
+    unsafe = []
+    for name, value in json.loads(log_format).items():
+        variables = VARIABLE.findall(value)
+        if variables != [value] or value not in ACCESS_LOG_ALLOWED or ACCESS_LOG_DENIED.search(value):
+            unsafe.append(f"{name}: {value}")
+    return unsafe
+
+
+@STAGES
+def test_the_access_log_holds_no_query_string_header_or_body(
+    templates: dict[str, dict[str, Any]], stage: str
+) -> None:
+    # GIVEN the access log format of the packaged template
+    log_format = templates[stage]["Resources"]["RestAPI"]["Properties"]["AccessLogSetting"]["Format"]
+    # THEN each field is an allow-listed variable that no caller writes
+    assert unsafe_access_log_fields(log_format) == []
+    fields = json.loads(log_format)
+    # AND it says which request, route, answer, how long and from where
+    assert fields["requestId"] == "$context.requestId"
+    assert fields["functionRequestId"] == "$context.integration.requestId"  # joins the function's log
+    assert fields["route"] == "$context.resourcePath"
+    assert {"status", "latencyMs", "ip", "method"} <= set(fields)
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "$context.path",
+        "$context.identity.userAgent",
+        "$context.requestOverride.querystring.code",
+        "$context.requestOverride.header.authorization",
+        "$context.authorizer.claims.sub",
+        "$input.params('code')",
+        "$input.body",
+        "$method.request.querystring.code",
+        "$method.request.header.dpop",
+        "$request.header.cookie",
+        "$context.domainName",
+        "$context.error.message",
+        "$context.identity.caller",
+        "$context.requestId $context.path",
+        "${context.path}",
+    ],
+)
+def test_an_access_log_field_that_could_carry_a_caller_value_is_refused(variable: str) -> None:
+    log_format = json.dumps({"requestId": "$context.requestId", "leak": variable})
+    assert unsafe_access_log_fields(log_format) == [f"leak: {variable}"]
+
+
+# -- checkov -----------------------------------------------------------------------------------------
+
+
+@STAGES
+def test_each_checkov_skip_is_in_the_template_with_its_reason_and_in_the_docs(
+    templates: dict[str, dict[str, Any]], stage: str
+) -> None:
+    resources = templates[stage]["Resources"]
+    found = {
+        (logical, skip["id"]): skip["comment"]
+        for logical, body in resources.items()
+        for skip in body.get("Metadata", {}).get("checkov", {}).get("skip", [])
+    }
+    # exactly the skips infra/template.py lists, on resources the template has, each with a reason
+    assert found == {
+        (logical, check): why for logical, skips in CHECKOV_SKIPS.items() for check, why in skips
+    }
+    for (logical, check), why in found.items():
+        assert "Type" in resources[logical], logical
+        assert re.fullmatch(r"CKV_AWS_\d+", check)
+        assert 40 <= len(why) <= 250, (logical, check)
+    # AND docs/deploy.md has a row for each (check, resource)
+    docs = (REPO_ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    rows = set(re.findall(r"^\| `(CKV_AWS_\d+)` \| `(\w+)` \|", docs, re.MULTILINE))
+    assert rows == {(check, logical) for logical, check in found}
+
+
+# -- dead letters, operations key, custom domain -----------------------------------------------------
+
+
+@STAGES
+def test_each_scheduled_function_has_an_encrypted_dead_letter_queue_that_alarms(
+    templates: dict[str, dict[str, Any]], stage: str
+) -> None:
+    resources = templates[stage]["Resources"]
+    queues = resources_of(templates[stage], "AWS::SQS::Queue")
+    assert set(queues) == {dead_letter_queue_id(function) for function in SCHEDULED}
+    alarms = resources_of(templates[stage], "AWS::CloudWatch::Alarm")
+    for function in SCHEDULED:
+        queue = dead_letter_queue_id(function)
+        assert resources[function.logical_id]["Properties"]["DeadLetterQueue"] == {
+            "Type": "SQS",
+            "TargetArn": {"Fn::GetAtt": [queue, "Arn"]},
+        }
+        props = queues[queue]["Properties"]
+        assert props["KmsMasterKeyId"] == {"Fn::GetAtt": ["OperationsKey", "Arn"]}
+        assert props["MessageRetentionPeriod"] == 14 * 24 * 3600
+        alarm = alarms[f"{queue}Alarm"]["Properties"]
+        assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+        assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}]
+        assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+    # the API handler is invoked synchronously: a dead-letter queue would never receive anything
+    assert "DeadLetterQueue" not in resources["APIHandler"]["Properties"]
+
+
+@STAGES
+def test_the_operations_key_lets_cloudwatch_logs_use_it_for_the_stacks_log_groups_only(
+    templates: dict[str, dict[str, Any]], stage: str
+) -> None:
+    key = templates[stage]["Resources"]["OperationsKey"]["Properties"]
+    assert key["EnableKeyRotation"] is True
+    statements = {statement["Sid"]: statement for statement in key["KeyPolicy"]["Statement"]}
+    assert set(statements) == {
+        "AccountAdministersTheKey",
+        "StackRolesUseTheKey",
+        "CloudWatchLogsEncryptsTheLogGroups",
+        "OperatorsReadTheDeadLetters",
+    }
+    logs = statements["CloudWatchLogsEncryptsTheLogGroups"]
+    assert logs["Principal"] == {"Service": {"Fn::Sub": "logs.${AWS::Region}.amazonaws.com"}}
+    groups = [
+        value["Fn::Sub"] for value in logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]
+    ]
+    prefix = "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:"
+    assert groups == [
+        *(f"{prefix}/aws/lambda/${{AWS::StackName}}-{function.logical_id}-*" for function in FUNCTIONS),
+        f"{prefix}/aws/apigateway/${{AWS::StackName}}/access",
+    ]
+    operators = statements["OperatorsReadTheDeadLetters"]
+    assert operators["Action"] == ["kms:Decrypt"]
+    assert operators["Principal"] == {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}}
+    assert operators["Condition"]["StringEquals"]["kms:ViaService"] == {
+        "Fn::Sub": "sqs.${AWS::Region}.amazonaws.com"
+    }
+    # no wildcard principal anywhere in this key's policy
+    assert '"*"' not in json.dumps([statement["Principal"] for statement in statements.values()])
+
+
+@STAGES
+def test_a_custom_domain_is_optional_and_when_given_is_the_only_way_in(
+    templates: dict[str, dict[str, Any]], stage: str
+) -> None:
+    template = templates[stage]
+    for name in ("DomainName", "CertificateArn"):
+        assert template["Parameters"][name]["Default"] == ""
+    assert template["Conditions"]["HasCustomDomain"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "DomainName"}, ""]}]
+    }
+    domain = template["Resources"]["CustomDomain"]
+    assert domain["Condition"] == "HasCustomDomain"
+    assert domain["Properties"]["EndpointConfiguration"] == {"Types": ["REGIONAL"]}
+    assert domain["Properties"]["RegionalCertificateArn"] == {"Ref": "CertificateArn"}
+    assert domain["Properties"]["SecurityPolicy"] == "TLS_1_2"
+    mapping = template["Resources"]["CustomDomainMapping"]
+    assert mapping["Condition"] == "HasCustomDomain"
+    assert mapping["Properties"] == {
+        "DomainName": {"Ref": "CustomDomain"},
+        "RestApiId": {"Ref": "RestAPI"},
+        "Stage": {"Ref": "RestAPI.Stage"},
+    }  # no BasePath: mapped at the root (the pages use root-relative paths)
+    api = template["Resources"]["RestAPI"]["Properties"]
+    assert api["DisableExecuteApiEndpoint"] == {"Fn::If": ["HasCustomDomain", True, False]}
+    assert template["Outputs"]["CustomDomainTarget"]["Condition"] == "HasCustomDomain"
+    assert "CustomDomainHasACertificate" in template["Rules"]
