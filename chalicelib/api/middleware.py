@@ -96,13 +96,26 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 
 
 def answer(
-    headers: Mapping[str, str], method: str, route: str | None, produce: Callable[[], Response]
+    headers: Mapping[str, str],
+    method: str,
+    route: str | None,
+    produce: Callable[[], Response],
+    *,
+    gateway_request_id: str | None = None,
 ) -> Response:
     """The service's answer to one request: credential first, then the interaction id, then
-    ``produce()``; security headers, the interaction id and an access log line on every answer."""
+    ``produce()``; security headers, the interaction id and an access log line on every answer.
+
+    Without a partner's own interaction id, the request's is API Gateway's request id (a UUID):
+    the gateway's access log, which can read no response header, then names it as ``requestId``."""
     supplied = _header(headers, INTERACTION_HEADER)
     valid = supplied is not None and _UUID.fullmatch(supplied) is not None
-    interaction_id = supplied.lower() if valid and supplied else str(uuid.uuid4())
+    if valid and supplied:
+        interaction_id = supplied.lower()
+    elif gateway_request_id and _UUID.fullmatch(gateway_request_id):
+        interaction_id = gateway_request_id.lower()
+    else:
+        interaction_id = str(uuid.uuid4())
     bind_interaction_id(interaction_id)
     started = time.perf_counter()
     try:
@@ -138,7 +151,11 @@ def answer(
 
 def interaction_id_middleware(request: Request, get_response: Callable[[Request], Response]) -> Response:
     return answer(
-        request.headers, request.method, request.context.get("resourcePath"), lambda: get_response(request)
+        request.headers,
+        request.method,
+        request.context.get("resourcePath"),
+        lambda: get_response(request),
+        gateway_request_id=request.context.get("requestId"),
     )
 
 

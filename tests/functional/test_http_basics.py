@@ -149,3 +149,26 @@ def test_the_local_server_answers_a_path_no_route_has_with_the_services_404() ->
     assert answer["headers"]["X-Content-Type-Options"] == "nosniff"
     problem = json.loads(answer["body"])
     assert (problem["type"], problem["interaction_id"]) == ("urn:myna-relay:problem:not-found", sent)
+
+
+def test_without_a_partners_id_the_interaction_id_is_the_gateways_request_id() -> None:
+    # (the API Gateway access log can read no response header: its requestId must be the id)
+    from chalice.app import Response
+
+    from chalicelib.api.middleware import answer
+
+    gateway = str(uuid.uuid4())
+    produced = answer({}, "GET", "/health", lambda: Response(body="ok"), gateway_request_id=gateway)
+    assert produced.headers["x-fapi-interaction-id"] == gateway
+    # a partner's own id still wins, and a request id that is not a UUID is not adopted
+    sent = str(uuid.uuid4())
+    headers = {"x-fapi-interaction-id": sent}
+    assert (
+        answer(headers, "GET", "/health", lambda: Response(body="ok"), gateway_request_id=gateway).headers[
+            "x-fapi-interaction-id"
+        ]
+        == sent
+    )
+    other = answer({}, "GET", "/health", lambda: Response(body="ok"), gateway_request_id="not-a-uuid")
+    assert other.headers["x-fapi-interaction-id"] != "not-a-uuid"
+    assert uuid.UUID(other.headers["x-fapi-interaction-id"]).version == 4
