@@ -17,7 +17,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any, Literal
 from urllib.parse import urlencode
 
-from pydantic import ValidationError
+from pydantic import JsonValue, ValidationError
 
 from sandbox import inferred
 from sandbox.clock import Clock
@@ -623,13 +623,14 @@ class Portal:
         persona = self.personas[process.persona_id]
         data = build_self_personal_data(persona, process.service.items, process.inquiry_date)
         self._record_outcome(process, "provided" if data else "no_data")
+        ascii_only = persona.escape_unicode  # [O] "unicode-escaped": non-ASCII as \uXXXX
         if process.scenario is Scenario.MALFORMED_JSON:
             return json.dumps(data, ensure_ascii=False)[:-7] + '{"'
         if process.scenario is Scenario.OVERSIZED_PAYLOAD:
             filler = [{"神奈川県川崎市": {inferred.LOCAL_TAX: [{"備考": "あ" * 1000}]}}]
             copies = self.timing.oversized_bytes // len(json.dumps(filler, ensure_ascii=False).encode()) + 1
             return json.dumps(data + filler * copies, ensure_ascii=False)
-        return json.dumps(data, ensure_ascii=False)
+        return json.dumps(data, ensure_ascii=ascii_only)
 
     def _record_outcome(self, process: Process, outcome: Literal["provided", "no_data", "failed"]) -> None:
         now = self.clock.now()
@@ -688,26 +689,31 @@ def build_self_personal_data(persona: Persona, items: tuple[str, ...], inquiry: 
     """``selfPersonalData`` before string encoding: a list of ``{municipality: {dataset: [records]}}``.
 
     Local tax: the latest fiscal year already decided on the inquiry date (FY N is decided in June
-    of N), from the municipality that levied it. Vaccination: records of the last 5 years before
-    the inquiry date, since municipalities keep them for 5 years.
+    of N), from the municipality that levied it (every record of that year, so a duplicate stays a
+    duplicate); a persona with ``local_tax_selection="all-decided"`` gets every decided year.
+    Vaccination: records of the last 5 years before the inquiry date, since municipalities keep
+    them for 5 years. Records are sent as the persona file writes them (JSON values).
     """
-    chosen: list[tuple[str, str, dict[str, str]]] = []
+    chosen: list[tuple[str, str, dict[str, JsonValue]]] = []
     if inferred.LOCAL_TAX in items:
+        label = persona.dataset_labels.get(inferred.LOCAL_TAX, inferred.LOCAL_TAX)
         decided = [
             record
             for record in persona.local_tax
-            if inferred.fiscal_year_decided_on(int(record.fields["課税年度"])) <= inquiry
+            if inferred.fiscal_year_decided_on(record.fiscal_year_key()) <= inquiry
         ]
-        if decided:
-            latest = max(decided, key=lambda record: int(record.fields["課税年度"]))
-            chosen.append((latest.municipality, inferred.LOCAL_TAX, dict(latest.fields)))
+        if decided and persona.local_tax_selection == "latest":
+            latest = max(record.fiscal_year_key() for record in decided)
+            decided = [record for record in decided if record.fiscal_year_key() == latest]
+        chosen.extend((record.municipality, label, dict(record.fields)) for record in decided)
     if inferred.VACCINATION in items:
+        label = persona.dataset_labels.get(inferred.VACCINATION, inferred.VACCINATION)
         earliest = _years_before(inquiry, inferred.VACCINATION_RETENTION_YEARS)
         for record in persona.vaccination:
-            given = _yyyymmdd(record.fields["接種日"])
+            given = record.given_on_key()
             if given is not None and earliest <= given <= inquiry:
-                chosen.append((record.municipality, inferred.VACCINATION, dict(record.fields)))
-    grouped: dict[str, dict[str, list[dict[str, str]]]] = {}
+                chosen.append((record.municipality, label, dict(record.fields)))
+    grouped: dict[str, dict[str, list[dict[str, JsonValue]]]] = {}
     for municipality, dataset, fields in chosen:
         grouped.setdefault(municipality, {}).setdefault(dataset, []).append(fields)
     return [{municipality: datasets} for municipality, datasets in grouped.items()]
