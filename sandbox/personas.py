@@ -17,6 +17,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 PERSONAS_DIR = Path(__file__).resolve().parent / "personas"
+# The real-shapes personas (nested JSON values) live apart, so that ``load_personas()`` still means the
+# flat ones: relay-side tests that walk every persona expect flat string fields and complete reads.
+# The sandbox server offers both sets (``ALL_PERSONA_DIRS``).
+REAL_SHAPES_DIR = PERSONAS_DIR / "real-shapes"
+ALL_PERSONA_DIRS = (PERSONAS_DIR, REAL_SHAPES_DIR)
 
 CallbackStyle = Literal["observed", "oauth"]
 """How the portal sends the resident back after a cancel or an expired certificate.
@@ -103,9 +108,13 @@ class Persona(BaseModel):
     relay_should_read: ExpectedReading | None = None
 
 
-def load_personas(directory: Path = PERSONAS_DIR) -> dict[str, Persona]:
+def load_personas(*directories: Path) -> dict[str, Persona]:
+    """The personas of each directory (not its subdirectories); by default the flat ones only."""
     personas: dict[str, Persona] = {}
-    for path in sorted(directory.glob("*.json")):
+    paths = [
+        path for directory in directories or (PERSONAS_DIR,) for path in sorted(directory.glob("*.json"))
+    ]
+    for path in paths:
         persona = Persona.model_validate(json.loads(path.read_text(encoding="utf-8")))
         if persona.id in personas:
             raise ValueError(f"persona id {persona.id!r} is defined twice ({path.name})")

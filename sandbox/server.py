@@ -20,7 +20,7 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from sandbox.clock import Clock, ManualClock, SystemClock
-from sandbox.personas import PERSONAS_DIR, load_personas
+from sandbox.personas import ALL_PERSONA_DIRS, load_personas
 from sandbox.portal import Portal, ServiceRegistration, Timing
 from sandbox.scenarios import Scenario, ScenarioBook
 from sandbox.tls import TlsFiles, browser_server_context, create_test_pki, server_context
@@ -161,7 +161,7 @@ class SandboxServer:
         timing: Timing | None = None,
         clock: Clock | None = None,
         default_scenario: Scenario = Scenario.NORMAL,
-        personas_dir: Path = PERSONAS_DIR,
+        personas_dirs: tuple[Path, ...] = ALL_PERSONA_DIRS,
     ) -> None:
         self.deterministic = deterministic
         self.clock: Clock = clock or (ManualClock() if deterministic else SystemClock())
@@ -169,7 +169,7 @@ class SandboxServer:
         self.tls: TlsFiles | None = create_test_pki(tls_dir, f"SP{provider}") if tls_dir else None
         self.portal = Portal(
             services,
-            load_personas(personas_dir),
+            load_personas(*personas_dirs),
             self.clock,
             timing=timing or (DETERMINISTIC_TIMING if deterministic else Timing()),
             scenarios=ScenarioBook(default_scenario),
