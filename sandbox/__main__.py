@@ -8,6 +8,8 @@ import sys
 import threading
 from pathlib import Path
 
+from sandbox import inferred
+from sandbox.personas import CALLBACK_STYLES
 from sandbox.scenarios import Scenario
 from sandbox.server import SandboxServer, load_services
 
@@ -25,6 +27,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-tls", action="store_true", help="plain HTTP on the sp side")
     parser.add_argument("--deterministic", action="store_true", help="manual clock, zero delays")
     parser.add_argument("--scenario", choices=[s.value for s in Scenario], default=Scenario.NORMAL.value)
+    parser.add_argument(
+        "--callback-style",
+        choices=CALLBACK_STYLES,
+        default=inferred.DEFAULT_CALLBACK_STYLE,
+        help="cancel/expired certificate as observed (code=access_denied, state=Certificate expired) "
+        "or OAuth-style (error=...)",
+    )
     args = parser.parse_args(argv)
     server = SandboxServer(
         load_services(args.services, args.relay),
@@ -34,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         tls_dir=None if args.no_tls else args.tls_dir,
         deterministic=args.deterministic,
         default_scenario=Scenario(args.scenario),
+        callback_style=args.callback_style,
     ).start()
     print(f"sandbox app side  {server.app_url}/sandbox/")
     print(

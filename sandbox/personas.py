@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
@@ -29,6 +29,7 @@ CallbackStyle = Literal["observed", "oauth"]
 ``observed``: ``code=access_denied`` (cancel) and ``state=Certificate expired`` (the state replaced
 by that text), as a working integration reads them [O]. ``oauth``: ``error=access_denied`` /
 ``error=certificate_expired`` with the relay's state (the OAuth-style form, [I])."""
+CALLBACK_STYLES: tuple[CallbackStyle, ...] = get_args(CallbackStyle)
 
 
 class Card(BaseModel):

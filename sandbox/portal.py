@@ -21,7 +21,7 @@ from pydantic import JsonValue, ValidationError
 
 from sandbox import inferred
 from sandbox.clock import Clock
-from sandbox.personas import Persona
+from sandbox.personas import CallbackStyle, Persona
 from sandbox.scenarios import Fault, Scenario, ScenarioBook, Step
 from sandbox.telegrams import CommonHeader, RequestTelegram, ResultTelegram
 
@@ -262,6 +262,16 @@ class Portal:
                 raise KeyError(persona)
             self.scenarios.set(scenario, persona=persona, times=times)
 
+    def set_callback_style(self, style: CallbackStyle, *, persona: str | None = None) -> None:
+        with self._lock:
+            if persona is not None and persona not in self.personas:
+                raise KeyError(persona)
+            self.scenarios.set_callback_style(style, persona=persona)
+
+    def _callback_style(self, persona_id: str | None) -> CallbackStyle:
+        persona = self.personas.get(persona_id) if persona_id else None
+        return self.scenarios.callback_style(persona_id, persona.callback_style if persona else None)
+
     def history(self) -> list[ProvisionRecord]:
         with self._lock:
             return list(self._history)
@@ -313,10 +323,32 @@ class Portal:
             return None
         return session
 
-    def _finish(self, session_id: str, query: dict[str, str]) -> Redirect:
-        """End a sign-in session with a redirect to the service (the session is used up)."""
+    def _finish(self, session_id: str, query: dict[str, str], *, state: str | None = None) -> Redirect:
+        """End a sign-in session with a redirect to the service (the session is used up), with the
+        relay's state unless ``state`` replaces it."""
         session = self._sessions.pop(session_id)
-        return Redirect(_with_query(session.service.redirect_uri, {**query, "state": session.state}))
+        return Redirect(_with_query(session.service.redirect_uri, {**query, "state": state or session.state}))
+
+    def _refuse(
+        self, session_id: str, persona_id: str | None, reason: Literal["cancelled", "expired"]
+    ) -> Redirect:
+        """A cancel (or refused consent) or an expired certificate, in the form the scenario selects:
+        observed ``code=access_denied`` / ``state=Certificate expired``, or OAuth-style ``error=``."""
+        if self._callback_style(persona_id) == "observed":
+            if reason == "expired":
+                return self._finish(session_id, {}, state=inferred.OBSERVED_EXPIRED_STATE)
+            return self._finish(session_id, {"code": inferred.OBSERVED_CANCEL_CODE})
+        if reason == "expired":
+            return self._finish(
+                session_id,
+                {
+                    "error": inferred.ERROR_CERTIFICATE_EXPIRED,
+                    "error_description": "user certificate expired",
+                },
+            )
+        return self._finish(
+            session_id, {"error": inferred.ERROR_USER_CANCELLED, "error_description": "user cancelled"}
+        )
 
     def sign_in(self, session_id: str, persona_id: str, pin: str) -> BrowserOutcome:
         with self._lock:
@@ -331,13 +363,7 @@ class Portal:
             if self._card_locked(persona):
                 return LockedPage(session_id, persona)
             if persona.card.status == "expired":
-                return self._finish(
-                    session_id,
-                    {
-                        "error": inferred.ERROR_CERTIFICATE_EXPIRED,
-                        "error_description": "user certificate expired",
-                    },
-                )
+                return self._refuse(session_id, persona.id, "expired")
             if not secrets.compare_digest(pin.encode(), persona.card.pin.encode()):
                 failures = self._pin_failures.get(persona.id, 0) + 1
                 self._pin_failures[persona.id] = failures
@@ -372,11 +398,10 @@ class Portal:
 
     def cancel(self, session_id: str) -> BrowserOutcome:
         with self._lock:
-            if self._session(session_id) is None:
+            session = self._session(session_id)
+            if session is None:
                 return ErrorPage(400, "セッションが無効か期限切れです (sign-in session unknown or expired)")
-            return self._finish(
-                session_id, {"error": inferred.ERROR_USER_CANCELLED, "error_description": "user cancelled"}
-            )
+            return self._refuse(session_id, session.persona_id, "cancelled")
 
     def consent(self, session_id: str, *, agree: bool) -> BrowserOutcome:
         """IF001-02: agreement ends in a redirect with a single-use code and the state."""
@@ -385,6 +410,8 @@ class Portal:
             if session is None or not session.signed_in or session.persona_id is None:
                 return ErrorPage(400, "サインインが完了していません (not signed in)")
             if not agree:
+                if self._callback_style(session.persona_id) == "observed":
+                    return self._refuse(session_id, session.persona_id, "cancelled")
                 return self._finish(
                     session_id,
                     {"error": inferred.ERROR_USER_CANCELLED, "error_description": "consent refused"},
@@ -605,6 +632,8 @@ class Portal:
                     header, inferred.ERROR_UNKNOWN_PROCESS, inferred.RESULT_ANSWER_TELEGRAM
                 )
             answer = _answer_header(header, inferred.RESULT_ANSWER_TELEGRAM, process.process_id, "")
+            if process.scenario is Scenario.UNKNOWN_ERROR_BEFORE_NOTICE and not self._notice_sent(process):
+                return ApiAnswer(200, {"commonHeader": {**answer, "errorCode": inferred.ERROR_UNLISTED}})
             if self.clock.now() < process.ready_at:
                 return ApiAnswer(
                     200, {"commonHeader": {**answer, "errorCode": inferred.ERROR_STILL_PROCESSING}}
@@ -618,6 +647,10 @@ class Portal:
         return ApiAnswer(
             200, {"commonHeader": answer, "selfPersonalDataProvisionInfo": {"selfPersonalData": payload}}
         )
+
+    def _notice_sent(self, process: Process) -> bool:
+        """Whether a completion notice for this process has been sent (whatever the relay answered)."""
+        return any(n.process_id == process.process_id and n.attempts > 0 for n in self._notices)
 
     def _payload(self, process: Process) -> str:
         persona = self.personas[process.persona_id]

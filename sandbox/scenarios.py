@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
+from sandbox import inferred
+from sandbox.personas import CallbackStyle
+
 
 class Scenario(StrEnum):
     NORMAL = "normal"
@@ -23,6 +26,9 @@ class Scenario(StrEnum):
     MALFORMED_JSON = "malformed-json"  # selfPersonalData is not valid JSON
     ERROR_CODE = "error-code"  # the result answers a provider errorCode
     OVERSIZED_PAYLOAD = "oversized-payload"  # selfPersonalData is megabytes long
+    # /result answers an errorCode the relay cannot know (EQ0999) until the completion notice has been
+    # sent, then the data
+    UNKNOWN_ERROR_BEFORE_NOTICE = "unknown-error-before-notice"
 
 
 Step = Literal["token", "request", "result"]
@@ -50,10 +56,15 @@ class ScenarioBook:
     """Which scenario applies: test override for the persona > test override for all > the persona's
     own > the configured default. Not thread-safe on its own; the portal holds its lock."""
 
-    def __init__(self, default: Scenario = Scenario.NORMAL) -> None:
+    def __init__(
+        self, default: Scenario = Scenario.NORMAL, *, callback_style: CallbackStyle | None = None
+    ) -> None:
         self.default = default
+        self.callback_style_default: CallbackStyle = callback_style or inferred.DEFAULT_CALLBACK_STYLE
         self._by_persona: dict[str, Override] = {}
         self._everyone: Override | None = None
+        self._style_by_persona: dict[str, CallbackStyle] = {}
+        self._style_everyone: CallbackStyle | None = None
 
     def set(self, scenario: Scenario, *, persona: str | None = None, times: int | None = None) -> None:
         override = Override(scenario, times)
@@ -65,6 +76,22 @@ class ScenarioBook:
     def clear(self) -> None:
         self._by_persona.clear()
         self._everyone = None
+        self._style_by_persona.clear()
+        self._style_everyone = None
+
+    def set_callback_style(self, style: CallbackStyle, *, persona: str | None = None) -> None:
+        if persona is None:
+            self._style_everyone = style
+        else:
+            self._style_by_persona[persona] = style
+
+    def callback_style(self, persona: str | None, persona_default: CallbackStyle | None) -> CallbackStyle:
+        """How a cancel or an expired certificate is sent back, in the same order as scenarios: test
+        override for the persona > for all > the persona's own > the configured default. A cancel
+        before a card is chosen has no persona."""
+        if persona is not None and persona in self._style_by_persona:
+            return self._style_by_persona[persona]
+        return self._style_everyone or persona_default or self.callback_style_default
 
     def _override(self, persona: str) -> Override | None:
         return self._by_persona.get(persona) or self._everyone

@@ -20,7 +20,7 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from sandbox.clock import Clock, ManualClock, SystemClock
-from sandbox.personas import ALL_PERSONA_DIRS, load_personas
+from sandbox.personas import ALL_PERSONA_DIRS, CallbackStyle, load_personas
 from sandbox.portal import Portal, ServiceRegistration, Timing
 from sandbox.scenarios import Scenario, ScenarioBook
 from sandbox.tls import TlsFiles, browser_server_context, create_test_pki, server_context
@@ -161,6 +161,7 @@ class SandboxServer:
         timing: Timing | None = None,
         clock: Clock | None = None,
         default_scenario: Scenario = Scenario.NORMAL,
+        callback_style: CallbackStyle | None = None,
         personas_dirs: tuple[Path, ...] = ALL_PERSONA_DIRS,
     ) -> None:
         self.deterministic = deterministic
@@ -172,7 +173,7 @@ class SandboxServer:
             load_personas(*personas_dirs),
             self.clock,
             timing=timing or (DETERMINISTIC_TIMING if deterministic else Timing()),
-            scenarios=ScenarioBook(default_scenario),
+            scenarios=ScenarioBook(default_scenario, callback_style=callback_style),
             send_notice=post_json,
         )
         # The browser side is plain HTTP locally (the resident's browser would not trust the test

@@ -15,6 +15,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, redirect, render_template, request
 
 from sandbox.clock import ManualClock
+from sandbox.personas import CALLBACK_STYLES
 from sandbox.portal import (
     ApiAnswer,
     BrowserOutcome,
@@ -152,21 +153,38 @@ def history_json() -> Any:
 
 @app_side.post("/sandbox/scenario")
 def set_scenario() -> Any:
+    """``{scenario?, callback_style?, persona?, times?}``: at least one of scenario and callback_style."""
     body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        return _json(400, {"error": "JSON object expected: {scenario, persona?, times?}"})
-    try:
-        scenario = Scenario(str(body.get("scenario")))
-    except ValueError:
-        return _json(400, {"error": f"unknown scenario; known: {[s.value for s in Scenario]}"})
+    if not isinstance(body, dict) or ("scenario" not in body and "callback_style" not in body):
+        return _json(400, {"error": "JSON object expected: {scenario?, callback_style?, persona?, times?}"})
+    scenario = None
+    if "scenario" in body:
+        try:
+            scenario = Scenario(str(body.get("scenario")))
+        except ValueError:
+            return _json(400, {"error": f"unknown scenario; known: {[s.value for s in Scenario]}"})
+    style = body.get("callback_style")
+    if style is not None and style not in CALLBACK_STYLES:
+        return _json(400, {"error": f"callback_style must be one of {list(CALLBACK_STYLES)}"})
     times = body.get("times")
     if times is not None and (not isinstance(times, int) or times < 1):
         return _json(400, {"error": "times must be a positive integer"})
-    try:
-        portal().set_scenario(scenario, persona=body.get("persona"), times=times)
-    except KeyError:
+    persona = body.get("persona")
+    if persona is not None and persona not in portal().personas:
         return _json(400, {"error": "unknown persona"})
-    return _json(200, {"scenario": scenario.value, "persona": body.get("persona"), "times": times})
+    if scenario is not None:
+        portal().set_scenario(scenario, persona=persona, times=times)
+    if style is not None:
+        portal().set_callback_style(style, persona=persona)
+    return _json(
+        200,
+        {
+            "scenario": scenario.value if scenario else None,
+            "callback_style": style,
+            "persona": persona,
+            "times": times,
+        },
+    )
 
 
 @app_side.post("/sandbox/reset")
