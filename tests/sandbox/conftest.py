@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from sandbox.clock import ManualClock
-from sandbox.personas import load_personas
+from sandbox.personas import ALL_PERSONA_DIRS, load_personas
 from sandbox.portal import ApiAnswer, ConsentPage, Portal, Redirect, ServiceRegistration, SignInPage, Timing
 from sandbox.scenarios import ScenarioBook
 
@@ -69,7 +69,7 @@ def make_portal(clock: ManualClock, receiver: NoticeReceiver) -> Callable[..., P
     def build(timing: Timing = ZERO) -> Portal:
         return Portal(
             (LOCAL_TAX_SERVICE, VACCINATION_SERVICE),
-            load_personas(),
+            load_personas(*ALL_PERSONA_DIRS),
             clock,
             timing=timing,
             scenarios=ScenarioBook(),
