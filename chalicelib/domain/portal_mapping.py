@@ -114,6 +114,9 @@ class PortalMapping(_Strict):
 
     @model_validator(mode="after")
     def _fits_the_records(self) -> PortalMapping:
+        missing = sorted(set(RECORD_MODELS) - set(self.datasets))
+        if missing:  # every dataset a partner may register a purpose for must be readable
+            raise ValueError(f"no mapping for dataset {', '.join(missing)}")
         seen: dict[str, str] = {}
         for dataset_id, spec in self.datasets.items():
             for key in (*spec.names, *((spec.code,) if spec.code else ())):
