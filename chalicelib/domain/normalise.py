@@ -37,7 +37,13 @@ from pydantic import ValidationError
 from chalicelib.domain.datasets import DatasetId
 from chalicelib.domain.errors import ErrorCategory, RelayError
 from chalicelib.domain.individual_number import contains_individual_number
-from chalicelib.domain.portal_mapping import DatasetSpec, FieldSpec, PortalMapping, default_mapping
+from chalicelib.domain.portal_mapping import (
+    PATH_SEPARATOR,
+    DatasetSpec,
+    FieldSpec,
+    PortalMapping,
+    default_mapping,
+)
 from chalicelib.domain.records import (
     MAX_AMOUNT,
     MAX_TEXT_LENGTH,
@@ -629,3 +635,56 @@ def converters(mapping: PortalMapping) -> Mapping[DatasetId, Mapping[str, Conver
 
 
 CONVERTERS: Final[Mapping[DatasetId, Mapping[str, Converter]]] = converters(default_mapping())
+
+
+@dataclass(frozen=True)
+class DatasetSurvey:
+    """One dataset entry of a result, by NAMES only (for ``relayctl portal check-mapping``): its key,
+    the dataset the mapping makes of it (None: unknown), how many records it holds, and how many
+    values sit at each path, with the paths the mapping does not know."""
+
+    key: str
+    dataset: DatasetId | None
+    records: int
+    paths: Mapping[str, int]
+    unmapped: tuple[str, ...]
+
+
+def survey(
+    self_personal_data: str, *, mapping: PortalMapping | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+) -> tuple[DatasetSurvey, ...]:
+    """The names and counts of a result under ``mapping``, after the Individual Number guard (a key
+    holding a number is gone before anything is named); ``MalformedResult`` as ``normalise``."""
+    mapping = mapping or default_mapping()
+    _check_size(self_personal_data, max_bytes)
+    document = _decode(self_personal_data)
+    if isinstance(document, str):
+        _check_size(document, max_bytes)
+        document = _decode(document)
+    document = _scrub(document, _Tally(), 0)
+    found: list[DatasetSurvey] = []
+    for index, (_, datasets) in enumerate(_entries(document)):
+        for position, (key, value) in enumerate(datasets.items()):
+            where = f"selfPersonalData[{index}] dataset {position}"
+            dataset_id = mapping.dataset_of(key)
+            raws = _raw_records(value, where) if dataset_id is not None else []
+            counts: dict[str, int] = {}
+            for number, raw in enumerate(raws):
+                for path, values in _leaves(raw, f"{where} record {number}").items():
+                    name = PATH_SEPARATOR.join(path)
+                    counts[name] = counts.get(name, 0) + len(values)
+            known = (
+                {path for spec in mapping.datasets[dataset_id].fields.values() for path in spec.paths}
+                if dataset_id is not None
+                else set()
+            )
+            found.append(
+                DatasetSurvey(
+                    key=key,
+                    dataset=dataset_id,
+                    records=len(raws) if dataset_id is not None else _count_records(value),
+                    paths=MappingProxyType(counts),
+                    unmapped=tuple(sorted(name for name in counts if name not in known)),
+                )
+            )
+    return tuple(found)
