@@ -226,14 +226,19 @@ def remove_field(record: Any, paths: tuple[str, ...]) -> bool:
     """Remove the top-level member a required field is written under (required fields are at the
     top level in the shipped mapping), in either representation of the record."""
     tops = {path.split("/")[0] for path in paths}
+    # Two unknown fields take its place: a record left with one member would be a single-key object,
+    # which beside other single-key records reads as part of one record spread over an array.
+    filler = {"備考": "メモ", "摘要": "メモ"}
     if isinstance(record, dict):
         found = [key for key in record if key in tops]
         for key in found:
             del record[key]
+        record.update(filler)
         return bool(found)
     found_items = [item for item in record if next(iter(item)) in tops]
     for item in found_items:
         record.remove(item)
+    record.extend({key: value} for key, value in filler.items())
     return bool(found_items)
 
 
