@@ -18,7 +18,7 @@ from chalicelib.domain.normalise import MalformedResult, UnreadableResult, norma
 from chalicelib.domain.portal_mapping import MappingError, PortalMapping, load_mapping
 
 MAX_SAMPLE_BYTES = 8_000_000
-DATASET_IDS: tuple[str, ...] = get_args(DatasetId)
+DATASET_IDS: tuple[DatasetId, ...] = get_args(DatasetId)
 
 
 class CheckError(RuntimeError):
@@ -93,7 +93,7 @@ def sample_report(data: str, mapping: PortalMapping) -> dict[str, Any]:
     outcomes: list[dict[str, Any]] = []
     for dataset_id in DATASET_IDS:
         try:
-            result = normalise(data, dataset=dataset_id, mapping=mapping, max_bytes=MAX_SAMPLE_BYTES)  # type: ignore[arg-type]
+            result = normalise(data, dataset=dataset_id, mapping=mapping, max_bytes=MAX_SAMPLE_BYTES)
         except UnreadableResult as refused:
             outcomes.append(
                 {
