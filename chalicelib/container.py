@@ -238,6 +238,7 @@ class Container:
     def delivery(self) -> DeliveryService:
         from chalicelib.adapters.webhooks import HttpWebhookSender
         from chalicelib.domain.delivery import DeliveryConfig, DeliveryService
+        from chalicelib.domain.portal_mapping import load_mapping
         from chalicelib.telemetry import record_metric
 
         issuer = self.authorization_config.issuer
@@ -246,6 +247,7 @@ class Container:
                 issuer=issuer,
                 self_info_url=f"{issuer}/v1/self-info",
                 max_result_bytes=self.settings.max_result_bytes,
+                mapping=load_mapping(self.settings.portal_mapping_file),
             ),
             store=self.state_store,
             partners=self.partners,

@@ -92,6 +92,13 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='Approved portal service per dataset: {"local_tax": "SP########_AA####", ...}',
     )
+    portal_mapping_file: str | None = Field(
+        default=None,
+        description=(
+            "Path of the portal mapping (dataset names, field paths, types, required fields; JSON);"
+            " unset: the shipped chalicelib/mapping/portal-mapping.json. Validated at start-up."
+        ),
+    )
     portal_connect_timeout_s: float = Field(default=3.0, gt=0, le=10)
     portal_read_timeout_s: float = Field(default=10.0, gt=0, le=30)
 
@@ -122,6 +129,7 @@ class Settings(BaseSettings):
         "portal_client_key",
         "portal_ca_bundle",
         "portal_client_secret_id",
+        "portal_mapping_file",
         mode="before",
     )
     @classmethod
@@ -176,6 +184,15 @@ class Settings(BaseSettings):
                 " credentials come only from the Secrets Manager secret named by"
                 " portal_client_secret_id (RELAY_PORTAL_CLIENT_SECRET_ID), never from a file"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _portal_mapping_is_usable(self) -> Settings:
+        # A broken mapping would fail every flow as unreadable: refuse to start instead, naming the
+        # setting (RELAY_PORTAL_MAPPING_FILE) and the problem.
+        from chalicelib.domain.portal_mapping import load_mapping
+
+        load_mapping(self.portal_mapping_file)  # MappingError is a ValueError: a SettingsError
         return self
 
     @property

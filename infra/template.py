@@ -527,6 +527,16 @@ def alarms(spec: StageDeployment) -> dict[str, Any]:
             statistic="Sum",
             threshold=1,
         ),
+        "UnreadableResultAlarm": _alarm(
+            "A portal result could not be read (result.unreadable): the portal mapping"
+            " (RELAY_PORTAL_MAPPING_FILE) no longer fits what the portal sends; results_unreadable"
+            " names the dataset and the path",
+            namespace=METRICS_NAMESPACE,
+            metric="flows_failed",
+            dimensions=[*relay, {"Name": "reason", "Value": "result.unreadable"}],
+            statistic="Sum",
+            threshold=1,
+        ),
         "WebhooksFailingAlarm": _alarm(
             "Ten or more webhook sends failed (and will be retried) within 5 minutes",
             namespace=METRICS_NAMESPACE,

@@ -358,7 +358,8 @@ class RelayClient:
 
     def verify_webhook(self, body: str | bytes) -> dict[str, Any]:
         """Verify a webhook body (a JWS, ``typ=myna-relay-event+jwt``) and return its ``event``
-        (``id``, ``type``, ``delivery_id``, ``occurred_at``). Process each event ``id`` once."""
+        (``id``, ``type``, ``delivery_id``, ``occurred_at``; a ``delivery.failed`` the relay could not
+        read also ``reason``: ``"unreadable_result"``). Process each event ``id`` once."""
         claims = self._verified_claims(body, expected_typ=WEBHOOK_TYPE)
         event = claims.get("event")
         if not isinstance(event, dict) or not isinstance(event.get("type"), str):

@@ -49,7 +49,8 @@ class CallbackMismatch(RelayError):
 
 class DeliveryGone(RelayError):
     """``410``: nothing to pick up (any more). ``check`` says why: ``delivery.picked_up``,
-    ``delivery.expired``, ``delivery.failed``, ``delivery.revoked`` or ``delivery.cancelled``."""
+    ``delivery.expired``, ``delivery.failed``, ``delivery.unreadable_result`` (the portal answered
+    with data the relay could not read: not "no data"), ``delivery.revoked`` or ``delivery.cancelled``."""
 
     def __init__(self, check: str | None, problem: dict[str, Any] | None = None) -> None:
         super().__init__(f"delivery gone: {check}", status=410, check=check, problem=problem)

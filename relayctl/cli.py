@@ -1,4 +1,4 @@
-"""``python -m relayctl``: the operator's tool for partners and the audit log.
+"""``python -m relayctl``: the operator's tool for partners, the audit log and the portal mapping.
 
 Every partner command validates with the same domain rules as the service and changes DynamoDB
 with one conditional write, so a refused command leaves nothing half-written (``purge-deliveries``
@@ -84,6 +84,22 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--lang", choices=["ja", "en"], help="this language only (default: both)")
     preview.add_argument("--out", required=True, metavar="DIR", help="where to write the pages")
     preview.add_argument("--no-png", action="store_true", help="write the HTML only (no Chromium needed)")
+
+    portal = groups.add_parser("portal", help="the portal mapping (names, paths, types) the relay reads with")
+    portal_commands = portal.add_subparsers(dest="command", required=True)
+    check = portal_commands.add_parser(
+        "check-mapping",
+        help="validate a portal mapping and show what a sample result yields (names and counts, no values)",
+    )
+    check.add_argument(
+        "file", metavar="FILE", help="a portal mapping (JSON), e.g. chalicelib/mapping/portal-mapping.json"
+    )
+    check.add_argument(
+        "--sample",
+        metavar="RESULT.json",
+        help="an IF001-06 answer, its selfPersonalData string, or the decoded list; needs no AWS",
+    )
+    check.add_argument("--json", action="store_true", help="the report as JSON")
 
     audit = groups.add_parser("audit", help="verify, checkpoint and export the audit log")
     audit_commands = audit.add_subparsers(dest="command", required=True)
@@ -178,10 +194,23 @@ def summary(record: PartnerRecord) -> dict[str, Any]:
 def run(args: argparse.Namespace, out: TextIO, stdin: TextIO, err: TextIO = sys.stderr) -> None:
     if args.group == "audit":
         run_audit(args, out, err)
+    elif args.group == "portal":
+        run_portal(args, out)
     elif args.command == "preview":
         run_preview(args, out, stdin, err)
     else:
         run_partners(args, out, stdin)
+
+
+def run_portal(args: argparse.Namespace, out: TextIO) -> None:
+    from relayctl.portal import CheckError, check_mapping
+
+    try:
+        usable = check_mapping(args.file, args.sample, out, as_json=args.json)
+    except CheckError as exc:
+        raise CommandError(str(exc)) from None
+    if not usable:
+        raise CommandError("under this mapping the sample would fail a flow (see above)")
 
 
 def run_partners(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:

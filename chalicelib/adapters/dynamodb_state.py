@@ -655,6 +655,7 @@ class DynamoStateStore:
             "due_shard": _s(due_shard(event.event_id)),
             "due_at": _n(epoch(event.next_due_at)),
             "expires_at": _n(epoch(event.occurred_at) + 86_400),
+            **({"reason": _s(event.reason)} if event.reason else {}),
         }
 
     def finish(
@@ -768,6 +769,7 @@ class DynamoStateStore:
             occurred_at=datetime.fromtimestamp(int(item["occurred_at"]["N"]), UTC),
             next_due_at=datetime.fromtimestamp(int(item["due_at"]["N"]), UTC),
             attempts=int(item["attempts"]["N"]),
+            reason=item["reason"]["S"] if "reason" in item else None,
         )
 
     def webhook_attempted(

@@ -28,7 +28,7 @@ from chalicelib.domain.errors import (
 )
 from chalicelib.domain.flow import Flow, FlowStatus, fingerprint, flow_id_of, new_secret
 from chalicelib.domain.minimise import release
-from chalicelib.domain.normalise import MalformedResult, normalise
+from chalicelib.domain.normalise import MalformedResult, UnreadableResult, normalise
 from chalicelib.domain.oauth.credentials import credentials
 from chalicelib.domain.oauth.dpop import MAX_AGE, MAX_FUTURE, verify_dpop_proof
 from chalicelib.domain.oauth.errors import InvalidDpopProof, InvalidToken
@@ -43,11 +43,16 @@ from chalicelib.domain.portal import (
     PortalUnavailable,
     ResultPending,
 )
+from chalicelib.domain.portal_mapping import PortalMapping
 from chalicelib.domain.ports import Clock, Envelope, MetricsSink, Signer, SignerSource
 from chalicelib.domain.registry import PartnerRegistry
 from chalicelib.domain.sealing import seal, sign_jwt
 
 WebhookType = Literal["delivery.ready", "delivery.failed", "delivery.expired", "consent.revoked"]
+# The failures a partner is told by name (the webhook's ``reason``, the pickup's 410 ``check``), by
+# failure_reason: "the relay could not read what the portal sent" is not "the portal has no data"
+# (a success with no records) and must not look like a portal outage either.
+PARTNER_FAILURE_REASONS: Final[dict[str, str]] = {"result.unreadable": "unreadable_result"}
 MAX_DELIVERY_BYTES = 350_000  # DynamoDB items stop at 400 KB; a sealed payload never comes close
 DUE_SHARDS = 8
 
@@ -88,6 +93,8 @@ class WebhookEvent:
     occurred_at: datetime
     next_due_at: datetime
     attempts: int = 0
+    # why a delivery failed, for the reasons a partner is told (PARTNER_FAILURE_REASONS); else None
+    reason: str | None = None
 
 
 class DueItem(NamedTuple):
@@ -187,6 +194,7 @@ class DeliveryConfig:
     webhook_max_attempts: int = 5
     retry_after_s: int = 5
     max_result_bytes: int = 2_000_000
+    mapping: PortalMapping | None = None  # None: the shipped portal mapping
 
 
 class DeliveryGone(RelayError):
@@ -408,8 +416,16 @@ class DeliveryService:
             return self._fail(flow, "partner.unavailable", fresh, partner=partner)
         try:
             normalised = normalise(
-                self_personal_data, dataset=flow.dataset, max_bytes=self.config.max_result_bytes
+                self_personal_data,
+                dataset=flow.dataset,
+                max_bytes=self.config.max_result_bytes,
+                mapping=self.config.mapping,
             )
+        except UnreadableResult as error:
+            # For the operator: which dataset and which field of the mapping (or "dataset": none
+            # recognised), never a value. The mapping, not the portal, is what to check first.
+            self._metric("results_unreadable", 1, dataset=error.dataset, path=error.path)
+            return self._fail(flow, "result.unreadable", fresh, partner=partner)
         except MalformedResult as error:
             reason = f"result.{(error.check or 'malformed').removeprefix('result.')}"
             return self._fail(flow, reason, fresh, partner=partner)
@@ -492,7 +508,9 @@ class DeliveryService:
         after = flow.moved_to(
             FlowStatus.FAILED, now=now, failure_reason=reason, portal_token_ciphertext=None, next_due_at=None
         )
-        event = self._webhook(partner, "delivery.failed", flow, now)
+        event = self._webhook(
+            partner, "delivery.failed", flow, now, reason=PARTNER_FAILURE_REASONS.get(reason)
+        )
         self._store.finish(
             flow,
             after,
@@ -542,7 +560,13 @@ class DeliveryService:
     # -- webhooks --------------------------------------------------------------------------------
 
     def _webhook(
-        self, partner: Partner | None, kind: WebhookType, flow: Flow, now: datetime
+        self,
+        partner: Partner | None,
+        kind: WebhookType,
+        flow: Flow,
+        now: datetime,
+        *,
+        reason: str | None = None,
     ) -> WebhookEvent | None:
         """The outbox event for a change, if the partner is there, enabled and has a webhook."""
         url = webhook_url_of(partner)
@@ -556,6 +580,7 @@ class DeliveryService:
             delivery_id=flow.flow_id,
             occurred_at=now,
             next_due_at=now,
+            reason=reason,
         )
 
     def _deliver_webhook(self, event_id: str) -> str:
@@ -586,6 +611,7 @@ class DeliveryService:
                     "type": event.type,
                     "delivery_id": event.delivery_id,
                     "occurred_at": event.occurred_at.isoformat(),
+                    **({"reason": event.reason} if event.reason else {}),
                 },
             },
             signer=self._event_signers.current(),
@@ -653,6 +679,9 @@ class DeliveryService:
             spend(self._replay, [proof_jti])
         if flow.status in (FlowStatus.AT_PORTAL, FlowStatus.RETRIEVING):
             return Pending(self.config.retry_after_s)
+        if flow.status is FlowStatus.FAILED and flow.failure_reason in PARTNER_FAILURE_REASONS:
+            named = PARTNER_FAILURE_REASONS[flow.failure_reason]
+            raise DeliveryGone(f"the delivery failed: {named}", check=f"delivery.{named}")
         if flow.status is not FlowStatus.READY:
             raise DeliveryGone(f"the delivery is {flow.status.value}", check=f"delivery.{flow.status.value}")
         # The handover happens once the flow is seen ready, not when the request arrived: a seal

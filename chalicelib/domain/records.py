@@ -30,6 +30,8 @@ TaxationStatus = Literal["taxable", "non_taxable", "per_capita_only", "undeclare
 MAX_AMOUNT = 10**15 - 1
 
 Yen = Annotated[int, Field(ge=0, le=MAX_AMOUNT)]
+# Business income (事業所得) is a loss when expenses exceed revenue; the portal may write it with △.
+SignedYen = Annotated[int, Field(ge=-MAX_AMOUNT, le=MAX_AMOUNT)]
 Count = Annotated[int, Field(ge=0, le=MAX_AMOUNT)]
 FiscalYear = Annotated[int, Field(ge=1000, le=9999)]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT_LENGTH)]
@@ -58,7 +60,7 @@ class LocalTaxRecord(PortalRecord):  # 地方税関係情報
     salary_revenue: Yen | None = None
     salary_income: Yen | None = None
     public_pension_revenue: Yen | None = None
-    business_income: Yen | None = None
+    business_income: SignedYen | None = None
     total_income: Yen | None = None
     total_income_etc: Yen | None = None
     social_insurance_deduction: Yen | None = None

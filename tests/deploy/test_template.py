@@ -274,6 +274,7 @@ def test_alarms_watch_5xx_poller_lag_webhooks_and_the_scheduled_functions(
         ("AWS/ApiGateway", "5XXError"),
         ("MynaRelay", "poller_lag"),
         ("MynaRelay", "webhooks_failed"),
+        ("MynaRelay", "flows_failed"),
         ("AWS/Lambda", "Errors"),
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
     }
@@ -289,6 +290,8 @@ def test_alarms_watch_5xx_poller_lag_webhooks_and_the_scheduled_functions(
         "PollerLagAlarm": relay,
         "WebhooksAbandonedAlarm": [*relay, {"Name": "outcome", "Value": "abandoned"}],
         "WebhooksFailingAlarm": [*relay, {"Name": "outcome", "Value": "retry"}],
+        # one result the mapping could not read: as the delivery emits it (test_unreadable_result)
+        "UnreadableResultAlarm": [*relay, {"Name": "reason", "Value": "result.unreadable"}],
     }
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"] == {
@@ -333,9 +336,10 @@ def test_nothing_secret_or_local_is_in_the_template_or_the_zip(
     # Chalice ships only its small runtime module with the app, never the CLI or the local server
     assert {n for n in names if n.startswith("chalice/")} == {"chalice/__init__.py", "chalice/app.py"}
     with zipfile.ZipFile(packaged_dirs[stage] / "deployment.zip") as archive:
-        assert not [
+        # the one JSON file shipped is the portal mapping, read at start-up (docs/portal-mapping.md)
+        assert [
             n for n in archive.namelist() if n.startswith("chalicelib/") and n.endswith((".pyc", ".json"))
-        ]
+        ] == ["chalicelib/mapping/portal-mapping.json"]
 
 
 def test_only_dev_and_prod_can_be_packaged(tmp_path: Path) -> None:

@@ -151,7 +151,9 @@ def with_a_number(
     holder = draw(plain_words) + spelled + draw(plain_words)
     changed = json.loads(json.dumps(document))
     if place == "municipality":
-        entry = {holder: {draw(st.sampled_from(BOTH)): [{"課税年度": "2026", "医師名": "花"}]}}
+        # a record readable as either dataset (each reads the other's labels as unknown fields)
+        record = {"課税年度": "2026", "予防接種の種類": "BCG", "接種日": "20260101", "医師名": "花"}
+        entry = {holder: {draw(st.sampled_from(BOTH)): [record]}}
         changed.insert(draw(st.integers(min_value=0, max_value=len(changed))), entry)
         return changed
     assume(changed)

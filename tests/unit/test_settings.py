@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from chalicelib.settings import SettingsError, get_settings
@@ -206,3 +208,37 @@ def test_a_secret_id_that_is_not_an_id_names_its_setting(stage, monkeypatch: pyt
     # THEN they are refused, naming the setting
     with pytest.raises(SettingsError, match="portal_client_secret_id"):
         get_settings()
+
+
+def test_the_shipped_portal_mapping_is_used_when_none_is_named(
+    stage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stage("prod")
+    monkeypatch.delenv("RELAY_PORTAL_MAPPING_FILE", raising=False)
+    assert get_settings().portal_mapping_file is None
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "cannot read"),
+        ("{", "is not JSON"),
+        (
+            '{"version": 1, "datasets": {"local_tax": {"names": [], "fields": {}}}}',
+            "is not a valid portal mapping",
+        ),
+        ('{"version": 2, "datasets": {}}', "version"),
+    ],
+    ids=["missing", "not-json", "empty-dataset", "wrong-version"],
+)
+def test_a_broken_portal_mapping_stops_start_up_naming_the_setting(
+    stage, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, content: str | None, problem: str
+) -> None:
+    path = tmp_path / "mapping.json"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    stage("prod")
+    monkeypatch.setenv("RELAY_PORTAL_MAPPING_FILE", str(path))
+    with pytest.raises(SettingsError, match="RELAY_PORTAL_MAPPING_FILE") as caught:
+        get_settings()
+    assert problem in str(caught.value)
