@@ -213,7 +213,10 @@ class Container:
 
     @cached_property
     def authorization(self) -> AuthorizationService:
-        from chalicelib.adapters.mynaportal_inferred import classify_authorization_error
+        from chalicelib.adapters.mynaportal_inferred import (
+            classify_callback_error,
+            classify_callback_state,
+        )
         from chalicelib.domain.authorization import AuthorizationService
 
         return AuthorizationService(
@@ -224,7 +227,8 @@ class Container:
             portal=self.portal,
             envelope=self.envelope,
             clock=self.clock,
-            classify_portal_error=classify_authorization_error,
+            classify_portal_error=classify_callback_error,
+            classify_portal_state=classify_callback_state,
         )
 
     @cached_property

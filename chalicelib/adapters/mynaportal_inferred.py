@@ -47,6 +47,34 @@ def classify_authorization_error(error: str) -> AuthorizationRefusal:
     return _REFUSALS.get(error, "other")
 
 
+# [O] What a working integration reads literally at the callback (the parameter names the portal
+# really uses are not visible): the resident's cancel comes as ``code=access_denied`` with the
+# state, an expired user-certificate as ``state=Certificate expired``: the state REPLACED by that
+# text, so the flow cannot be found by it (the callback then finds it by the browser binding).
+CODE_USER_CANCELLED: Final = "access_denied"
+STATE_CERTIFICATE_EXPIRED: Final = "Certificate expired"
+_STATE_REFUSALS: Final[dict[str, AuthorizationRefusal]] = {
+    STATE_CERTIFICATE_EXPIRED: "certificate_expired",
+}
+
+
+def classify_callback_error(error: str | None, code: str | None) -> AuthorizationRefusal | None:
+    """IF001-02 with a usable state: the refusal the callback reports, or None for a code to
+    exchange. An OAuth-style ``error`` (any value: an unknown one is ``"other"``) or the observed
+    ``code=access_denied`` (never exchanged as if it were a code)."""
+    if error is not None:
+        return classify_authorization_error(error)
+    if code == CODE_USER_CANCELLED:
+        return "cancelled"
+    return None
+
+
+def classify_callback_state(state: str) -> AuthorizationRefusal | None:
+    """IF001-02: the refusal a ``state`` replaced by the portal's error text reports (observed:
+    ``Certificate expired``), or None for any other value."""
+    return _STATE_REFUSALS.get(state)
+
+
 # -- Telegrams (IF001-04..06) ----------------------------------------------------------------------
 # [O] the telegram types we send: request (IF001-04), notice answer (IF001-05), result (IF001-06).
 REQUEST_TELEGRAM: Final = "IFA0301-R01"

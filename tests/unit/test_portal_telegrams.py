@@ -156,3 +156,34 @@ def test_plain_http_is_refused_for_a_portal_endpoint_off_loopback() -> None:
             request_url="https://sp-test.api.myna.go.jp/online-resource-web/request",
             result_url="https://sp-test.api.myna.go.jp/online-resource-web/result",
         )
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "refusal"),
+    [
+        (None, "access_denied", "cancelled"),  # observed: the cancel where the code would be
+        ("access_denied", None, "cancelled"),  # the OAuth form
+        ("access_denied", "real-code", "cancelled"),  # an error wins over a code
+        ("certificate_expired", None, "certificate_expired"),
+        ("server_error", None, "other"),
+        ("", None, "other"),
+        (None, "real-code", None),  # a code to exchange
+        (None, None, None),
+    ],
+)
+def test_the_callback_error_is_classified(error: str | None, code: str | None, refusal: str | None) -> None:
+    assert inferred.classify_callback_error(error, code) == refusal
+
+
+@pytest.mark.parametrize(
+    ("state", "refusal"),
+    [
+        ("Certificate expired", "certificate_expired"),  # observed, literally
+        ("certificate expired", None),
+        ("Certificate expired ", None),
+        ("access_denied", None),
+        ("AbCdEfGhIjKlMnOpQrStUv.x", None),
+    ],
+)
+def test_a_state_replaced_by_the_portals_error_text_is_classified(state: str, refusal: str | None) -> None:
+    assert inferred.classify_callback_state(state) == refusal
