@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     )
     portal_services: dict[str, str] = Field(
         default_factory=dict,
-        description='Approved portal service per dataset: {"local_tax": "SP########_AA####", ...}',
+        description='Approved portal service per dataset: {"local_tax": "SP########_XX####", ...}',
     )
     portal_connect_timeout_s: float = Field(default=3.0, gt=0, le=10)
     portal_read_timeout_s: float = Field(default=10.0, gt=0, le=30)
@@ -128,6 +128,21 @@ class Settings(BaseSettings):
     def _blank_is_none(cls, value: object) -> object:
         # An environment variable set to "" (an unset template parameter) means "not configured".
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("portal_services")
+    @classmethod
+    def _portal_service_ids(cls, services: dict[str, str]) -> dict[str, str]:
+        # Checked when the service starts, not at the callback: a wrong id would otherwise surface
+        # only after a resident had signed in at the portal.
+        from chalicelib.adapters.mynaportal_inferred import CLIENT_ID_FORM, is_client_id
+
+        for dataset, service_id in services.items():
+            if not is_client_id(service_id):
+                raise ValueError(
+                    f"portal_services[{dataset!r}] (RELAY_PORTAL_SERVICES) is {service_id[:40]!r},"
+                    f" not a Mynaportal service id of the form {CLIENT_ID_FORM}"
+                )
+        return services
 
     @model_validator(mode="after")
     def _endpoint_matches_stage(self) -> Settings:

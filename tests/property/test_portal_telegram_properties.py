@@ -63,8 +63,11 @@ CLIENT_ID = "SP00000001_AA0001"
 REDIRECT_URI = "http://127.0.0.1:8000/portal/callback"
 HEADER_SAFE = re.compile(r"[\x21-\x7e]{1,4096}")
 SAFE_OAUTH_ERROR = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+# the portal's client_id: SP, 8 provider digits, _, the service id (2 capital letters, 4 digits)
+WELL_FORMED_CLIENT_ID = r"SP[0-9]{8}_[A-Z]{2}[0-9]{4}"
 REFUSED_ARGUMENT = (
-    r"^(client_id is not of the form SP########_AA####|access_token is not a header-safe Bearer token)$"
+    rf"^(client_id is not of the form {re.escape(relay_inferred.CLIENT_ID_FORM)}"
+    r"|access_token is not a header-safe Bearer token)$"
 )
 NOW = datetime(2026, 11, 27, 0, 0, tzinfo=UTC)  # the sandbox's manual clock starts here
 HEADER_FIELDS = ("telegramId", "telegramType", "mode", "processId", "errorCode")
@@ -221,7 +224,7 @@ def test_any_token_answer_is_a_token_or_a_named_portal_error(status: int, body: 
 
 @settings(PROPERTY, max_examples=100)
 @given(
-    st.from_regex(r"SP[0-9]{8}_AA[0-9]{4}", fullmatch=True),
+    st.from_regex(WELL_FORMED_CLIENT_ID, fullmatch=True),
     st.dates(min_value=date(2000, 1, 1), max_value=date(2099, 12, 31)),
     st.datetimes(min_value=datetime(2001, 1, 1), max_value=datetime(2098, 12, 31), timezones=st.timezones()),
 )
@@ -259,15 +262,17 @@ def test_every_request_telegram_the_client_sends_is_one_the_sandbox_reads(
 
 
 @settings(PROPERTY, max_examples=100)
-@given(st.text(max_size=24) | st.from_regex(r"SP[0-9]{8}_AA[0-9]{4}", fullmatch=True), st.text(max_size=24))
+@given(st.text(max_size=24) | st.from_regex(WELL_FORMED_CLIENT_ID, fullmatch=True), st.text(max_size=24))
 @example("SP00000001_AA0001", "secret\r\nX-Injected: 1")
 @example("SP0000000１_AA0001", "t0ken")  # found by this property: \d also matched full-width digits
 @example("SP0000000١_AA0001", "t0ken")  # and Arabic-Indic ones
+@example("SP00000001_ＡＢ0001", "t0ken")  # full-width letters are no service id either
+@example("SP00000001_ab0001", "t0ken")
 def test_a_malformed_client_id_or_token_is_refused_before_anything_is_sent(
     client_id: str, token: str
 ) -> None:
     client, pool, _ = scripted_client(canned(500, b""))
-    well_formed = re.fullmatch(r"SP[0-9]{8}_AA[0-9]{4}", client_id) and HEADER_SAFE.fullmatch(token)
+    well_formed = re.fullmatch(WELL_FORMED_CLIENT_ID, client_id) and HEADER_SAFE.fullmatch(token)
     assume(not well_formed)  # the other properties cover what a well-formed call does
     with pytest.raises(ValueError, match=REFUSED_ARGUMENT):  # named, never quoting the token
         client.start_request(client_id=client_id, access_token=token, inquiry_date=date(2026, 1, 1), now=NOW)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from chalicelib.settings import SettingsError, get_settings
@@ -206,3 +208,31 @@ def test_a_secret_id_that_is_not_an_id_names_its_setting(stage, monkeypatch: pyt
     # THEN they are refused, naming the setting
     with pytest.raises(SettingsError, match="portal_client_secret_id"):
         get_settings()
+
+
+def test_a_real_portal_service_id_is_accepted(stage, monkeypatch: pytest.MonkeyPatch) -> None:
+    stage("dev")
+    services = '{"local_tax": "SP12345678_AB1234", "vaccination": "SP12345678_CD0001"}'
+    monkeypatch.setenv("RELAY_PORTAL_SERVICES", services)
+    assert get_settings().portal_services == {
+        "local_tax": "SP12345678_AB1234",
+        "vaccination": "SP12345678_CD0001",
+    }
+
+
+@pytest.mark.parametrize(
+    "service_id", ["SP12345678_ab1234", "SP1234567_AB1234", "12345678_AB1234", "SP12345678_AB12345", ""]
+)
+def test_a_malformed_portal_service_id_is_refused_at_load_naming_the_setting(
+    stage, monkeypatch: pytest.MonkeyPatch, service_id: str
+) -> None:
+    # refused when the service starts, not at the callback after the resident signed in
+    stage("dev")
+    monkeypatch.setenv(
+        "RELAY_PORTAL_SERVICES", json.dumps({"local_tax": "SP00000001_AA0001", "vaccination": service_id})
+    )
+    with pytest.raises(
+        SettingsError, match=r"portal_services\['vaccination'\] \(RELAY_PORTAL_SERVICES\)"
+    ) as refused:
+        get_settings()
+    assert "SP########_XX####" in str(refused.value)
