@@ -209,6 +209,7 @@ class Container:
             code_lifetime=timedelta(seconds=settings.authorization_code_lifetime_s),
             portal_state_lifetime=timedelta(seconds=settings.portal_state_lifetime_s),
             retrieval_deadline=timedelta(seconds=settings.retrieval_deadline_s),
+            portal_inquiry_date=settings.portal_fixed_inquiry_date,
         )
 
     @cached_property

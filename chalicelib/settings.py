@@ -13,6 +13,8 @@ credentials as file paths: there they come only from a Secrets Manager secret.
 from __future__ import annotations
 
 import os
+import re
+from datetime import date
 from functools import lru_cache
 from typing import Literal
 
@@ -27,6 +29,16 @@ LOOPBACK_STAGES: frozenset[str] = frozenset({"local", "test"})
 # A change to a partner (disabled, keys rotated) reaches every warm container within this many
 # seconds at most: the longest the per-container partner cache may keep a document.
 PARTNER_CACHE_MAX_TTL_S = 30
+
+
+def fixed_inquiry_date(value: str) -> date | None:
+    """``YYYYMMDD`` as a date; None for anything else (``today`` included)."""
+    if not re.fullmatch(r"\d{8}", value, re.ASCII):
+        return None
+    try:
+        return date(int(value[:4]), int(value[4:6]), int(value[6:]))
+    except ValueError:
+        return None
 
 
 class SettingsError(ValueError):
@@ -92,6 +104,13 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='Approved portal service per dataset: {"local_tax": "SP########_XX####", ...}',
     )
+    portal_inquiry_date: str = Field(
+        default="today",
+        description=(
+            "The IF001-04 point-in-time inquiry date: 'today' (Japan's date when the retrieval starts)"
+            " or a fixed YYYYMMDD, as integrations pin it for the portal's test environment"
+        ),
+    )
     portal_connect_timeout_s: float = Field(default=3.0, gt=0, le=10)
     portal_read_timeout_s: float = Field(default=10.0, gt=0, le=30)
 
@@ -143,6 +162,21 @@ class Settings(BaseSettings):
                     f" not a Mynaportal service id of the form {CLIENT_ID_FORM}"
                 )
         return services
+
+    @field_validator("portal_inquiry_date")
+    @classmethod
+    def _inquiry_date(cls, value: str) -> str:
+        if value != "today" and fixed_inquiry_date(value) is None:
+            raise ValueError(
+                f"portal_inquiry_date (RELAY_PORTAL_INQUIRY_DATE) is {value[:20]!r}: expected 'today'"
+                " or a date as YYYYMMDD (e.g. 20260101)"
+            )
+        return value
+
+    @property
+    def portal_fixed_inquiry_date(self) -> date | None:
+        """The pinned inquiry date, or None for Japan's date on the day of each retrieval."""
+        return fixed_inquiry_date(self.portal_inquiry_date)
 
     @model_validator(mode="after")
     def _endpoint_matches_stage(self) -> Settings:

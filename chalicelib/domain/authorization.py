@@ -20,7 +20,7 @@ import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Literal
 from urllib.parse import urlencode
 
@@ -166,6 +166,9 @@ class AuthorizationConfig:
     code_lifetime: timedelta
     portal_state_lifetime: timedelta
     retrieval_deadline: timedelta
+    # the IF001-04 inquiry date: None for Japan's date at the callback, or a date pinned per stage
+    # (integrations pin it for the portal's test environment, docs/mynaportal.md)
+    portal_inquiry_date: date | None = None
 
 
 @dataclass(frozen=True)
@@ -572,7 +575,7 @@ class AuthorizationService:
             process = self._portal.start_request(
                 client_id=flow.portal_client_id,
                 access_token=token.access_token,
-                inquiry_date=now.astimezone(JST).date(),
+                inquiry_date=self.config.portal_inquiry_date or now.astimezone(JST).date(),
                 now=now,
             )
         except PortalUnavailable:

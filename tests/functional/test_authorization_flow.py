@@ -4,6 +4,7 @@ DPoP-bound token. Relay on the Chalice test client with moto; portal on loopback
 from __future__ import annotations
 
 import json
+from datetime import date
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -261,3 +262,15 @@ def test_an_expired_certificate_in_place_of_the_state_finds_the_flow_by_the_brow
     again = journey.callback(urlencode({"state": "Certificate expired"}))
     assert again.status_code == 400
     assert "Location" not in again.headers
+
+
+def test_a_pinned_inquiry_date_is_the_one_the_retrieval_asks_for(
+    journey: Journey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a stage that pins the inquiry date, as integrations do for the portal's test environment
+    monkeypatch.setenv("RELAY_PORTAL_INQUIRY_DATE", "20260101")
+    # WHEN a resident goes through the portal
+    journey.to_partner_code()
+    # THEN the retrieval the portal started is for that date, not today's
+    (process,) = journey.sandbox.portal._processes.values()
+    assert process.inquiry_date == date(2026, 1, 1)

@@ -6,6 +6,7 @@ what is safe to repeat; what the sandbox builds comes through exactly."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -327,7 +328,11 @@ def test_any_request_answer_is_a_process_or_a_named_portal_error(data: st.DataOb
         assert status == 200
         assert all(type(header[name]) is str and len(header[name]) <= 256 for name in HEADER_FIELDS)
         assert (header["telegramId"], header["errorCode"]) == (sent[-1], "")
-        assert outcome == PortalProcess(telegram_id=sent[-1], process_id=header["processId"], mode="1")
+        # the answer's mode is reused (ours if it names none): a short plain token only
+        assert outcome == PortalProcess(
+            telegram_id=sent[-1], process_id=header["processId"], mode=header["mode"] or "1"
+        )
+        assert re.fullmatch(r"[0-9A-Za-z]{1,8}", outcome.mode)
         assert outcome.process_id
     elif isinstance(outcome, PortalRejected):
         said = answered_header(body).get("errorCode") if outcome.error_code else ""
@@ -360,13 +365,23 @@ def test_a_faithful_request_answer_gives_exactly_the_portals_process_id(
         return 200, dumps({"commonHeader": header}, ascii_only=ascii_only)
 
     client, pool, _ = scripted_client(respond)
-    process = client.start_request(
-        client_id=CLIENT_ID, access_token="t0ken", inquiry_date=date(2026, 11, 27), now=NOW
+    start = functools.partial(
+        client.start_request,
+        client_id=CLIENT_ID,
+        access_token="t0ken",
+        inquiry_date=date(2026, 11, 27),
+        now=NOW,
     )
-    # THEN the process is exactly the portal's, under our telegramId and mode
+    if mode and not re.fullmatch(r"[0-9A-Za-z]{1,8}", mode):
+        # a mode that could not be sent back as it came is an answer outside the interface
+        with pytest.raises(PortalProtocolError, match="mode"):
+            start()
+        return
+    process = start()
+    # THEN the process is exactly the portal's, under our telegramId and its mode (ours if none)
     ((_, sent),) = pool.calls
     assert process == PortalProcess(
-        telegram_id=json.loads(sent)["commonHeader"]["telegramId"], process_id=process_id, mode="1"
+        telegram_id=json.loads(sent)["commonHeader"]["telegramId"], process_id=process_id, mode=mode or "1"
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 
 import pytest
 
@@ -236,3 +237,22 @@ def test_a_malformed_portal_service_id_is_refused_at_load_naming_the_setting(
     ) as refused:
         get_settings()
     assert "SP########_XX####" in str(refused.value)
+
+
+def test_the_inquiry_date_is_today_unless_pinned(stage, monkeypatch: pytest.MonkeyPatch) -> None:
+    stage("dev")
+    assert get_settings().portal_inquiry_date == "today"
+    assert get_settings().portal_fixed_inquiry_date is None
+    monkeypatch.setenv("RELAY_PORTAL_INQUIRY_DATE", "20260101")  # as integrations pin the test environment
+    get_settings.cache_clear()
+    assert get_settings().portal_fixed_inquiry_date == date(2026, 1, 1)
+
+
+@pytest.mark.parametrize("value", ["yesterday", "2026-01-01", "20260230", "2026011", "２０２６０１０１", ""])
+def test_a_malformed_inquiry_date_is_refused_naming_the_setting(
+    stage, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    stage("dev")
+    monkeypatch.setenv("RELAY_PORTAL_INQUIRY_DATE", value)
+    with pytest.raises(SettingsError, match=r"portal_inquiry_date \(RELAY_PORTAL_INQUIRY_DATE\)"):
+        get_settings()
