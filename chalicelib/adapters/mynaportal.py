@@ -527,11 +527,22 @@ def _error_code(interface: str, answer: _HttpAnswer) -> str:
     raise _unexpected_status(interface, status)
 
 
+# [I] IF001-06 errorCodes taken as a definite failure of the retrieval: the sandbox's guesses (copied;
+# malformed telegram, token refused, unknown process, the intermediate server's error). Any other
+# code is unknown (the list is unpublished, docs/mynaportal.md): whether an early call is answered
+# "not yet" with some code is unknown too, so an unknown code is not definite and the poller asks
+# again until the deadline. (To move beside the other errorCodes in mynaportal_inferred.)
+RESULT_DEFINITE_ERRORS: Final = frozenset({"EE0001", "EE0002", "EE0004", "EE0100"})
+
+
 def _result(answer: _HttpAnswer, process: PortalProcess) -> ResultPending | ResultReady:
     """IF001-06: one answer to an outcome or a named error."""
     error_code = _error_code(IF_RESULT, answer)
     if error_code not in (inferred.ERROR_NONE, inferred.ERROR_STILL_PROCESSING):
-        raise _rejected(IF_RESULT, error_code, answer.status)
+        rejected = _rejected(IF_RESULT, error_code, answer.status)
+        # a 401 without a code is our token refused: definite as well
+        rejected.definite = error_code in RESULT_DEFINITE_ERRORS or not error_code
+        raise rejected
     if answer.status != 200:
         raise _unexpected_status(IF_RESULT, answer.status)
     if error_code == inferred.ERROR_STILL_PROCESSING:

@@ -345,6 +345,7 @@ def test_a_provider_error_code_is_a_rejection(sandbox: SandboxServer, sleeps: li
     with pytest.raises(PortalRejected) as rejected:
         client.fetch_result(access_token=token.access_token, process=process)
     assert (rejected.value.error_code, rejected.value.http_status) == ("EE0100", 200)
+    assert rejected.value.definite  # a known failure: the flow fails at once (an unknown code waits)
 
 
 def test_a_result_for_another_process_is_a_rejection(sandbox: SandboxServer, sleeps: list[float]) -> None:
