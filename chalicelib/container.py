@@ -209,11 +209,15 @@ class Container:
             code_lifetime=timedelta(seconds=settings.authorization_code_lifetime_s),
             portal_state_lifetime=timedelta(seconds=settings.portal_state_lifetime_s),
             retrieval_deadline=timedelta(seconds=settings.retrieval_deadline_s),
+            portal_inquiry_date=settings.portal_fixed_inquiry_date,
         )
 
     @cached_property
     def authorization(self) -> AuthorizationService:
-        from chalicelib.adapters.mynaportal_inferred import classify_authorization_error
+        from chalicelib.adapters.mynaportal_inferred import (
+            classify_callback_error,
+            classify_callback_state,
+        )
         from chalicelib.domain.authorization import AuthorizationService
 
         return AuthorizationService(
@@ -224,7 +228,8 @@ class Container:
             portal=self.portal,
             envelope=self.envelope,
             clock=self.clock,
-            classify_portal_error=classify_authorization_error,
+            classify_portal_error=classify_callback_error,
+            classify_portal_state=classify_callback_state,
         )
 
     @cached_property

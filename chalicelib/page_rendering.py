@@ -79,6 +79,9 @@ _TEXT: dict[Lang, dict[str, str]] = {
         "col_partner": "事業者",
         "col_item": "情報",
         "col_outcome": "結果",
+        "col_withheld": "不開示",
+        "withheld_yes": "該当",
+        "withheld_no": "なし",
         "receipt_signed": "署名付きの記録（JSON、検証用）をダウンロード",
         "revoke_explain": "まだ受け取られていないため、提供を取り消せます。取り消すと情報は削除され、事業者は受け取れなくなります。",
         "revoke_button": "提供を取り消す",
@@ -128,6 +131,9 @@ _TEXT: dict[Lang, dict[str, str]] = {
         "col_partner": "Recipient",
         "col_item": "Data",
         "col_outcome": "Outcome",
+        "col_withheld": "Withheld from disclosure",
+        "withheld_yes": "Yes",
+        "withheld_no": "No",
         "receipt_signed": "Download the signed record (JSON, for verification)",
         "revoke_explain": "It has not been picked up yet, so you can revoke it. The data is then deleted and the recipient cannot receive it.",
         "revoke_button": "Revoke",
@@ -335,6 +341,8 @@ def receipt_row(record: AuditRecord, lang: Lang) -> dict[str, str]:
         "partner": record.requester_name or record.requester_id,
         "item": dataset.name_ja if lang == "ja" else dataset.name_en,
         "outcome": outcome_label(record.outcome, lang),
+        # 不開示 (番号法 第23条): the flag every provision record carries
+        "withheld": TEXT[lang]["withheld_yes" if record.withheld_from_disclosure else "withheld_no"],
     }
 
 

@@ -13,6 +13,8 @@ credentials as file paths: there they come only from a Secrets Manager secret.
 from __future__ import annotations
 
 import os
+import re
+from datetime import date
 from functools import lru_cache
 from typing import Literal
 
@@ -27,6 +29,16 @@ LOOPBACK_STAGES: frozenset[str] = frozenset({"local", "test"})
 # A change to a partner (disabled, keys rotated) reaches every warm container within this many
 # seconds at most: the longest the per-container partner cache may keep a document.
 PARTNER_CACHE_MAX_TTL_S = 30
+
+
+def fixed_inquiry_date(value: str) -> date | None:
+    """``YYYYMMDD`` as a date; None for anything else (``today`` included)."""
+    if not re.fullmatch(r"\d{8}", value, re.ASCII):
+        return None
+    try:
+        return date(int(value[:4]), int(value[4:6]), int(value[6:]))
+    except ValueError:
+        return None
 
 
 class SettingsError(ValueError):
@@ -90,7 +102,14 @@ class Settings(BaseSettings):
     )
     portal_services: dict[str, str] = Field(
         default_factory=dict,
-        description='Approved portal service per dataset: {"local_tax": "SP########_AA####", ...}',
+        description='Approved portal service per dataset: {"local_tax": "SP########_XX####", ...}',
+    )
+    portal_inquiry_date: str = Field(
+        default="today",
+        description=(
+            "The IF001-04 point-in-time inquiry date: 'today' (Japan's date when the retrieval starts)"
+            " or a fixed YYYYMMDD, as integrations pin it for the portal's test environment"
+        ),
     )
     portal_mapping_file: str | None = Field(
         default=None,
@@ -136,6 +155,36 @@ class Settings(BaseSettings):
     def _blank_is_none(cls, value: object) -> object:
         # An environment variable set to "" (an unset template parameter) means "not configured".
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("portal_services")
+    @classmethod
+    def _portal_service_ids(cls, services: dict[str, str]) -> dict[str, str]:
+        # Checked when the service starts, not at the callback: a wrong id would otherwise surface
+        # only after a resident had signed in at the portal.
+        from chalicelib.adapters.mynaportal_inferred import CLIENT_ID_FORM, is_client_id
+
+        for dataset, service_id in services.items():
+            if not is_client_id(service_id):
+                raise ValueError(
+                    f"portal_services[{dataset!r}] (RELAY_PORTAL_SERVICES) is {service_id[:40]!r},"
+                    f" not a Mynaportal service id of the form {CLIENT_ID_FORM}"
+                )
+        return services
+
+    @field_validator("portal_inquiry_date")
+    @classmethod
+    def _inquiry_date(cls, value: str) -> str:
+        if value != "today" and fixed_inquiry_date(value) is None:
+            raise ValueError(
+                f"portal_inquiry_date (RELAY_PORTAL_INQUIRY_DATE) is {value[:20]!r}: expected 'today'"
+                " or a date as YYYYMMDD (e.g. 20260101)"
+            )
+        return value
+
+    @property
+    def portal_fixed_inquiry_date(self) -> date | None:
+        """The pinned inquiry date, or None for Japan's date on the day of each retrieval."""
+        return fixed_inquiry_date(self.portal_inquiry_date)
 
     @model_validator(mode="after")
     def _endpoint_matches_stage(self) -> Settings:

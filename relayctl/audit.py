@@ -103,6 +103,8 @@ EXPORT_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("provided_at", "provided_at", "提供の日時"),
     ("outcome", "outcome", "結果"),
     ("resident_pseudonym", "resident_pseudonym", "仮名ID"),
+    # true/false; a record stored before the flag existed reads false (chalicelib/domain/audit.py)
+    ("withheld_from_disclosure", "withheld_from_disclosure", "不開示"),
 )
 MUNICIPALITY_SEPARATOR = "、"
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -715,6 +717,8 @@ def csv_row(record: StoredRecord) -> list[str]:
         value = fields.get(name)
         if isinstance(value, list):
             row.append(MUNICIPALITY_SEPARATOR.join(str(item) for item in value))
+        elif isinstance(value, bool):
+            row.append("true" if value else "false")
         else:
             row.append("" if value is None else str(value))
     return row

@@ -237,7 +237,9 @@ class DynamoStateStore:
     def _flow_of(item: Mapping[str, Any]) -> Flow:
         return flow_of_item(item)
 
-    def _put_flow(self, after: Flow, before: Flow | None) -> dict[str, Any]:
+    def _put_flow(
+        self, after: Flow, before: Flow | None, *, unspent_portal_state: bool = False
+    ) -> dict[str, Any]:
         if before is None:
             return {
                 "Put": {
@@ -250,7 +252,10 @@ class DynamoStateStore:
             "Put": {
                 "TableName": self._table,
                 "Item": self._flow_item(after),
-                "ConditionExpression": VERSION_UNCHANGED,
+                # unspent_portal_state: no callback that brought the state is using it meanwhile
+                # (it marks the item without changing the version, see consume_portal_state)
+                "ConditionExpression": VERSION_UNCHANGED
+                + (" AND attribute_not_exists(state_used_by)" if unspent_portal_state else ""),
                 "ExpressionAttributeValues": {":expected": _n(before.version)},
             }
         }
@@ -331,7 +336,13 @@ class DynamoStateStore:
         return self._flow_of(item)
 
     def update(
-        self, before: Flow, after: Flow, *, audits: Sequence[AuditRecord] = (), delete_delivery: bool = False
+        self,
+        before: Flow,
+        after: Flow,
+        *,
+        audits: Sequence[AuditRecord] = (),
+        delete_delivery: bool = False,
+        unspent_portal_state: bool = False,
     ) -> None:
         if audits or delete_delivery:
             deletes = (
@@ -348,14 +359,14 @@ class DynamoStateStore:
             )
             self._transact(
                 [
-                    self._put_flow(after, before),
+                    self._put_flow(after, before, unspent_portal_state=unspent_portal_state),
                     *(self._audit_put(audit, i) for i, audit in enumerate(audits)),
                     *deletes,
                 ],
                 on_conflict=ConcurrentUpdate("the flow changed since it was read", check="flow.version"),
             )
             return
-        put = self._put_flow(after, before)["Put"]
+        put = self._put_flow(after, before, unspent_portal_state=unspent_portal_state)["Put"]
         try:
             self._client.put_item(**put)
         except ClientError as exc:

@@ -62,6 +62,8 @@ HEADER_VALUE_MAX: Final = 256
 # RFC 6750 section 2.1 allows only b64token characters; we accept any visible ASCII so a token is
 # never refused after its code was spent, but nothing that could break or inject an HTTP header.
 _HEADER_SAFE_TOKEN: Final = re.compile(r"^[\x21-\x7e]{1,4096}$")
+# [I] what an IF001-04 answer's mode may be to be reused: observed "1"; a short plain token
+_MODE: Final = re.compile(r"[0-9A-Za-z]{1,8}", re.ASCII)
 # RFC 6749 section 5.2 error codes are short ASCII words; anything else is not repeated verbatim.
 _SAFE_OAUTH_ERROR: Final = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 UNRECOGNIZED_OAUTH_ERROR: Final = "unrecognized_error"
@@ -349,7 +351,15 @@ class MynaportalClient:
                 raise PortalProtocolError(
                     f"{IF_REQUEST} answer carries no processId", check=f"{IF_REQUEST}.commonHeader.processId"
                 )
-            return PortalProcess(telegram_id=telegram_id, process_id=header.processId, mode=inferred.MODE)
+            # [O] the answer's mode is the one to send on IF001-06 (ours only if it returns none);
+            # kept in the flow and sent back, so only a short plain token is taken
+            if header.mode and not _MODE.fullmatch(header.mode):
+                raise PortalProtocolError(
+                    f"{IF_REQUEST} answer carries an unusable mode", check=f"{IF_REQUEST}.commonHeader.mode"
+                )
+            return PortalProcess(
+                telegram_id=telegram_id, process_id=header.processId, mode=header.mode or inferred.MODE
+            )
         raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
 
     # -- IF001-06 -------------------------------------------------------------------------------------
@@ -517,11 +527,22 @@ def _error_code(interface: str, answer: _HttpAnswer) -> str:
     raise _unexpected_status(interface, status)
 
 
+# [I] IF001-06 errorCodes taken as a definite failure of the retrieval: the sandbox's guesses (copied;
+# malformed telegram, token refused, unknown process, the intermediate server's error). Any other
+# code is unknown (the list is unpublished, docs/mynaportal.md): whether an early call is answered
+# "not yet" with some code is unknown too, so an unknown code is not definite and the poller asks
+# again until the deadline. (To move beside the other errorCodes in mynaportal_inferred.)
+RESULT_DEFINITE_ERRORS: Final = frozenset({"EE0001", "EE0002", "EE0004", "EE0100"})
+
+
 def _result(answer: _HttpAnswer, process: PortalProcess) -> ResultPending | ResultReady:
     """IF001-06: one answer to an outcome or a named error."""
     error_code = _error_code(IF_RESULT, answer)
     if error_code not in (inferred.ERROR_NONE, inferred.ERROR_STILL_PROCESSING):
-        raise _rejected(IF_RESULT, error_code, answer.status)
+        rejected = _rejected(IF_RESULT, error_code, answer.status)
+        # a 401 without a code is our token refused: definite as well
+        rejected.definite = error_code in RESULT_DEFINITE_ERRORS or not error_code
+        raise rejected
     if answer.status != 200:
         raise _unexpected_status(IF_RESULT, answer.status)
     if error_code == inferred.ERROR_STILL_PROCESSING:

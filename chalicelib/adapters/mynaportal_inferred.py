@@ -20,9 +20,14 @@ from typing import Final, Literal
 JST: Final = timezone(timedelta(hours=9), "JST")
 
 # -- Authorization (IF001-01..03) ------------------------------------------------------------------
-# [O] client_id = "SP" + 8 provider digits + "_AA" + 4 service digits. re.ASCII: \d alone would also
-# match full-width and other scripts' digits, which no portal id carries.
-CLIENT_ID_PATTERN: Final = re.compile(r"^SP(?P<provider>\d{8})_AA(?P<service>\d{4})$", re.ASCII)
+# [O] client_id = "SP" + 8 provider digits + "_" + the service id: 2 letters + 4 digits
+# (``SP12345678_AB1234``; an earlier reading fixed the letters to "AA", which refused real ids at the
+# callback, after the resident had signed in). [I] the letters are capitals, as in every example.
+# re.ASCII: \d alone would also match full-width and other scripts' digits, which no portal id carries.
+CLIENT_ID_PATTERN: Final = re.compile(r"^SP(?P<provider>\d{8})_(?P<service>[A-Z]{2}\d{4})$", re.ASCII)
+CLIENT_ID_FORM: Final = (
+    "SP########_XX#### (SP, 8 digits, _, 2 capital letters, 4 digits; e.g. SP12345678_AB1234)"
+)
 # [O] login_type=0 is what integrations send on IF001-01; its meaning is unknown.
 LOGIN_TYPE: Final = "0"
 # [O] the IF001-03 form grant type; no PKCE, no client secret (the TLS certificate authenticates).
@@ -45,6 +50,34 @@ def classify_authorization_error(error: str) -> AuthorizationRefusal:
     """IF001-02: the portal's redirect ``error`` as one of the outcomes the flow names; anything
     unknown (the list is unpublished) is ``"other"``."""
     return _REFUSALS.get(error, "other")
+
+
+# [O] What a working integration reads literally at the callback (the parameter names the portal
+# really uses are not visible): the resident's cancel comes as ``code=access_denied`` with the
+# state, an expired user-certificate as ``state=Certificate expired``: the state REPLACED by that
+# text, so the flow cannot be found by it (the callback then finds it by the browser binding).
+CODE_USER_CANCELLED: Final = "access_denied"
+STATE_CERTIFICATE_EXPIRED: Final = "Certificate expired"
+_STATE_REFUSALS: Final[dict[str, AuthorizationRefusal]] = {
+    STATE_CERTIFICATE_EXPIRED: "certificate_expired",
+}
+
+
+def classify_callback_error(error: str | None, code: str | None) -> AuthorizationRefusal | None:
+    """IF001-02 with a usable state: the refusal the callback reports, or None for a code to
+    exchange. An OAuth-style ``error`` (any value: an unknown one is ``"other"``) or the observed
+    ``code=access_denied`` (never exchanged as if it were a code)."""
+    if error is not None:
+        return classify_authorization_error(error)
+    if code == CODE_USER_CANCELLED:
+        return "cancelled"
+    return None
+
+
+def classify_callback_state(state: str) -> AuthorizationRefusal | None:
+    """IF001-02: the refusal a ``state`` replaced by the portal's error text reports (observed:
+    ``Certificate expired``), or None for any other value."""
+    return _STATE_REFUSALS.get(state)
 
 
 # -- Telegrams (IF001-04..06) ----------------------------------------------------------------------
@@ -79,11 +112,16 @@ TELEGRAM_ID_PATTERN: Final = re.compile(
 _PROVIDER_DIGITS: Final = re.compile(r"^\d{8}$", re.ASCII)
 
 
+def is_client_id(value: str) -> bool:
+    """Whether ``value`` is shaped like a portal client_id (a configured service id)."""
+    return CLIENT_ID_PATTERN.fullmatch(value) is not None
+
+
 def provider_digits(client_id: str) -> str:
-    """The 8 provider digits of a ``SP########_AA####`` client_id; ``ValueError`` otherwise."""
+    """The 8 provider digits of a ``SP########_XX####`` client_id; ``ValueError`` otherwise."""
     match = CLIENT_ID_PATTERN.fullmatch(client_id)
     if match is None:
-        raise ValueError("client_id is not of the form SP########_AA####")
+        raise ValueError(f"client_id is not of the form {CLIENT_ID_FORM}")
     return match["provider"]
 
 

@@ -113,6 +113,14 @@ class AuditRecord(BaseModel):
     provided_at: datetime | None = None  # 提供の日時
     outcome: str
     counts: dict[str, int] = Field(default_factory=dict)
+    # 不開示: 番号法 第23条 provision records carry a flag for records withheld from disclosure
+    # (to the resident). Nothing the portal is known to send says so (docs/mynaportal.md: not in
+    # the observed IF001 messages); it would come from the portal's provision record for the
+    # exchange (the official spec, or a result answer field), and ``audit_record`` would take it
+    # from there. Until then it is False on every record. Documents written before the field
+    # existed lack it and read as False: a record's leaf is its stored document byte for byte, so
+    # old documents are never rewritten and still verify.
+    withheld_from_disclosure: bool = False
 
 
 def audit_record(
@@ -124,6 +132,7 @@ def audit_record(
     municipalities: tuple[str, ...] = (),
     provided_at: datetime | None = None,
     counts: dict[str, int] | None = None,
+    withheld_from_disclosure: bool = False,
 ) -> AuditRecord:
     outcome_key(outcome)  # an outcome the receipt cannot explain is a programming error: refused here
     dataset = DATASETS[flow.dataset]
@@ -144,4 +153,5 @@ def audit_record(
         provided_at=provided_at,
         outcome=outcome,
         counts=counts or {},
+        withheld_from_disclosure=withheld_from_disclosure,
     )

@@ -20,7 +20,7 @@ import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Literal
 from urllib.parse import urlencode
 
@@ -166,6 +166,9 @@ class AuthorizationConfig:
     code_lifetime: timedelta
     portal_state_lifetime: timedelta
     retrieval_deadline: timedelta
+    # the IF001-04 inquiry date: None for Japan's date at the callback, or a date pinned per stage
+    # (integrations pin it for the portal's test environment, docs/mynaportal.md)
+    portal_inquiry_date: date | None = None
 
 
 @dataclass(frozen=True)
@@ -224,7 +227,8 @@ class AuthorizationService:
         portal: PortalGateway,
         envelope: Envelope,
         clock: Clock,
-        classify_portal_error: Callable[[str], PortalRefusal],
+        classify_portal_error: Callable[[str | None, str | None], PortalRefusal | None],
+        classify_portal_state: Callable[[str], PortalRefusal | None],
     ) -> None:
         self.config = config
         self._partners = partners
@@ -233,7 +237,10 @@ class AuthorizationService:
         self._portal = portal
         self._envelope = envelope
         self._clock = clock
+        # (error, code) -> the refusal a callback with a usable state reports, None for a code
         self._classify = classify_portal_error
+        # state -> the refusal of a state the portal replaced by its error text, else None
+        self._classify_state = classify_portal_state
 
     # -- client authentication (RFC 7523 private_key_jwt) --------------------------------------------
 
@@ -472,7 +479,10 @@ class AuthorizationService:
                 )
                 return self._to_partner(flow, error=("access_denied", "the resident cancelled"))
             portal_state = flow_secret(flow.flow_id)
-            browser_binding = new_secret()
+            # shaped like every secret of the flow (``<flow id>.<random>``): when the portal sends
+            # the resident back with its error text in place of the state, the cookie alone names
+            # the flow (``_refused_without_state``)
+            browser_binding = flow_secret(flow.flow_id)
             # swept as abandoned if the resident never comes back: after the portal state is dead
             # and long after a callback that began just in time could still be writing
             after = flow.moved_to(
@@ -523,6 +533,12 @@ class AuthorizationService:
             raise PageError("the callback has no usable state", check="state")
         now = self._clock.now()
         flow_id = flow_id_of(states[0])
+        if flow_id is None:
+            # Not a state of ours: the portal's error text in its place (observed: "Certificate
+            # expired"), or a forgery. Only a recognised text may end a flow, found by the cookie.
+            refusal = self._classify_state(states[0])
+            if refusal is not None:
+                return self._refused_without_state(refusal, browser_binding)
         try:
             flow = (
                 self._flows.consume_portal_state(
@@ -541,8 +557,10 @@ class AuthorizationService:
         if flow.status is not FlowStatus.AT_PORTAL:
             raise PageError("the flow is not waiting for the portal", check="state")
         errors, codes = params.get("error", []), params.get("code", [])
-        if errors:
-            refusal = self._classify(errors[0][:100])
+        refusal = self._classify(
+            errors[0][:100] if errors else None, codes[0][:100] if len(codes) == 1 else None
+        )
+        if refusal is not None:  # an error, or the error word where the code would be
             return self._fail(flow, f"portal.{refusal}", PARTNER_ERRORS[refusal])
         if len(codes) != 1 or not codes[0]:
             return self._fail(flow, "portal.no_code", PARTNER_ERRORS["other"])
@@ -557,7 +575,7 @@ class AuthorizationService:
             process = self._portal.start_request(
                 client_id=flow.portal_client_id,
                 access_token=token.access_token,
-                inquiry_date=now.astimezone(JST).date(),
+                inquiry_date=self.config.portal_inquiry_date or now.astimezone(JST).date(),
                 now=now,
             )
         except PortalUnavailable:
@@ -610,12 +628,43 @@ class AuthorizationService:
             return False
         return True
 
-    def _fail(self, flow: Flow, reason: str, error: tuple[str, str]) -> RedirectTo:
+    def _refused_without_state(self, refusal: PortalRefusal, browser_binding: str) -> RedirectTo:
+        """The portal sent the resident back with its error text in place of the state: the flow
+        is the one the browser binding cookie names (``<flow id>.<random>``, set at the decision),
+        if its fingerprint is the flow's and the flow still waits for the portal with an unspent,
+        unexpired state. It can only end the flow as refused, never complete it: a success needs
+        the real state. Ended by one write conditional on the version read and on the state not
+        being in use by a callback that brought it (``unspent_portal_state``)."""
+        now = self._clock.now()
+        binding = browser_binding[:200]
+        flow_id = flow_id_of(binding) if binding else None
+        flow = self._flows.get(flow_id, now=now) if flow_id else None
+        if (
+            flow is None
+            or flow.status is not FlowStatus.AT_PORTAL
+            or flow.browser_binding_hash is None
+            or not secrets.compare_digest(fingerprint(binding), flow.browser_binding_hash)
+            or flow.portal_state_expires_at is None
+            or flow.portal_state_expires_at <= now
+        ):
+            raise PageError(
+                "the portal's error came without a state, and this browser is not one waiting for it",
+                check="browser_binding",
+            )
+        try:
+            return self._fail(flow, f"portal.{refusal}", PARTNER_ERRORS[refusal], unspent_portal_state=True)
+        except ConcurrentUpdate:
+            raise PageError("the flow is not waiting for the portal", check="state") from None
+
+    def _fail(
+        self, flow: Flow, reason: str, error: tuple[str, str], *, unspent_portal_state: bool = False
+    ) -> RedirectTo:
         now = self._clock.now()
         self._flows.update(
             flow,
             flow.moved_to(FlowStatus.FAILED, now=now, failure_reason=reason),
             audits=[audit_record(flow, AuditEvent.PORTAL_FAILED, at=now, outcome=reason)],
+            unspent_portal_state=unspent_portal_state,
         )
         return self._to_partner(flow, error=error)
 

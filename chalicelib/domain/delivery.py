@@ -383,7 +383,12 @@ class DeliveryService:
         except PortalUnavailable:
             return self._later(flow, now, "portal.unavailable")
         except PortalRejected as error:
-            return self._fail(flow, f"portal.error_code.{error.error_code or error.http_status}", fresh)
+            reason = f"portal.error_code.{error.error_code or error.http_status}"
+            # An unknown code may only mean "not yet" (docs/mynaportal.md): ask again with the
+            # poller's backoff, and fail naming it on the last look the deadline leaves.
+            if error.definite or self._last_look(flow, now):
+                return self._fail(flow, reason, fresh)
+            return self._later(flow, now, "portal.error_code")
         except PortalError:
             return self._fail(flow, "portal.protocol_error", fresh)
         except RelayError:  # KMS unavailable: try again at the next poll
@@ -392,11 +397,16 @@ class DeliveryService:
             return self._later(flow, now, "pending")
         return self._seal(flow, result.self_personal_data, now, fresh)
 
+    def _backoff(self, flow: Flow) -> timedelta:
+        doubled: timedelta = self.config.poll_backoff_base * 2 ** min(flow.poll_attempts, 10)
+        return min(doubled, self.config.poll_backoff_max)
+
+    def _last_look(self, flow: Flow, now: datetime) -> bool:
+        """Whether the next poll would come at or after the deadline (where it fails unasked)."""
+        return flow.retrieval_deadline is not None and now + self._backoff(flow) >= flow.retrieval_deadline
+
     def _later(self, flow: Flow, now: datetime, outcome: str) -> str:
-        delay = min(
-            self.config.poll_backoff_base * 2 ** min(flow.poll_attempts, 10),
-            self.config.poll_backoff_max,
-        )
+        delay = self._backoff(flow)
         if flow.retrieval_deadline is not None:
             delay = min(delay, max(flow.retrieval_deadline - now, timedelta(0)))
         self._store.update(

@@ -34,10 +34,16 @@ class FlowStore(Protocol):
         ...
 
     def update(
-        self, before: Flow, after: Flow, *, audits: Sequence[AuditRecord] = (), delete_delivery: bool = False
+        self,
+        before: Flow,
+        after: Flow,
+        *,
+        audits: Sequence[AuditRecord] = (),
+        delete_delivery: bool = False,
+        unspent_portal_state: bool = False,
     ) -> None:
-        """Write ``after`` if the stored flow is still ``before`` (its version); else
-        ``ConcurrentUpdate``."""
+        """Write ``after`` if the stored flow is still ``before`` (its version) and, with
+        ``unspent_portal_state``, no callback is using its portal state; else ``ConcurrentUpdate``."""
         ...
 
     def consume_portal_state(

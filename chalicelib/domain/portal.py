@@ -105,16 +105,27 @@ class PortalAuthorizationFailed(PortalError):
 class PortalRejected(PortalError):
     """IF001-04/06: the portal answered a telegram with a non-empty ``errorCode`` (or refused the
     Bearer token with 401). ``error_code`` is the portal's code ("" if a 401 carried none); the code
-    list is unpublished, so no meaning is attached here beyond the few in the inferred constants."""
+    list is unpublished, so no meaning is attached here beyond the few in the inferred constants.
+    ``definite``: False for an errorCode the client does not know, which may only mean "not yet"
+    (docs/mynaportal.md): the poller waits and asks again until the deadline."""
 
     code = "portal-rejected"
     category = "unavailable"
     title = "Mynaportal rejected the request"
 
-    def __init__(self, detail: str, *, error_code: str, http_status: int, check: str | None = None) -> None:
+    def __init__(
+        self,
+        detail: str,
+        *,
+        error_code: str,
+        http_status: int,
+        check: str | None = None,
+        definite: bool = True,
+    ) -> None:
         super().__init__(detail, check=check)
         self.error_code = error_code
         self.http_status = http_status
+        self.definite = definite
 
 
 class PortalProtocolError(PortalError):

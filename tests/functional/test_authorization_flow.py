@@ -4,7 +4,11 @@ DPoP-bound token. Relay on the Chalice test client with moto; portal on loopback
 from __future__ import annotations
 
 import json
+from datetime import date
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
 
 from chalicelib.adapters.dynamodb_state import flow_document, flow_key
 from tests.functional.conftest import ISSUER, Journey, location_query
@@ -172,3 +176,101 @@ def test_a_replayed_callback_does_nothing(
     assert again.status_code == 400
     assert "Location" not in again.headers
     assert only_flow(dynamodb_client, resources["RELAY_STATE_TABLE"]) == before
+
+
+# -- the portal's errors as a working integration observes them (docs/mynaportal.md) ---------------
+
+
+def _left_for_the_portal(journey: Journey) -> str:
+    """PAR, interstitial, continue; the portal state the resident took to the portal."""
+    assert journey.push().status_code == 201
+    assert journey.show_consent().status_code == 200
+    assert journey.decide().status_code == 303
+    return location_query_of(journey.portal_url)["state"]
+
+
+def location_query_of(url: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+@pytest.mark.parametrize(
+    ("query", "reason", "described"),
+    [
+        # observed: the resident's cancel comes as the error word where the code would be
+        pytest.param({"code": "access_denied"}, "portal.cancelled", "cancelled", id="code-access_denied"),
+        # the OAuth form of the same cancel
+        pytest.param({"error": "access_denied"}, "portal.cancelled", "cancelled", id="error-access_denied"),
+        pytest.param(
+            {"error": "certificate_expired"},
+            "portal.certificate_expired",
+            "certificate",
+            id="error-certificate_expired",
+        ),
+    ],
+)
+def test_a_portal_refusal_with_the_state_sends_the_resident_back_with_the_named_outcome(
+    journey: Journey,
+    dynamodb_client: Any,
+    resources: dict[str, str],
+    query: dict[str, str],
+    reason: str,
+    described: str,
+) -> None:
+    # GIVEN a resident who left for the portal
+    state = _left_for_the_portal(journey)
+    # WHEN the portal sends them back with its refusal and the state
+    back = journey.callback(urlencode({**query, "state": state}))
+    # THEN they go back to the partner with error, state and iss (RFC 9207), no token exchange
+    assert back.status_code == 303, back.body
+    assert back.headers["Location"].startswith(journey.partner.redirect_uri + "?")
+    answer = location_query(back)
+    assert set(answer) == {"error", "error_description", "state", "iss"}
+    assert (answer["error"], answer["state"], answer["iss"]) == ("access_denied", journey.state, ISSUER)
+    assert described in answer["error_description"]
+    # AND the flow ended with the named reason, its state and binding spent
+    flow = only_flow(dynamodb_client, resources["RELAY_STATE_TABLE"])
+    assert (flow["status"], flow["failure_reason"]) == ("failed", reason)
+    assert flow["portal_state_hash"] is None
+    assert flow["browser_binding_hash"] is None
+    # AND the portal was never asked for a token
+    assert journey.sandbox.portal.history() == []
+
+
+def test_an_expired_certificate_in_place_of_the_state_finds_the_flow_by_the_browser_binding(
+    journey: Journey, dynamodb_client: Any, resources: dict[str, str]
+) -> None:
+    # GIVEN a resident who left for the portal (the binding cookie names the flow)
+    _left_for_the_portal(journey)
+    flow_id = only_flow(dynamodb_client, resources["RELAY_STATE_TABLE"])["flow_id"]
+    assert journey.portal_cookie.startswith(flow_id + ".")
+    # WHEN the portal sends them back with the state replaced by its error text
+    back = journey.callback(urlencode({"state": "Certificate expired"}))
+    # THEN they go back to the partner with the named outcome and the partner's own state
+    assert back.status_code == 303, back.body
+    answer = location_query(back)
+    assert set(answer) == {"error", "error_description", "state", "iss"}
+    assert (answer["error"], answer["state"], answer["iss"]) == ("access_denied", journey.state, ISSUER)
+    assert "certificate" in answer["error_description"]
+    assert back.headers["Set-Cookie"].startswith("relay_portal=; Path=/portal/callback")
+    # AND the flow ended certificate_expired, with its audit record
+    flow = only_flow(dynamodb_client, resources["RELAY_STATE_TABLE"])
+    assert (flow["status"], flow["failure_reason"]) == ("failed", "portal.certificate_expired")
+    audit = dynamodb_client.scan(TableName=resources["RELAY_AUDIT_TABLE"])["Items"]
+    outcomes = [json.loads(item["document"]["S"])["outcome"] for item in audit if "document" in item]
+    assert "portal.certificate_expired" in outcomes
+    # AND the same callback again changes nothing: the flow is no longer at the portal
+    again = journey.callback(urlencode({"state": "Certificate expired"}))
+    assert again.status_code == 400
+    assert "Location" not in again.headers
+
+
+def test_a_pinned_inquiry_date_is_the_one_the_retrieval_asks_for(
+    journey: Journey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a stage that pins the inquiry date, as integrations do for the portal's test environment
+    monkeypatch.setenv("RELAY_PORTAL_INQUIRY_DATE", "20260101")
+    # WHEN a resident goes through the portal
+    journey.to_partner_code()
+    # THEN the retrieval the portal started is for that date, not today's
+    (process,) = journey.sandbox.portal._processes.values()
+    assert process.inquiry_date == date(2026, 1, 1)

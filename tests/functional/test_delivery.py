@@ -4,6 +4,7 @@ served JWKS."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import threading
@@ -532,6 +533,76 @@ def test_a_bad_result_fails_the_flow_with_a_named_reason_and_stores_nothing(
         reason,
         None,
     )
+
+
+def unknown_result_codes(monkeypatch: pytest.MonkeyPatch, code: str, times: int | None) -> list[str]:
+    """Make the portal's IF001-06 answers carry ``code`` (``times`` of them; None: all); returns
+    the errorCode of each IF001-06 answer the relay received."""
+    from chalicelib.adapters.mynaportal import IF_RESULT, MynaportalClient
+
+    original = MynaportalClient._post
+    seen: list[str] = []
+
+    def post(self: MynaportalClient, interface: str, url: str, body: bytes, headers: Any) -> Any:
+        answer = original(self, interface, url, body, headers)
+        if interface == IF_RESULT and (times is None or len(seen) < times):
+            header = json.loads(body)["commonHeader"]
+            document = {"commonHeader": {**header, "telegramType": "IFA0303-S01", "errorCode": code}}
+            answer = dataclasses.replace(answer, status=200, body=json.dumps(document).encode())
+        if interface == IF_RESULT:
+            seen.append(json.loads(answer.body)["commonHeader"]["errorCode"])
+        return answer
+
+    monkeypatch.setattr(MynaportalClient, "_post", post)
+    return seen
+
+
+def test_an_unknown_result_error_code_is_asked_again_with_backoff(
+    journey: Journey, clock: ShiftedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a portal whose first two IF001-06 answers carry a code nobody published
+    seen = unknown_result_codes(monkeypatch, "EX4242", times=2)
+    token, _ = redeemed(journey)
+    # WHEN the scheduled run polls: the code is a reason to wait, not to fail (docs/mynaportal.md)
+    assert run_due() == {"portal.error_code": 1}
+    assert run_due() == {}  # backing off: not due again at once
+    clock.advance(seconds=10)
+    assert run_due() == {"portal.error_code": 1}
+    clock.advance(seconds=10)
+    assert run_due() == {}  # the second pause is longer (20 s)
+    clock.advance(seconds=10)
+    # THEN once the portal answers, the delivery is sealed and picked up as usual
+    assert run_due() == {"ready": 1}
+    assert seen == ["EX4242", "EX4242", ""]
+    assert pick_up(journey, token).status_code == 200
+
+
+def test_an_unknown_result_error_code_until_the_deadline_fails_naming_it(
+    journey: Journey,
+    clock: ShiftedClock,
+    dynamodb_client: Any,
+    resources: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN a portal that answers IF001-06 with an unknown code every time
+    seen = unknown_result_codes(monkeypatch, "EX4242", times=None)
+    token, _ = redeemed(journey)
+    # WHEN the scheduled run keeps polling, every minute, until the 10-minute deadline
+    outcomes = []
+    for _ in range(12):
+        outcomes.append(run_due())
+        if "failed:portal.error_code.EX4242" in outcomes[-1]:
+            break
+        clock.advance(seconds=60)
+    # THEN it was asked again and again, and the last look before the deadline fails naming the code
+    assert outcomes[0] == {"portal.error_code": 1}
+    assert outcomes[-1] == {"failed:portal.error_code.EX4242": 1}
+    assert len(seen) >= 8
+    assert pick_up(journey, token).status_code == 410
+    items = dynamodb_client.scan(TableName=resources["RELAY_STATE_TABLE"])["Items"]
+    flow = next(flow_document(i) for i in items if i["pk"]["S"].startswith("FLOW#"))
+    assert (flow["status"], flow["failure_reason"]) == ("failed", "portal.error_code.EX4242")
+    assert datetime.fromisoformat(flow["updated_at"]) < datetime.fromisoformat(flow["retrieval_deadline"])
 
 
 def test_a_portal_that_never_answers_ends_at_the_deadline(journey: Journey, clock: ShiftedClock) -> None:

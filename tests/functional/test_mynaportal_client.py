@@ -4,6 +4,7 @@ each failure is named."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from collections.abc import Callable, Iterator
@@ -15,9 +16,16 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from chalicelib.adapters import mynaportal_inferred as inferred
-from chalicelib.adapters.mynaportal import MynaportalClient, PortalClientConfig, PortalEndpoints
+from chalicelib.adapters.mynaportal import (
+    IF_REQUEST,
+    IF_RESULT,
+    MynaportalClient,
+    PortalClientConfig,
+    PortalEndpoints,
+)
 from chalicelib.domain.portal import (
     PortalAuthorizationFailed,
+    PortalError,
     PortalProcess,
     PortalProtocolError,
     PortalRejected,
@@ -337,6 +345,7 @@ def test_a_provider_error_code_is_a_rejection(sandbox: SandboxServer, sleeps: li
     with pytest.raises(PortalRejected) as rejected:
         client.fetch_result(access_token=token.access_token, process=process)
     assert (rejected.value.error_code, rejected.value.http_status) == ("EE0100", 200)
+    assert rejected.value.definite  # a known failure: the flow fails at once (an unknown code waits)
 
 
 def test_a_result_for_another_process_is_a_rejection(sandbox: SandboxServer, sleeps: list[float]) -> None:
@@ -361,3 +370,32 @@ def test_an_answer_over_the_size_cap_is_a_protocol_error(
     with pytest.raises(PortalProtocolError) as refused:
         client.fetch_result(access_token=token.access_token, process=process)
     assert refused.value.check == "IF001-06.size"
+
+
+def test_the_mode_the_request_answer_returns_is_reused_on_the_result(
+    sandbox: SandboxServer, sleeps: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a portal whose IF001-04 answer carries a mode other than the one we sent
+    client = client_for(sandbox, sleeps)
+    token = signed_in(sandbox, client)
+    original = client._post
+    sent: list[tuple[str, dict[str, Any]]] = []
+
+    def post(interface: str, url: str, body: bytes, headers: Any) -> Any:
+        sent.append((interface, json.loads(body)))
+        answer = original(interface, url, body, headers)
+        if interface == IF_REQUEST:
+            document = json.loads(answer.body)
+            document["commonHeader"]["mode"] = "2"
+            return dataclasses.replace(answer, body=json.dumps(document).encode())
+        return answer
+
+    monkeypatch.setattr(client, "_post", post)
+    # WHEN the retrieval starts and its result is asked for
+    process = started(sandbox, client, token)
+    with contextlib.suppress(PortalError):  # the sandbox may refuse a mode it did not send
+        client.fetch_result(access_token=token.access_token, process=process)
+    # THEN the returned mode is kept and sent back on IF001-06 (docs/mynaportal.md: reuse it)
+    assert process.mode == "2"
+    assert sent[0][1]["commonHeader"]["mode"] == "1"
+    assert [(interface, body["commonHeader"]["mode"]) for interface, body in sent[1:]] == [(IF_RESULT, "2")]

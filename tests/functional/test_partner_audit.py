@@ -289,6 +289,8 @@ def test_the_answer_carries_no_data_values(
     assert len(body["records"]) == RECORDS_PER_PICKED_UP_FLOW
     for record in body["records"]:
         assert set(record) <= set(AuditRecord.model_fields)
+        # 不開示 (番号法 第23条): every record says it; the portal never marks one (docs/mynaportal.md)
+        assert record["withheld_from_disclosure"] is False
     text = response.body.decode()
     for value in ("5200000", "3680000", "5,200,000", "山田", "太郎", "2050000"):
         assert value not in text

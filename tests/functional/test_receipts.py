@@ -7,7 +7,7 @@ import base64
 import html
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -127,6 +127,9 @@ def test_the_receipt_speaks_japan_time_and_words_not_codes(
     assert [row[4] for row in ja] == ["受付", "表示", "マイナポータルへ"]
     assert [row[4] for row in en] == ["Request received", "Shown", "Sent to Mynaportal"]
     assert [row[3] for row in en] == ["Local tax (income)"] * 3
+    # AND each record says whether it is withheld from disclosure (不開示, 番号法 第23条)
+    assert [row[5] for row in ja] == ["なし"] * 3
+    assert [row[5] for row in en] == ["No"] * 3
     page = journey.client.http.get(receipt).body.decode()
     assert "UTC" not in page
     for code in ("pushed", "shown", "to_portal"):
@@ -340,3 +343,42 @@ def test_a_link_made_before_the_keyring_still_opens_until_it_expires(
     # AND once 30 days have passed, the old link is dead like any other
     clock.advance(days=30)
     assert journey.client.http.get(legacy_link(clock.now() - timedelta(days=30, hours=1))).status_code == 404
+
+
+@pytest.mark.parametrize(("withheld", "ja", "en"), [(True, "該当", "Yes"), (False, "なし", "No")])
+def test_the_receipt_shows_the_withheld_from_disclosure_flag_in_both_languages(
+    withheld: bool, ja: str, en: str
+) -> None:
+    from chalicelib.domain.audit import AuditEvent, AuditRecord
+    from chalicelib.page_rendering import TEXT, receipt_row
+
+    at = datetime(2026, 11, 27, 9, 41, tzinfo=UTC)
+    record = AuditRecord(
+        record_id="rec",
+        occurred_at=at,
+        event=AuditEvent.PICKED_UP,
+        interaction_id="flow",
+        requester_id="acme-bank",
+        dataset="local_tax",
+        dataset_code="TM000000000002",
+        dataset_name_ja="地方税関係情報",
+        purpose_id="loan-screening",
+        requested_at=at,
+        outcome="provided",
+        withheld_from_disclosure=withheld,
+    )
+    assert receipt_row(record, "ja")["withheld"] == ja
+    assert receipt_row(record, "en")["withheld"] == en
+    assert (TEXT["ja"]["col_withheld"], TEXT["en"]["col_withheld"]) == ("不開示", "Withheld from disclosure")
+
+
+def test_a_record_stored_before_the_withheld_flag_reads_as_not_withheld() -> None:
+    from chalicelib.domain.audit import AuditRecord
+
+    legacy = (
+        '{"record_id":"rec","occurred_at":"2026-11-27T09:41:02Z","event":"picked_up",'
+        '"interaction_id":"flow","requester_id":"acme-bank","dataset":"local_tax",'
+        '"dataset_code":"TM000000000002","dataset_name_ja":"地方税関係情報","purpose_id":"loan-screening",'
+        '"requested_at":"2026-11-27T09:40:41Z","outcome":"provided","counts":{}}'
+    )
+    assert AuditRecord.model_validate_json(legacy).withheld_from_disclosure is False

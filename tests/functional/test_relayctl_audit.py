@@ -17,7 +17,7 @@ import pytest
 from joserfc import jws
 from joserfc.jwk import ECKey
 
-from chalicelib.adapters.dynamodb_audit import DynamoAuditLog
+from chalicelib.adapters.dynamodb_audit import DynamoAuditLog, index_attributes
 from chalicelib.adapters.dynamodb_state import DynamoStateStore, audit_sort_key
 from chalicelib.adapters.kms_signer import KmsSigner
 from chalicelib.adapters.s3_anchor import S3HeadAnchor
@@ -57,7 +57,30 @@ JAPANESE_HEADERS = [
     "提供の日時",
     "結果",
     "仮名ID",
+    "不開示",
 ]
+# Records stored before the 不開示 flag existed: their documents lack it, stay as written, and must
+# still verify (a leaf is the stored document byte for byte) and export as false.
+LEGACY = frozenset({5, 17})
+FLAG = ',"withheld_from_disclosure":false'
+
+
+def append_legacy(store: DynamoStateStore, record: AuditRecord) -> None:
+    """Store ``record`` as the relay wrote it before the flag: its document without the field."""
+    put = store._audit_put(record)["Put"]
+    document = put["Item"]["document"]["S"]
+    assert FLAG in document
+    legacy = document.replace(FLAG, "")
+    put["Item"].update(
+        index_attributes(
+            record_id=record.record_id,
+            requester_id=record.requester_id,
+            occurred_at=record.occurred_at,
+            document=legacy,
+        ),
+        document={"S": legacy},
+    )
+    store._client.put_item(**put)
 
 
 class Run:
@@ -154,8 +177,11 @@ def log(resources: dict[str, str], dynamodb_client: Any, kms_client: Any) -> Aud
     records = [audit_record(n, DAYS[n // 8] + timedelta(hours=1, minutes=10 * (n % 8))) for n in range(20)]
     # Two newer records, after the last checkpoint: 00:00:10 and 00:00:20 on day 4.
     records += [audit_record(n, DAYS[2] + timedelta(days=1, seconds=10 * (n - 19))) for n in (20, 21)]
-    for record in records:
-        store.append_audit(record)
+    for n, record in enumerate(records):
+        if n in LEGACY:
+            append_legacy(store, record)
+        else:
+            store.append_audit(record)
     clock = FixedClock(DAYS[1])
     service = CheckpointService(
         store=DynamoAuditLog(dynamodb_client, table),
@@ -557,6 +583,12 @@ def test_jsonl_export_is_the_stored_documents_of_the_range_in_key_order(
     lines = run.out.splitlines()
     assert [json.loads(line)["record_id"] for line in lines] == [f"rec{n:04d}" for n in range(8, 20)]
     assert lines[0] == log.get(*log.item_key(8))["document"]["S"]  # byte for byte: the leaf
+    # the 不開示 flag is in every new document; one stored before it existed is exported as written
+    flags = {
+        json.loads(line)["record_id"]: json.loads(line).get("withheld_from_disclosure") for line in lines
+    }
+    assert flags.pop("rec0017") is None
+    assert set(flags.values()) == {False}
     one_day = relayctl("export", "--from", DAY[3], "--to", DAY[3])
     assert [json.loads(line)["record_id"] for line in one_day.out.splitlines()] == ["rec0020", "rec0021"]
 
@@ -584,6 +616,9 @@ def test_csv_export_with_japanese_headers_to_a_file(
     assert picked_up[8] == "地方税関係情報"
     assert picked_up[12] == f"{DAY[0]}T01:30:00Z"  # 提供の日時, only when provided
     assert rows[1][12] == ""
+    # 不開示: false on every record, those stored before the flag existed (rec0005) included
+    assert [row[15] for row in rows[1:]] == ["false"] * 8
+    assert rows[6][0] == "rec0005"
 
 
 def test_csv_export_has_english_headers_by_default(log: AuditLog, relayctl: Callable[..., Run]) -> None:
@@ -592,7 +627,7 @@ def test_csv_export_has_english_headers_by_default(log: AuditLog, relayctl: Call
     assert not run.out.startswith("\ufeff")
     rows = list(csv.reader(io.StringIO(run.out, newline="")))
     assert rows[0][:4] == ["record_id", "occurred_at", "event", "interaction_id"]
-    assert rows[0][-1] == "resident_pseudonym"
+    assert rows[0][-1] == "withheld_from_disclosure"
     assert len(rows[0]) == len(JAPANESE_HEADERS)
     assert [row[0] for row in rows[1:]] == [f"rec{n:04d}" for n in range(16, 20)]
 

@@ -192,3 +192,11 @@ def test_the_documented_interaction_id_is_the_one_the_middleware_accepts(documen
         if parameter["name"] == INTERACTION_HEADER
     }
     assert documented == {middleware._UUID.pattern}
+
+
+def test_an_audit_record_carries_the_withheld_from_disclosure_flag(document: dict[str, Any]) -> None:
+    # 不開示 (番号法 第23条): every record of GET /v1/audit says whether it is withheld from disclosure
+    schema = document["components"]["schemas"]["AuditRecord"]
+    flag = schema["properties"]["withheld_from_disclosure"]
+    assert flag["type"] == "boolean"
+    assert flag["default"] is False

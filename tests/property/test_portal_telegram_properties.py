@@ -6,6 +6,7 @@ what is safe to repeat; what the sandbox builds comes through exactly."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -63,8 +64,11 @@ CLIENT_ID = "SP00000001_AA0001"
 REDIRECT_URI = "http://127.0.0.1:8000/portal/callback"
 HEADER_SAFE = re.compile(r"[\x21-\x7e]{1,4096}")
 SAFE_OAUTH_ERROR = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+# the portal's client_id: SP, 8 provider digits, _, the service id (2 capital letters, 4 digits)
+WELL_FORMED_CLIENT_ID = r"SP[0-9]{8}_[A-Z]{2}[0-9]{4}"
 REFUSED_ARGUMENT = (
-    r"^(client_id is not of the form SP########_AA####|access_token is not a header-safe Bearer token)$"
+    rf"^(client_id is not of the form {re.escape(relay_inferred.CLIENT_ID_FORM)}"
+    r"|access_token is not a header-safe Bearer token)$"
 )
 NOW = datetime(2026, 11, 27, 0, 0, tzinfo=UTC)  # the sandbox's manual clock starts here
 HEADER_FIELDS = ("telegramId", "telegramType", "mode", "processId", "errorCode")
@@ -221,7 +225,7 @@ def test_any_token_answer_is_a_token_or_a_named_portal_error(status: int, body: 
 
 @settings(PROPERTY, max_examples=100)
 @given(
-    st.from_regex(r"SP[0-9]{8}_AA[0-9]{4}", fullmatch=True),
+    st.from_regex(WELL_FORMED_CLIENT_ID, fullmatch=True),
     st.dates(min_value=date(2000, 1, 1), max_value=date(2099, 12, 31)),
     st.datetimes(min_value=datetime(2001, 1, 1), max_value=datetime(2098, 12, 31), timezones=st.timezones()),
 )
@@ -259,15 +263,17 @@ def test_every_request_telegram_the_client_sends_is_one_the_sandbox_reads(
 
 
 @settings(PROPERTY, max_examples=100)
-@given(st.text(max_size=24) | st.from_regex(r"SP[0-9]{8}_AA[0-9]{4}", fullmatch=True), st.text(max_size=24))
+@given(st.text(max_size=24) | st.from_regex(WELL_FORMED_CLIENT_ID, fullmatch=True), st.text(max_size=24))
 @example("SP00000001_AA0001", "secret\r\nX-Injected: 1")
 @example("SP0000000１_AA0001", "t0ken")  # found by this property: \d also matched full-width digits
 @example("SP0000000١_AA0001", "t0ken")  # and Arabic-Indic ones
+@example("SP00000001_ＡＢ0001", "t0ken")  # full-width letters are no service id either
+@example("SP00000001_ab0001", "t0ken")
 def test_a_malformed_client_id_or_token_is_refused_before_anything_is_sent(
     client_id: str, token: str
 ) -> None:
     client, pool, _ = scripted_client(canned(500, b""))
-    well_formed = re.fullmatch(r"SP[0-9]{8}_AA[0-9]{4}", client_id) and HEADER_SAFE.fullmatch(token)
+    well_formed = re.fullmatch(WELL_FORMED_CLIENT_ID, client_id) and HEADER_SAFE.fullmatch(token)
     assume(not well_formed)  # the other properties cover what a well-formed call does
     with pytest.raises(ValueError, match=REFUSED_ARGUMENT):  # named, never quoting the token
         client.start_request(client_id=client_id, access_token=token, inquiry_date=date(2026, 1, 1), now=NOW)
@@ -322,7 +328,11 @@ def test_any_request_answer_is_a_process_or_a_named_portal_error(data: st.DataOb
         assert status == 200
         assert all(type(header[name]) is str and len(header[name]) <= 256 for name in HEADER_FIELDS)
         assert (header["telegramId"], header["errorCode"]) == (sent[-1], "")
-        assert outcome == PortalProcess(telegram_id=sent[-1], process_id=header["processId"], mode="1")
+        # the answer's mode is reused (ours if it names none): a short plain token only
+        assert outcome == PortalProcess(
+            telegram_id=sent[-1], process_id=header["processId"], mode=header["mode"] or "1"
+        )
+        assert re.fullmatch(r"[0-9A-Za-z]{1,8}", outcome.mode)
         assert outcome.process_id
     elif isinstance(outcome, PortalRejected):
         said = answered_header(body).get("errorCode") if outcome.error_code else ""
@@ -355,13 +365,23 @@ def test_a_faithful_request_answer_gives_exactly_the_portals_process_id(
         return 200, dumps({"commonHeader": header}, ascii_only=ascii_only)
 
     client, pool, _ = scripted_client(respond)
-    process = client.start_request(
-        client_id=CLIENT_ID, access_token="t0ken", inquiry_date=date(2026, 11, 27), now=NOW
+    start = functools.partial(
+        client.start_request,
+        client_id=CLIENT_ID,
+        access_token="t0ken",
+        inquiry_date=date(2026, 11, 27),
+        now=NOW,
     )
-    # THEN the process is exactly the portal's, under our telegramId and mode
+    if mode and not re.fullmatch(r"[0-9A-Za-z]{1,8}", mode):
+        # a mode that could not be sent back as it came is an answer outside the interface
+        with pytest.raises(PortalProtocolError, match="mode"):
+            start()
+        return
+    process = start()
+    # THEN the process is exactly the portal's, under our telegramId and its mode (ours if none)
     ((_, sent),) = pool.calls
     assert process == PortalProcess(
-        telegram_id=json.loads(sent)["commonHeader"]["telegramId"], process_id=process_id, mode="1"
+        telegram_id=json.loads(sent)["commonHeader"]["telegramId"], process_id=process_id, mode=mode or "1"
     )
 
 

@@ -117,6 +117,35 @@ def test_the_binding_cookie_is_httponly_lax_secure_and_scoped_to_the_callback(jo
     assert "Max-Age=0" in back.headers["Set-Cookie"]
 
 
+@pytest.mark.attack(
+    source="docs/mynaportal.md (callback errors) / RFC 9700 §4.7.1",
+    threat="a forged expired-certificate callback (state replaced by the error text) to end another's flow",
+)
+def test_a_forged_certificate_expired_callback_without_the_browsers_binding_changes_nothing(
+    journey: Journey, tables: Snapshot
+) -> None:
+    # GIVEN a resident at the portal, whose browser holds the binding cookie naming the flow
+    at_the_portal(journey)
+    flow_id = the_flow(tables())["flow_id"]
+    before = tables()
+    # WHEN an attacker sends the portal's expired-certificate text in place of the state, from a
+    # browser without the binding, with a made-up one, or one naming the flow with a made-up secret
+    for cookie in ("", secrets.token_urlsafe(32), f"{flow_id}.{secrets.token_urlsafe(32)}"):
+        response = journey.callback(urlencode({"state": "Certificate expired"}), cookie=cookie)
+        # THEN an error page naming the check, nobody sent to the partner, nothing changed
+        assert_error_page(response, 400, "browser_binding")
+        assert tables() == before
+    # AND a near-miss of the text is no refusal either: it is an unknown state
+    response = journey.callback(urlencode({"state": "certificate expired"}))
+    assert_error_page(response, 400, "state")
+    assert tables() == before
+    # AND the cookie alone can never complete the flow: the resident still finishes with the state
+    journey.at_portal()
+    back = journey.callback()
+    assert back.status_code == 303
+    assert "code=" in back.headers["Location"]
+
+
 def _post_notice(journey: Journey, body: str | bytes, **headers: str) -> Any:
     return journey.client.http.post("/portal/notice", body=body, headers={**JSON, **headers})
 

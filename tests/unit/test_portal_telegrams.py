@@ -72,12 +72,12 @@ def test_the_telegram_id_carries_the_provider_digits_of_the_client_id() -> None:
     ],
 )
 def test_a_malformed_client_id_is_refused(client_id: str) -> None:
-    with pytest.raises(ValueError, match="SP########_AA####"):
+    with pytest.raises(ValueError, match="SP########_XX####"):
         inferred.provider_digits(client_id)
 
 
 def test_a_request_for_a_malformed_client_id_is_refused_before_anything_is_sent() -> None:
-    with pytest.raises(ValueError, match="SP########_AA####"):
+    with pytest.raises(ValueError, match="SP########_XX####"):
         unreachable_client().start_request(
             client_id="SP1_AA1", access_token="t0ken", inquiry_date=date(2026, 11, 27), now=NOW
         )
@@ -155,4 +155,61 @@ def test_plain_http_is_refused_for_a_portal_endpoint_off_loopback() -> None:
             token_url="http://sp-test.api.myna.go.jp/online-authorization-web/oauth/token",
             request_url="https://sp-test.api.myna.go.jp/online-resource-web/request",
             result_url="https://sp-test.api.myna.go.jp/online-resource-web/result",
+        )
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "refusal"),
+    [
+        (None, "access_denied", "cancelled"),  # observed: the cancel where the code would be
+        ("access_denied", None, "cancelled"),  # the OAuth form
+        ("access_denied", "real-code", "cancelled"),  # an error wins over a code
+        ("certificate_expired", None, "certificate_expired"),
+        ("server_error", None, "other"),
+        ("", None, "other"),
+        (None, "real-code", None),  # a code to exchange
+        (None, None, None),
+    ],
+)
+def test_the_callback_error_is_classified(error: str | None, code: str | None, refusal: str | None) -> None:
+    assert inferred.classify_callback_error(error, code) == refusal
+
+
+@pytest.mark.parametrize(
+    ("state", "refusal"),
+    [
+        ("Certificate expired", "certificate_expired"),  # observed, literally
+        ("certificate expired", None),
+        ("Certificate expired ", None),
+        ("access_denied", None),
+        ("AbCdEfGhIjKlMnOpQrStUv.x", None),
+    ],
+)
+def test_a_state_replaced_by_the_portals_error_text_is_classified(state: str, refusal: str | None) -> None:
+    assert inferred.classify_callback_state(state) == refusal
+
+
+@pytest.mark.parametrize("client_id", ["SP12345678_AB1234", "SP00000001_AA0001", "SP99999999_ZZ0000"])
+def test_a_real_service_id_is_a_client_id(client_id: str) -> None:
+    # the research's form: any two capital letters, not only "AA" (docs/mynaportal.md)
+    assert inferred.is_client_id(client_id)
+    assert inferred.provider_digits(client_id) == client_id[2:10]
+
+
+@pytest.mark.parametrize(
+    "client_id", ["SP12345678_ab1234", "SP12345678_A11234", "SP12345678_ABC123", "SP12345678_ＡＢ1234"]
+)
+def test_a_service_id_needs_two_capital_ascii_letters(client_id: str) -> None:
+    assert not inferred.is_client_id(client_id)
+
+
+def test_a_request_for_a_real_service_id_goes_out() -> None:
+    # SP12345678_AB1234 passes the client's own check: the call reaches the (unreachable) network
+    with pytest.raises(PortalUnavailable):
+        unreachable_client().start_request(
+            client_id="SP12345678_AB1234", access_token="t0ken", inquiry_date=date(2026, 11, 27), now=NOW
+        )
+    with pytest.raises(PortalUnavailable):
+        unreachable_client().exchange_code(
+            client_id="SP12345678_AB1234", code="c0de", redirect_uri="https://relay.example/portal/callback"
         )

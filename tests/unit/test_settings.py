@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -242,3 +244,50 @@ def test_a_broken_portal_mapping_stops_start_up_naming_the_setting(
     with pytest.raises(SettingsError, match="RELAY_PORTAL_MAPPING_FILE") as caught:
         get_settings()
     assert problem in str(caught.value)
+
+
+def test_a_real_portal_service_id_is_accepted(stage, monkeypatch: pytest.MonkeyPatch) -> None:
+    stage("dev")
+    services = '{"local_tax": "SP12345678_AB1234", "vaccination": "SP12345678_CD0001"}'
+    monkeypatch.setenv("RELAY_PORTAL_SERVICES", services)
+    assert get_settings().portal_services == {
+        "local_tax": "SP12345678_AB1234",
+        "vaccination": "SP12345678_CD0001",
+    }
+
+
+@pytest.mark.parametrize(
+    "service_id", ["SP12345678_ab1234", "SP1234567_AB1234", "12345678_AB1234", "SP12345678_AB12345", ""]
+)
+def test_a_malformed_portal_service_id_is_refused_at_load_naming_the_setting(
+    stage, monkeypatch: pytest.MonkeyPatch, service_id: str
+) -> None:
+    # refused when the service starts, not at the callback after the resident signed in
+    stage("dev")
+    monkeypatch.setenv(
+        "RELAY_PORTAL_SERVICES", json.dumps({"local_tax": "SP00000001_AA0001", "vaccination": service_id})
+    )
+    with pytest.raises(
+        SettingsError, match=r"portal_services\['vaccination'\] \(RELAY_PORTAL_SERVICES\)"
+    ) as refused:
+        get_settings()
+    assert "SP########_XX####" in str(refused.value)
+
+
+def test_the_inquiry_date_is_today_unless_pinned(stage, monkeypatch: pytest.MonkeyPatch) -> None:
+    stage("dev")
+    assert get_settings().portal_inquiry_date == "today"
+    assert get_settings().portal_fixed_inquiry_date is None
+    monkeypatch.setenv("RELAY_PORTAL_INQUIRY_DATE", "20260101")  # as integrations pin the test environment
+    get_settings.cache_clear()
+    assert get_settings().portal_fixed_inquiry_date == date(2026, 1, 1)
+
+
+@pytest.mark.parametrize("value", ["yesterday", "2026-01-01", "20260230", "2026011", "２０２６０１０１", ""])
+def test_a_malformed_inquiry_date_is_refused_naming_the_setting(
+    stage, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    stage("dev")
+    monkeypatch.setenv("RELAY_PORTAL_INQUIRY_DATE", value)
+    with pytest.raises(SettingsError, match=r"portal_inquiry_date \(RELAY_PORTAL_INQUIRY_DATE\)"):
+        get_settings()
