@@ -164,6 +164,9 @@ class Notice:
     url: str
     due_at: datetime
     attempts: int = 0
+    # set when a send begins: the portal has finished the process by then, and the relay polls
+    # /result while it is still answering the notice
+    sending: bool = False
     delivered: bool = False
     abandoned: bool = False
     last_error: str | None = None
@@ -650,7 +653,9 @@ class Portal:
 
     def _notice_sent(self, process: Process) -> bool:
         """Whether a completion notice for this process has been sent (whatever the relay answered)."""
-        return any(n.process_id == process.process_id and n.attempts > 0 for n in self._notices)
+        return any(
+            n.process_id == process.process_id and (n.attempts > 0 or n.sending) for n in self._notices
+        )
 
     def _payload(self, process: Process) -> str:
         persona = self.personas[process.persona_id]
@@ -694,6 +699,8 @@ class Portal:
                 "processId": notice.process_id,
                 "errorCode": "",
             }
+            with self._lock:
+                notice.sending = True
             try:
                 status, answer = self._send_notice(notice.url, {"commonHeader": header})
                 error = _notice_answer_problem(status, answer, header)

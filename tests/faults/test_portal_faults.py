@@ -64,6 +64,8 @@ CASES = [
     # no notice: the scheduled run seals
     Case(Scenario.NEVER_NOTIFIES, runs=((0, {}, SEALED),)),
     Case(Scenario.NOTIFIES_EARLY),
+    # /result answers an unknown errorCode until the notice (issue [15]): the notice polls after it
+    Case(Scenario.UNKNOWN_ERROR_BEFORE_NOTICE),
     # two notices: the first seals, the second finds the flow ready and does nothing
     Case(Scenario.DUPLICATE_NOTICES),
     Case(Scenario.TOKEN_5XX, 1, "temporarily_unavailable", (), "portal.unavailable"),
