@@ -30,7 +30,7 @@ OBSERVED_CANCEL_CODE: Final = "access_denied"
 OBSERVED_EXPIRED_STATE: Final = "Certificate expired"
 # [I] the sandbox's default callback style: "oauth" (error=...), the form the relay and its tests read
 # today; "observed" is selectable per persona, per test or for the whole sandbox (--callback-style).
-DEFAULT_CALLBACK_STYLE: Final = "oauth"
+DEFAULT_CALLBACK_STYLE: Final = "observed"
 # [C] the card's user-certificate PIN is 4 digits and locks after 3 wrong attempts (JPKI).
 PIN_ATTEMPTS_BEFORE_LOCK: Final = 3
 # [I] lifetimes: the portal's are unpublished.

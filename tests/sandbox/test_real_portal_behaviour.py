@@ -38,7 +38,15 @@ def header_of(answer: object) -> dict[str, str]:
 # -- callbacks ---------------------------------------------------------------------------------------------
 
 
-def test_the_default_callback_style_is_oauth(portal: Portal) -> None:
+def test_the_default_callback_style_is_the_observed_one(portal: Portal) -> None:
+    # (the relay reads both forms since issue [15]: the sandbox answers as the portal is observed to)
+    assert query_of(portal.cancel(sign_in_session(portal))) == {"code": "access_denied", "state": STATE}
+    expired = query_of(portal.sign_in(sign_in_session(portal), "expired-certificate", "1234"))
+    assert expired == {"state": "Certificate expired"}
+
+
+def test_the_oauth_style_is_still_available(portal: Portal) -> None:
+    portal.set_callback_style("oauth")
     assert query_of(portal.cancel(sign_in_session(portal)))["error"] == "access_denied"
     expired = query_of(portal.sign_in(sign_in_session(portal), "expired-certificate", "1234"))
     assert (expired["error"], expired["state"]) == ("certificate_expired", STATE)
@@ -74,6 +82,7 @@ def test_the_callback_style_per_persona_beats_the_style_for_everyone(portal: Por
     expired = query_of(portal.sign_in(sign_in_session(portal), "expired-certificate", "1234"))
     assert expired == {"state": "Certificate expired"}
     # a cancel before any card is chosen has no persona: the style for everyone applies
+    portal.set_callback_style("oauth")
     assert query_of(portal.cancel(sign_in_session(portal)))["error"] == "access_denied"
     portal.set_callback_style("oauth", persona="salaried")
     portal.set_callback_style("observed")
@@ -111,10 +120,10 @@ def test_a_persona_file_or_the_configuration_can_choose_the_observed_style(
 
 
 def test_reset_restores_the_default_style(portal: Portal) -> None:
-    portal.set_callback_style("observed")
+    portal.set_callback_style("oauth")
     portal.reset()
     assert isinstance(portal.cancel("gone"), ErrorPage)
-    assert query_of(portal.cancel(sign_in_session(portal)))["error"] == "access_denied"
+    assert query_of(portal.cancel(sign_in_session(portal)))["code"] == "access_denied"
 
 
 def test_the_callback_style_is_set_over_http(portal: Portal) -> None:
