@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from sandbox.personas import ALL_PERSONA_DIRS, load_personas
 from tests.integration.stack import Launcher, free_port, relayctl_local
 from tests.interop.lane import NodeFlow, install, require_node
 from tests.interop.resident import Resident
@@ -75,8 +76,11 @@ def relay(node: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay
         launcher.stop()
 
 
-def run_journey(node: str, relay: Relay, journey: str, resident_steps: Any) -> dict[str, Any]:
-    """flow.mjs for ``journey``; ``resident_steps(resident, authorize_url)`` plays the resident."""
+def run_journey(
+    node: str, relay: Relay, journey: str, resident_steps: Any, **environment: str
+) -> dict[str, Any]:
+    """flow.mjs for ``journey``; ``resident_steps(resident, authorize_url)`` plays the resident;
+    ``environment``: flow.mjs's other settings (SCOPE, PURPOSE)."""
     flow = NodeFlow(
         node,
         {
@@ -85,6 +89,7 @@ def run_journey(node: str, relay: Relay, journey: str, resident_steps: Any) -> d
             "REDIRECT_URI": relay.partner.redirect_uri,
             "PARTNER_JWKS": str(relay.private_jwks),
             "JOURNEY": journey,
+            **environment,
         },
     )
     try:
@@ -171,3 +176,72 @@ def test_a_code_pushed_with_one_dpop_key_is_refused_with_another_and_then_redeem
     assert result["token"]["token_type"].lower() == "dpop"
     assert result["pickups"][-1] == 200
     assert result["second_pickup"]["status"] == 410
+
+
+# -- the portal's plausible shapes and observed callbacks (issue [15]) ---------------------------------
+
+
+def signs_in_as(persona: str) -> Any:
+    def steps(resident: Resident, authorize_url: str) -> None:
+        interstitial = resident.open(authorize_url)
+        assert interstitial.status == 200, interstitial.text
+        sign_in = resident.press(interstitial, "continue")
+        consent = resident.press(sign_in, "signin", persona=persona, pin="1234")
+        resident.press(consent, "agree")
+
+    return steps
+
+
+def documented(persona: str, *fields: str) -> list[tuple[Any, ...]]:
+    """What the sandbox's persona says the relay should read, in the purpose's fields."""
+    expected = load_personas(*ALL_PERSONA_DIRS)[persona].relay_should_read
+    assert expected is not None
+    return [tuple(record.get(name) for name in fields) for record in expected.records]
+
+
+def test_openid_client_receives_the_real_shapes_income_as_its_persona_documents(
+    node: str, relay: Relay
+) -> None:
+    # GIVEN a resident whose portal answer is grouped, in arrays of single-key objects, with nulls,
+    # wareki years, a △ business income, two municipalities and a duplicate, all unicode-escaped
+    result = run_journey(node, relay, "deliver", signs_in_as("real-shapes-income"))
+    # THEN the partner's unmodified client opens exactly the documented records (the purpose's fields)
+    records = result["claims"]["data"]["records"]
+    assert [(r["fiscal_year"], r["total_income"]) for r in records] == documented(
+        "real-shapes-income", "fiscal_year", "total_income"
+    )
+
+
+def test_openid_client_receives_the_real_shapes_vaccinations_as_their_persona_documents(
+    node: str, relay: Relay
+) -> None:
+    result = run_journey(
+        node,
+        relay,
+        "deliver",
+        signs_in_as("real-shapes-vaccination"),
+        SCOPE="vaccination",
+        PURPOSE="child-vaccination-record",
+    )
+    records = result["claims"]["data"]["records"]
+    assert [(r["vaccine"], r["date"]) for r in records] == documented(
+        "real-shapes-vaccination", "vaccine", "date"
+    )
+
+
+def with_an_expired_certificate(resident: Resident, authorize_url: str) -> None:
+    interstitial = resident.open(authorize_url)
+    assert interstitial.status == 200, interstitial.text
+    sign_in = resident.press(interstitial, "continue")
+    resident.press(sign_in, "signin", persona="expired-certificate", pin="1234")
+
+
+def test_openid_client_reports_access_denied_for_an_expired_certificate_in_the_observed_form(
+    node: str, relay: Relay
+) -> None:
+    # GIVEN the portal's observed answer to an expired certificate: state=Certificate expired (the
+    # relay's state replaced by that text; the sandbox's default callback form)
+    result = run_journey(node, relay, "cancel", with_an_expired_certificate)
+    # THEN the relay still sends the resident back to the partner, whose client reads the refusal
+    assert result["name"] == "AuthorizationResponseError"
+    assert result["error"] == "access_denied"
