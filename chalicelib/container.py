@@ -210,6 +210,7 @@ class Container:
             portal_state_lifetime=timedelta(seconds=settings.portal_state_lifetime_s),
             retrieval_deadline=timedelta(seconds=settings.retrieval_deadline_s),
             portal_inquiry_date=settings.portal_fixed_inquiry_date,
+            first_poll_after=timedelta(seconds=settings.retrieval_first_poll_s),
         )
 
     @cached_property

@@ -126,6 +126,12 @@ class Settings(BaseSettings):
     authorization_code_lifetime_s: int = Field(default=60, ge=5, le=60)  # FAPI 2.0: <= 60 s
     portal_state_lifetime_s: int = Field(default=900, ge=60, le=3600)
     retrieval_deadline_s: int = Field(default=600, ge=60, le=3600)
+    # The portal's completion notice is what makes the relay fetch the result [O]; the scheduled
+    # poll is only the fallback for a notice that never comes, so its first look waits this long
+    # after the retrieval starts (no /result call before the portal has had time to answer).
+    # The local and test stages set 0: their sandbox notifies at once and their tests drive the
+    # poller directly (docs/delivery.md).
+    retrieval_first_poll_s: int = Field(default=60, ge=0, le=600)
     max_result_bytes: int = Field(default=2_000_000, ge=10_000, le=8_000_000)
 
     # -- Partner documents kept per warm container (chalicelib/adapters/partner_cache.py) --------

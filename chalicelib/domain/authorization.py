@@ -169,6 +169,9 @@ class AuthorizationConfig:
     # the IF001-04 inquiry date: None for Japan's date at the callback, or a date pinned per stage
     # (integrations pin it for the portal's test environment, docs/mynaportal.md)
     portal_inquiry_date: date | None = None
+    # when the scheduled poll first looks at a retrieval: the notice, not the poll, normally
+    # fetches the result [O]; the poll is the fallback for a notice that never comes
+    first_poll_after: timedelta = timedelta(0)
 
 
 @dataclass(frozen=True)
@@ -601,7 +604,9 @@ class AuthorizationService:
             ),
             portal_token_ciphertext=base64.b64encode(ciphertext).decode(),
             retrieval_deadline=now + self.config.retrieval_deadline,
-            next_due_at=now,  # the poller looks at once; a pending result backs off from there
+            # the notice fetches the result; the poller, the fallback, looks first after a while
+            # and backs off from there while the result is pending
+            next_due_at=now + self.config.first_poll_after,
             code_hash=fingerprint(code),
             code_expires_at=now + self.config.code_lifetime,
         )

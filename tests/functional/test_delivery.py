@@ -9,7 +9,7 @@ import io
 import json
 import threading
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -995,3 +995,49 @@ def test_a_revocation_that_meets_a_scheduled_run_still_revokes_and_leaves_no_pay
         if i["pk"]["S"].startswith("FLOW#")
     ]
     assert flow["status"] == "revoked"
+
+
+@pytest.fixture
+def first_poll_after_a_minute(clock: ShiftedClock) -> None:
+    """The deployed stages' setting, 60 s (the test stage sets 0: its tests drive the poller
+    directly; the test client re-applies the stage's environment on every request, so the built
+    configuration is changed, after the clock fixture rebuilt the composition root)."""
+    built = container.get_container()
+    built.__dict__["authorization_config"] = dataclasses.replace(
+        built.authorization_config, first_poll_after=timedelta(seconds=60)
+    )
+
+
+def test_the_fallback_poll_waits_its_first_minute_and_the_notice_does_not(
+    journey: Journey,
+    clock: ShiftedClock,
+    first_poll_after_a_minute: None,
+    dynamodb_client: Any,
+    resources: dict[str, str],
+    portal_results: list[int],
+) -> None:
+    # GIVEN a retrieval just started (issue [15]: the working integration calls /result only after
+    # the portal's completion notice; the scheduled poll is the fallback for a notice that never comes)
+    token, _ = redeemed(journey)
+    # WHEN the scheduled run comes at once, THEN it leaves the portal alone
+    assert run_due() == {}
+    assert portal_results == []
+    # AND a minute on, with no notice, it looks and seals
+    clock.advance(seconds=61)
+    assert run_due() == {"ready": 1}
+    assert len(portal_results) == 1
+    assert pick_up(journey, token).status_code == 200
+
+
+def test_with_the_fallback_waiting_the_notice_still_fetches_at_once(
+    journey: Journey,
+    clock: ShiftedClock,
+    first_poll_after_a_minute: None,
+    dynamodb_client: Any,
+    resources: dict[str, str],
+    portal_results: list[int],
+) -> None:
+    token, _ = redeemed(journey)
+    assert notice_for(journey, dynamodb_client, resources["RELAY_STATE_TABLE"]).status_code == 200
+    assert len(portal_results) == 1
+    assert pick_up(journey, token).status_code == 200
