@@ -713,22 +713,7 @@ class DynamoStateStore:
         """The flow and its sealed payload (None if none, or past its data life), in one
         consistent ``BatchGetItem``. The payload item is written once and never replaced, so the
         one read here is the one ``pick_up`` deletes if its condition holds."""
-        keys = [flow_key(flow_id), _key(f"DELIVERY#{flow_id}", "DELIVERY")]
-        found: list[dict[str, Any]] = []
-        request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
-        try:
-            for _ in range(5):
-                answer = self._client.batch_get_item(RequestItems=request)
-                found.extend(answer.get("Responses", {}).get(self._table, []))
-                request = cast("dict[str, Any]", answer.get("UnprocessedKeys") or {})
-                if not request:
-                    break
-            else:
-                raise DependencyUnavailable(
-                    "dynamodb BatchGetItem failed: keys left unprocessed", check="dynamodb"
-                )
-        except (ClientError, BotoCoreError) as exc:
-            raise unavailable("dynamodb", "BatchGetItem", exc) from exc
+        found = self._batch_get([flow_key(flow_id), _key(f"DELIVERY#{flow_id}", "DELIVERY")])
         flow_item = next((item for item in found if item["sk"]["S"] == "FLOW"), None)
         delivery = next((item for item in found if item["sk"]["S"] == "DELIVERY"), None)
         flow = (

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Final
+from typing import Final, cast
 
 from chalicelib.domain.datasets import DatasetId
 from chalicelib.domain.portal_mapping import PATH_SEPARATOR, default_mapping
@@ -38,5 +38,9 @@ FIELD_NAMES: Final[Mapping[DatasetId, Mapping[str, str]]] = MappingProxyType(
 )
 # values of 課税区分.
 TAXATION_STATUSES: Final[Mapping[str, TaxationStatus]] = MappingProxyType(
-    dict(_MAPPING.datasets["local_tax"].fields["taxation_status"].values or {})  # type: ignore[arg-type]
+    # the mapping's validator admits only TaxationStatus values as this enum's targets
+    cast(
+        "dict[str, TaxationStatus]",
+        dict(_MAPPING.datasets["local_tax"].fields["taxation_status"].values or {}),
+    )
 )
